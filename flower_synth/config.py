@@ -1,0 +1,93 @@
+"""Typed view of the Flower run config (``[tool.flwr.app.config]`` in pyproject.toml)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from flower_synth.data.partition import PARTITIONERS
+from flower_synth.data.sources import DATASETS
+
+STRATEGIES = ("fedavg", "fedprox")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Every knob of a run. Field ``foo_bar`` is run-config key ``foo-bar``.
+
+    The number of clients is not a setting: it comes from the federation
+    (``num-supernodes``) in simulation and from each node's ``num-partitions`` in a
+    deployment.
+    """
+
+    strategy: str = "fedavg"
+    dataset: str = "fashion-mnist"
+    data_dir: str = ""
+    download: bool = False
+    partitioner: str = "dirichlet"
+    dirichlet_alpha: float = 0.5
+    classes_per_client: int = 2
+    local_test_fraction: float = 0.2
+    num_server_rounds: int = 3
+    fraction_fit: float = 1.0
+    fraction_evaluate: float = 1.0
+    min_available_clients: int = 2
+    local_epochs: int = 2
+    batch_size: int = 64
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    proximal_mu: float = 0.01
+    seed: int = 0
+    output_dir: str = "results"
+
+    def __post_init__(self) -> None:
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("partitioner", self.partitioner, PARTITIONERS)
+        for key in ("fraction_fit", "fraction_evaluate"):
+            value = getattr(self, key)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{_key(key)} must lie in (0, 1], got {value}")
+        for key in ("num_server_rounds", "local_epochs", "batch_size", "min_available_clients",
+                    "classes_per_client"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{_key(key)} must be >= 1, got {getattr(self, key)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning-rate must be > 0, got {self.learning_rate}")
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
+        """Build settings from a Flower run config; keys this class does not know are
+        ignored (a host project may carry its own), known keys are type-checked."""
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            key = _key(field.name)
+            if key in run_config:
+                values[field.name] = _coerce(key, run_config[key], type(field.default))
+        return cls(**values)
+
+    def to_run_config(self) -> dict[str, Any]:
+        """The settings as a kebab-case run config (what results files record)."""
+        return {_key(name): value for name, value in dataclasses.asdict(self).items()}
+
+
+def _key(field_name: str) -> str:
+    return field_name.replace("_", "-")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def _coerce(key: str, value: Any, expected: type) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise TypeError(
+            f"run-config key {key!r} must be {expected.__name__}, got {value!r} "
+            f"({type(value).__name__}); in --run-config, quote strings: {key}='...'"
+        )
+    return value

@@ -1,0 +1,196 @@
+"""A local Flower federation on loopback: SuperLink, optional SuperNodes, ``flwr run``.
+
+Used by the demo, the tests and the comparison runner. Ports are picked free at
+start; ``FLWR_HOME`` is a folder of the federation's own, holding the connection
+in ``config.toml``; :meth:`LocalFederation.stop` ends exactly the processes it
+started (see :mod:`flower_synth.processes`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from flower_synth.processes import ProcessGroup
+
+CONNECTION_NAME = "flower-synth-local"
+STARTUP_TIMEOUT_SECONDS = 60.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def toml_value(value: Any) -> str:
+    """``value`` as a TOML literal, as ``--run-config`` expects it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value)
+    if "'" in text:
+        raise ValueError(f"run-config strings cannot contain a single quote: {text!r}")
+    return f"'{text}'"
+
+
+def _executable(name: str) -> str:
+    # Prefer the console script installed beside the running interpreter (the venv).
+    candidate = Path(sys.executable).with_name(name)
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"`{name}` not found; install flwr (pip install -e .)")
+    return found
+
+
+class LocalFederation:
+    """A SuperLink on loopback, in simulation mode or with real SuperNodes.
+
+    Args:
+        simulation: run ClientApps in Flower's Ray simulation engine
+            (``num-supernodes`` from the federation config) instead of SuperNodes.
+        workdir: folder for ``FLWR_HOME`` and the process logs (default: a new
+            temporary folder, removed on :meth:`stop`).
+
+    Use as a context manager::
+
+        with LocalFederation(simulation=True) as federation:
+            federation.run(".", {"dataset": "digits"}, {"num-supernodes": 3})
+    """
+
+    def __init__(self, simulation: bool = True, workdir: str | Path | None = None) -> None:
+        self.simulation = simulation
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="flower-synth-"))
+        self.flwr_home = self.workdir / "flwr-home"
+        self.port = 0
+        self.processes = ProcessGroup()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for Flower commands: this federation's FLWR_HOME, no dependency
+        installation (the app runs in the current environment), and the running
+        interpreter's scripts first on PATH (the SuperLink starts ``flower-superexec``)."""
+        scripts = str(Path(sys.executable).parent)
+        return os.environ | {
+            "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")]),
+            "FLWR_HOME": str(self.flwr_home),
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+        }
+
+    def start(self) -> LocalFederation:
+        """Start the SuperLink and wait until its HTTP API answers."""
+        self.flwr_home.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        (self.flwr_home / "config.toml").write_text(
+            f'[superlink]\ndefault = "{CONNECTION_NAME}"\n\n'
+            f'[superlink.{CONNECTION_NAME}]\naddress = "127.0.0.1:{self.port}"\ninsecure = true\n'
+        )
+        command = [
+            _executable("flower-superlink"),
+            "--insecure",
+            "--disable-runtime-dependency-installation",
+            "--isolation", "subprocess",
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--database", str(self.workdir / "superlink.db"),
+        ]
+        if self.simulation:
+            command.append("--simulation")
+        process = self.processes.start(command, self.workdir / "superlink.log", self.env)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while not self._healthy():
+            if process.poll() is not None or time.monotonic() > deadline:
+                log = (self.workdir / "superlink.log").read_text(errors="replace")[-3000:]
+                self.stop()
+                raise RuntimeError(f"flower-superlink did not come up on port {self.port}:\n{log}")
+            time.sleep(0.2)
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
+
+    def start_supernode(self, partition_id: int, num_partitions: int) -> subprocess.Popen:
+        """Start a SuperNode that serves partition ``partition_id`` of ``num_partitions``."""
+        if self.simulation:
+            raise RuntimeError("SuperNodes belong to a deployment: use LocalFederation(simulation=False)")
+        command = [
+            _executable("flower-supernode"),
+            "--insecure",
+            "--superlink", f"127.0.0.1:{self.port}",
+            "--host", "127.0.0.1",
+            "--port", str(free_port()),
+            "--node-config", f"partition-id={partition_id} num-partitions={num_partitions}",
+        ]
+        log_path = self.workdir / f"supernode-{partition_id}.log"
+        return self.processes.start(command, log_path, self.env)
+
+    def run(
+        self,
+        app_dir: str | Path,
+        run_config: dict[str, Any] | None = None,
+        federation_config: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        echo: bool = False,
+    ) -> subprocess.CompletedProcess[str]:
+        """``flwr run APP CONNECTION --stream`` with run-config overrides; waits for the end.
+
+        Args:
+            app_dir: folder of the Flower app (holding its ``pyproject.toml``).
+            run_config: ``[tool.flwr.app.config]`` overrides.
+            federation_config: simulation overrides such as ``{"num-supernodes": 10}``.
+            timeout: seconds before the run is abandoned (``subprocess.TimeoutExpired``).
+            echo: also print the streamed log while it runs.
+        """
+        command = [_executable("flwr"), "run", str(app_dir), CONNECTION_NAME, "--stream"]
+        for key, value in (run_config or {}).items():
+            command += ["--run-config", f"{key}={toml_value(value)}"]
+        for key, value in (federation_config or {}).items():
+            command += ["--federation-config", f"{key}={toml_value(value)}"]
+        if not echo:
+            return subprocess.run(
+                command, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        lines: list[str] = []
+        with subprocess.Popen(
+            command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                print(line, end="", flush=True)
+                lines.append(line)
+            returncode = process.wait(timeout=timeout)
+        return subprocess.CompletedProcess(command, returncode, "".join(lines), "")
+
+    def stop(self) -> None:
+        """Stop every process this federation started, then remove its own workdir."""
+        self.processes.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalFederation:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

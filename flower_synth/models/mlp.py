@@ -1,0 +1,31 @@
+"""A small MLP for scikit-learn's 8x8 digits, as a feature extractor plus head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class DigitsMLP(nn.Module):
+    """Flatten -> FC 128 -> FC 64 -> FC classes (17,226 parameters for 1x8x8, 10 classes).
+
+    Args:
+        in_features: pixels per image (64 for 8x8 digits).
+        num_classes: number of output logits.
+    """
+
+    def __init__(self, in_features: int = 64, num_classes: int = 10) -> None:
+        super().__init__()
+        self.feature_dim = 64
+        self.features = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_features, 128),
+            nn.ReLU(),
+            nn.Linear(128, self.feature_dim),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(self.feature_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of images ``(N, 1, 8, 8)``."""
+        return self.head(self.features(x))

@@ -1,0 +1,109 @@
+"""Start helper processes and stop exactly those (and what they spawned), by process id.
+
+A SuperLink spawns a SuperExec, which spawns the simulation or ServerApp process,
+which starts Ray. Stopping only the SuperLink would leave the rest behind, and
+stopping by name would hit processes this program never started. So every process
+is started in a session of its own; on stop, its descendants (found through
+``/proc``) and the members of its session are signalled by pid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # Field 2 (comm) may contain spaces; everything after its closing ')' is regular.
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _all_pids() -> list[int]:
+    return [int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit()]
+
+
+def family(root: int) -> set[int]:
+    """``root``, its live descendants, and live members of the session ``root`` leads."""
+    parents: dict[int, int] = {}
+    members = {root}
+    for pid in _all_pids():
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        parents[pid] = int(fields[1])  # ppid
+        if int(fields[3]) == root:  # session id
+            members.add(pid)
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in members]
+        members.update(children)
+        frontier.extend(children)
+    return {pid for pid in members if _is_alive(pid)}
+
+
+def _is_alive(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+class ProcessGroup:
+    """Processes this program started; :meth:`stop` ends them and their descendants."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
+        """Start ``command`` in a new session, stdout and stderr going to ``log_path``."""
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        self.processes.append(process)
+        return process
+
+    def pids(self) -> set[int]:
+        """Every live process this group is responsible for."""
+        return set().union(*(family(p.pid) for p in self.processes)) if self.processes else set()
+
+    def stop(self, grace_seconds: float = 10.0) -> None:
+        """SIGTERM every process of the group, then SIGKILL what is left after the grace."""
+        targets = self.pids()
+        for pid in targets:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline and any(_is_alive(pid) for pid in targets):
+            self._reap()
+            time.sleep(0.1)
+        targets |= self.pids()
+        for pid in targets:
+            if _is_alive(pid):
+                _signal(pid, signal.SIGKILL)
+        for process in self.processes:
+            process.wait(timeout=grace_seconds)
+        self.processes.clear()
+
+    def _reap(self) -> None:
+        for process in self.processes:
+            process.poll()
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,83 @@
+"""The Flower ServerApp: builds the configured strategy and records the run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import flwr
+import torch
+from flwr.common import Context, NDArrays, Scalar, ndarrays_to_parameters
+from flwr.server import ServerApp, ServerAppComponents, ServerConfig
+from flwr.server.strategy import FedAvg, FedProx, Strategy
+from torch import nn
+
+from flower_synth.config import RunSettings
+from flower_synth.data import ImageDataset, load_global_test
+from flower_synth.metrics import personalized_accuracy, weighted_train_loss
+from flower_synth.models import build_model, count_parameters
+from flower_synth.results import RunRecorder, results_file_name
+from flower_synth.strategies import MeteredStrategy
+from flower_synth.training import evaluate, get_weights, set_weights
+
+EvaluateFn = Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict[str, Scalar]]]
+
+
+def global_evaluate_fn(model: nn.Module, test: ImageDataset) -> EvaluateFn:
+    """Server-side evaluation of the global weights on the global test set."""
+
+    def evaluate_fn(
+        server_round: int, parameters: NDArrays, config: dict[str, Scalar]
+    ) -> tuple[float, dict[str, Scalar]]:
+        set_weights(model, parameters)
+        loss, accuracy = evaluate(model, test)
+        return loss, {"global_accuracy": accuracy}
+
+    return evaluate_fn
+
+
+def fit_config(server_round: int) -> dict[str, Scalar]:
+    """Config sent with every fit instruction."""
+    return {"server_round": server_round}
+
+
+def build_baseline_strategy(settings: RunSettings, model: nn.Module, test: ImageDataset) -> Strategy:
+    """flwr's own FedAvg or FedProx, starting from ``model``'s weights."""
+    common = dict(
+        fraction_fit=settings.fraction_fit,
+        fraction_evaluate=settings.fraction_evaluate,
+        min_fit_clients=1,
+        min_evaluate_clients=1,
+        min_available_clients=settings.min_available_clients,
+        initial_parameters=ndarrays_to_parameters(get_weights(model)),
+        evaluate_fn=global_evaluate_fn(model, test),
+        on_fit_config_fn=fit_config,
+        fit_metrics_aggregation_fn=weighted_train_loss,
+        evaluate_metrics_aggregation_fn=personalized_accuracy,
+    )
+    if settings.strategy == "fedprox":
+        return FedProx(proximal_mu=settings.proximal_mu, **common)
+    return FedAvg(**common)
+
+
+def server_fn(context: Context) -> ServerAppComponents:
+    """Build the strategy named by the run config, wrapped in a :class:`MeteredStrategy`."""
+    settings = RunSettings.from_run_config(context.run_config)
+    torch.manual_seed(settings.seed)
+    test = load_global_test(settings)
+    model = build_model(test.image_shape, test.num_classes)
+    strategy = build_baseline_strategy(settings, model, test)
+    output = Path(settings.output_dir).expanduser()
+    recorder = RunRecorder(
+        output.resolve()
+        / results_file_name(settings.strategy, settings.dataset, settings.partitioner, settings.seed),
+        config=settings.to_run_config()
+        | {"model_parameters": count_parameters(model), "flwr_version": flwr.__version__},
+    )
+    return ServerAppComponents(
+        strategy=MeteredStrategy(strategy, recorder),
+        config=ServerConfig(num_rounds=settings.num_server_rounds),
+    )
+
+
+app = ServerApp(server_fn=server_fn)
