@@ -50,8 +50,13 @@ class RunSettings:
             value = getattr(self, key)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{_key(key)} must lie in (0, 1], got {value}")
-        for key in ("num_server_rounds", "local_epochs", "batch_size", "min_available_clients",
-                    "classes_per_client"):
+        for key in (
+            "num_server_rounds",
+            "local_epochs",
+            "batch_size",
+            "min_available_clients",
+            "classes_per_client",
+        ):
             if getattr(self, key) < 1:
                 raise ValueError(f"{_key(key)} must be >= 1, got {getattr(self, key)}")
         if self.learning_rate <= 0:

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -102,10 +103,14 @@ class LocalFederation:
             _executable("flower-superlink"),
             "--insecure",
             "--disable-runtime-dependency-installation",
-            "--isolation", "subprocess",
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--database", str(self.workdir / "superlink.db"),
+            "--isolation",
+            "subprocess",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--database",
+            str(self.workdir / "superlink.db"),
         ]
         if self.simulation:
             command.append("--simulation")
@@ -129,14 +134,20 @@ class LocalFederation:
     def start_supernode(self, partition_id: int, num_partitions: int) -> subprocess.Popen:
         """Start a SuperNode that serves partition ``partition_id`` of ``num_partitions``."""
         if self.simulation:
-            raise RuntimeError("SuperNodes belong to a deployment: use LocalFederation(simulation=False)")
+            raise RuntimeError(
+                "SuperNodes belong to a deployment: use LocalFederation(simulation=False)"
+            )
         command = [
             _executable("flower-supernode"),
             "--insecure",
-            "--superlink", f"127.0.0.1:{self.port}",
-            "--host", "127.0.0.1",
-            "--port", str(free_port()),
-            "--node-config", f"partition-id={partition_id} num-partitions={num_partitions}",
+            "--superlink",
+            f"127.0.0.1:{self.port}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--node-config",
+            f"partition-id={partition_id} num-partitions={num_partitions}",
         ]
         log_path = self.workdir / f"supernode-{partition_id}.log"
         return self.processes.start(command, log_path, self.env)
@@ -147,7 +158,7 @@ class LocalFederation:
         run_config: dict[str, Any] | None = None,
         federation_config: dict[str, Any] | None = None,
         timeout: float | None = None,
-        echo: bool = False,
+        on_line: Callable[[str], None] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """``flwr run APP CONNECTION --stream`` with run-config overrides; waits for the end.
 
@@ -156,26 +167,30 @@ class LocalFederation:
             run_config: ``[tool.flwr.app.config]`` overrides.
             federation_config: simulation overrides such as ``{"num-supernodes": 10}``.
             timeout: seconds before the run is abandoned (``subprocess.TimeoutExpired``).
-            echo: also print the streamed log while it runs.
+            on_line: called with every line of the streamed log as it arrives.
+
+        Returns:
+            The finished process, its streamed log (stdout and stderr) in ``stdout``.
         """
         command = [_executable("flwr"), "run", str(app_dir), CONNECTION_NAME, "--stream"]
         for key, value in (run_config or {}).items():
             command += ["--run-config", f"{key}={toml_value(value)}"]
         for key, value in (federation_config or {}).items():
             command += ["--federation-config", f"{key}={toml_value(value)}"]
-        if not echo:
-            return subprocess.run(
-                command, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-            )
+        deadline = None if timeout is None else time.monotonic() + timeout
         lines: list[str] = []
         with subprocess.Popen(
             command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         ) as process:
             assert process.stdout is not None
             for line in process.stdout:
-                print(line, end="", flush=True)
                 lines.append(line)
-            returncode = process.wait(timeout=timeout)
+                if on_line is not None:
+                    on_line(line)
+                if deadline is not None and time.monotonic() > deadline:
+                    process.kill()
+                    raise subprocess.TimeoutExpired(command, timeout or 0, "".join(lines))
+            returncode = process.wait()
         return subprocess.CompletedProcess(command, returncode, "".join(lines), "")
 
     def stop(self) -> None:

@@ -74,3 +74,52 @@ def load_results(path: str | Path) -> dict[str, Any]:
     if not {"config", "rounds"} <= data.keys():
         raise ValueError(f"{path} is not a flower-synth results file (no 'config'/'rounds')")
     return data
+
+
+def summarize(data: dict[str, Any]) -> dict[str, Any]:
+    """Headline figures of one run (``data`` as returned by :func:`load_results`).
+
+    ``seconds_per_round`` is the median, so the first round's start-up cost (Ray,
+    data loading) does not dominate short runs.
+    """
+    rounds = data["rounds"]
+
+    def last(key: str) -> Any:
+        values = [r[key] for r in rounds if r.get(key) is not None]
+        return values[-1] if values else None
+
+    accuracies = [r["global_accuracy"] for r in rounds if r.get("global_accuracy") is not None]
+    seconds = sorted(r["seconds"] for r in rounds if r.get("seconds") is not None)
+    exchanged = [(r.get("bytes_down") or 0) + (r.get("bytes_up") or 0) for r in rounds]
+    return {
+        "strategy": data["config"].get("strategy"),
+        "rounds": len(rounds),
+        "final_global_accuracy": last("global_accuracy"),
+        "best_global_accuracy": max(accuracies) if accuracies else None,
+        "final_personalized_accuracy": last("personalized_accuracy"),
+        "mb_per_round": sum(exchanged) / len(exchanged) / 1e6 if exchanged else None,
+        "total_mb": sum(exchanged) / 1e6,
+        "seconds_per_round": seconds[len(seconds) // 2] if seconds else None,
+    }
+
+
+def format_summary_table(summaries: list[dict[str, Any]]) -> str:
+    """A Markdown table of :func:`summarize` outputs."""
+
+    def cell(value: Any, scale: float = 1.0, digits: int = 2) -> str:
+        return "n/a" if value is None else f"{value * scale:.{digits}f}"
+
+    lines = [
+        "| strategy | rounds | final global acc % | best global acc % | personalized acc % "
+        "| MB / round | total MB | s / round |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s['strategy']} | {s['rounds']} | {cell(s['final_global_accuracy'], 100)} "
+            f"| {cell(s['best_global_accuracy'], 100)} "
+            f"| {cell(s['final_personalized_accuracy'], 100)} "
+            f"| {cell(s['mb_per_round'])} | {cell(s['total_mb'], digits=1)} "
+            f"| {cell(s['seconds_per_round'], digits=1)} |"
+        )
+    return "\n".join(lines)

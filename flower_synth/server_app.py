@@ -41,7 +41,9 @@ def fit_config(server_round: int) -> dict[str, Scalar]:
     return {"server_round": server_round}
 
 
-def build_baseline_strategy(settings: RunSettings, model: nn.Module, test: ImageDataset) -> Strategy:
+def build_baseline_strategy(
+    settings: RunSettings, model: nn.Module, test: ImageDataset
+) -> Strategy:
     """flwr's own FedAvg or FedProx, starting from ``model``'s weights."""
     common = dict(
         fraction_fit=settings.fraction_fit,
@@ -70,7 +72,9 @@ def server_fn(context: Context) -> ServerAppComponents:
     output = Path(settings.output_dir).expanduser()
     recorder = RunRecorder(
         output.resolve()
-        / results_file_name(settings.strategy, settings.dataset, settings.partitioner, settings.seed),
+        / results_file_name(
+            settings.strategy, settings.dataset, settings.partitioner, settings.seed
+        ),
         config=settings.to_run_config()
         | {"model_parameters": count_parameters(model), "flwr_version": flwr.__version__},
     )

@@ -7,7 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 from torchvision.transforms import v2
 
 from flower_synth.data.image_dataset import ImageDataset
@@ -40,7 +46,9 @@ def make_loader(data: ImageDataset, batch_size: int, shuffle: bool, seed: int = 
         if shuffle
         else SequentialSampler(dataset)
     )
-    return DataLoader(dataset, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None)
+    return DataLoader(
+        dataset, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None
+    )
 
 
 def get_weights(model: nn.Module) -> list[np.ndarray]:
@@ -81,7 +89,9 @@ def train(
             optimizer.zero_grad()
             loss = criterion(model(images), labels)
             if anchor is not None:
-                drift = sum((p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
+                drift = sum(
+                    (p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
+                )
                 loss = loss + 0.5 * proximal_mu * drift
             loss.backward()
             optimizer.step()

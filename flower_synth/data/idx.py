@@ -46,4 +46,8 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"{path}: IDX header declares shape {shape} ({expected} bytes) but the file "
             f"holds {len(raw) - header_end} bytes of data; the file is truncated or corrupt"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header_end).reshape(shape).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header_end)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )

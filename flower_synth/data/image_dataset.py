@@ -30,8 +30,10 @@ class ImageDataset:
                 f"labels must have shape ({self.images.shape[0]},), got {self.labels.shape}"
             )
         if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
-            raise ValueError(f"labels must lie in [0, {self.num_classes}), got "
-                             f"[{self.labels.min()}, {self.labels.max()}]")
+            raise ValueError(
+                f"labels must lie in [0, {self.num_classes}), got "
+                f"[{self.labels.min()}, {self.labels.max()}]"
+            )
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -21,6 +21,8 @@ from flwr.server.strategy import Strategy
 
 from flower_synth.results import RunRecorder
 
+ROUND_MARKER = "[flower-synth] "  # prefix of the one-line round summary in the server log
+
 
 def payload_nbytes(parameters: Parameters) -> int:
     """Bytes of array data in ``parameters``: the sum of the arrays' ``nbytes``.
@@ -131,7 +133,7 @@ class MeteredStrategy(Strategy):
         record = self._record(
             server_round, personalized_loss=loss, evaluate_failures=len(failures), **(metrics or {})
         )
-        log(INFO, "flower-synth %s", format_round(record))
+        log(INFO, "%s%s", ROUND_MARKER, format_round(record))
         return loss, metrics
 
     def evaluate(

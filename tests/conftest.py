@@ -1,0 +1,24 @@
+"""Shared fixtures: small real data (scikit-learn digits) and Flower federations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flower_synth.config import RunSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def digits_settings(tmp_path: Path) -> RunSettings:
+    """Settings for fast runs on scikit-learn's digits (always available)."""
+    return RunSettings(
+        dataset="digits",
+        partitioner="dirichlet",
+        dirichlet_alpha=0.5,
+        local_epochs=5,
+        learning_rate=0.05,
+        output_dir=str(tmp_path / "results"),
+    )

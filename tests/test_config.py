@@ -1,0 +1,46 @@
+"""Run-config parsing: defaults, coercion and clear errors."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+from conftest import PROJECT_ROOT
+
+from flower_synth.config import RunSettings
+
+
+def test_pyproject_run_config_matches_settings_defaults() -> None:
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    run_config = pyproject["tool"]["flwr"]["app"]["config"]
+    assert RunSettings.from_run_config(run_config) == RunSettings()
+    assert set(run_config) == set(RunSettings().to_run_config())
+
+
+def test_ints_become_floats_and_unknown_keys_are_ignored() -> None:
+    settings = RunSettings.from_run_config({"learning-rate": 1, "my-own-key": "x"})
+    assert settings.learning_rate == 1.0
+    assert isinstance(settings.learning_rate, float)
+
+
+@pytest.mark.parametrize(
+    ("run_config", "message"),
+    [
+        ({"strategy": "fedsgd"}, "unknown strategy 'fedsgd'; choose one of"),
+        ({"dataset": "imagenet"}, "unknown dataset"),
+        ({"partitioner": "shards"}, "unknown partitioner"),
+        ({"fraction-fit": 0.0}, r"fraction-fit must lie in \(0, 1\]"),
+        ({"num-server-rounds": 0}, "num-server-rounds must be >= 1"),
+        ({"learning-rate": -0.1}, "learning-rate must be > 0"),
+    ],
+)
+def test_bad_values_are_named(run_config: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RunSettings.from_run_config(run_config)
+
+
+def test_wrong_type_says_how_to_quote() -> None:
+    with pytest.raises(TypeError, match="run-config key 'seed' must be int.*quote strings"):
+        RunSettings.from_run_config({"seed": "1"})
+    with pytest.raises(TypeError, match="'download' must be bool"):
+        RunSettings.from_run_config({"download": 1})

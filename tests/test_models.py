@@ -1,0 +1,32 @@
+"""Model sizes and the feature-extractor / head split."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flower_synth.models import DigitsMLP, SimpleCNN, build_model, count_parameters
+
+
+def test_simple_cnn_matches_niid_bench_size() -> None:
+    model = SimpleCNN(in_channels=1, image_size=28, num_classes=10)
+    assert count_parameters(model) == 44_426
+    assert 4 * count_parameters(model) == 177_704
+
+
+def test_digits_mlp_size() -> None:
+    assert count_parameters(DigitsMLP(64, 10)) == 17_226
+
+
+@pytest.mark.parametrize(
+    ("shape", "model_type", "feature_dim"),
+    [((1, 28, 28), SimpleCNN, 84), ((3, 32, 32), SimpleCNN, 84), ((1, 8, 8), DigitsMLP, 64)],
+)
+def test_build_model_splits_features_and_head(shape, model_type, feature_dim) -> None:
+    model = build_model(shape, 10)
+    assert isinstance(model, model_type)
+    x = torch.zeros(5, *shape)
+    features = model.features(x)
+    assert features.shape == (5, feature_dim) == (5, model.feature_dim)
+    assert torch.equal(model.head(features), model(x))
+    assert model(x).shape == (5, 10)

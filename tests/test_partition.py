@@ -1,0 +1,91 @@
+"""Partitions: sizes, determinism, skew, local test splits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from flower_synth.config import RunSettings
+from flower_synth.data import load_client_data, load_dataset
+from flower_synth.data.federated import load_partitions
+from flower_synth.data.partition import (
+    label_skew,
+    make_partitioner,
+    partition_indices,
+    split_by_class,
+)
+
+
+@pytest.fixture(scope="module")
+def digit_labels() -> np.ndarray:
+    train, _ = load_dataset("digits")
+    return train.labels
+
+
+@pytest.mark.parametrize("kind", ["iid", "dirichlet", "pathological"])
+def test_partitions_cover_every_example_once(kind: str, digit_labels: np.ndarray) -> None:
+    parts = partition_indices(digit_labels, make_partitioner(kind, 5, seed=3), seed=3)
+    assert len(parts) == 5
+    joined = np.concatenate(parts)
+    if kind == "pathological":  # classes are split among the partitions that hold them
+        assert len(np.unique(joined)) == len(joined)
+    else:
+        assert sorted(joined.tolist()) == list(range(len(digit_labels)))
+
+
+@pytest.mark.parametrize("kind", ["iid", "dirichlet", "pathological"])
+def test_partitions_are_deterministic_per_seed(kind: str, digit_labels: np.ndarray) -> None:
+    def build(seed: int) -> list[np.ndarray]:
+        return partition_indices(digit_labels, make_partitioner(kind, 4, seed=seed), seed=seed)
+
+    first, again, other = build(7), build(7), build(8)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_dirichlet_01_is_far_more_skewed_than_iid(digit_labels: np.ndarray) -> None:
+    def skew(kind: str) -> float:
+        parts = partition_indices(
+            digit_labels, make_partitioner(kind, 10, seed=0, dirichlet_alpha=0.1), seed=0
+        )
+        return label_skew(parts, digit_labels, 10)
+
+    iid, dirichlet = skew("iid"), skew("dirichlet")
+    assert iid < 0.1
+    assert dirichlet > 0.4
+    assert dirichlet > 4 * iid
+
+
+def test_pathological_gives_each_client_its_number_of_classes(digit_labels: np.ndarray) -> None:
+    parts = partition_indices(
+        digit_labels, make_partitioner("pathological", 5, seed=0, classes_per_client=2), seed=0
+    )
+    assert [len(np.unique(digit_labels[p])) for p in parts] == [2] * 5
+
+
+def test_local_test_split_keeps_label_proportions() -> None:
+    labels = np.repeat(np.arange(3), [50, 30, 1])
+    train, test = split_by_class(np.arange(len(labels)), labels, test_fraction=0.2, seed=0)
+    assert np.bincount(labels[test], minlength=3).tolist() == [10, 6, 0]
+    assert np.bincount(labels[train], minlength=3).tolist() == [40, 24, 1]
+    assert not set(train) & set(test)
+
+
+def test_client_data_is_identical_across_calls_and_partitions_sum_up() -> None:
+    settings = RunSettings(dataset="digits", partitioner="dirichlet", seed=5)
+    a = load_client_data(settings, 1, 3)
+    b = load_client_data(dataclasses.replace(settings), 1, 3)
+    assert np.array_equal(a.train.labels, b.train.labels)
+    assert np.array_equal(a.train.images, b.train.images)
+    total = sum(
+        len(load_client_data(settings, pid, 3).train) + len(load_client_data(settings, pid, 3).test)
+        for pid in range(3)
+    )
+    assert total == sum(len(p) for p in load_partitions(settings, 3)) == 1437
+
+
+def test_partition_id_out_of_range_names_the_node_config() -> None:
+    with pytest.raises(ValueError, match="partition-id"):
+        load_client_data(RunSettings(dataset="digits"), 3, 3)

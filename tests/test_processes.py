@@ -1,0 +1,47 @@
+"""ProcessGroup stops the processes it started and their descendants, nothing else."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flower_synth.processes import ProcessGroup, family
+
+# A parent with a plain child, a child in a session of its own, and an orphan (its
+# parent shell exits at once, so it is re-parented away from the tree), then sleeps.
+SPAWNER = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+subprocess.Popen(["setsid", "sleep", "301"])
+subprocess.Popen(["bash", "-c", "sleep 302 & exit"]).wait()
+time.sleep(300)
+"""
+
+
+def test_stop_ends_descendants_but_not_strangers(tmp_path: Path) -> None:
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    group = ProcessGroup()
+    try:
+        root = group.start([sys.executable, "-c", SPAWNER], tmp_path / "log", env={})
+        deadline = time.monotonic() + 20
+        while len(family(root.pid)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        started = family(root.pid)
+        assert len(started) == 4  # spawner, its child, the setsid child, the orphan
+        group.stop(grace_seconds=5)
+        assert family(root.pid) == set()
+        assert not any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in started)
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
