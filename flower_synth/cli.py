@@ -1,4 +1,5 @@
-"""The ``flower-synth`` command: ``demo`` (a short comparison run) and ``plot``."""
+"""The ``flower-synth`` command: ``demo`` (a short comparison run), ``equilibrium`` and
+``plot``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flower_synth.config import STRATEGIES
+from flower_synth.equilibrium_check import format_equilibrium_table, run_equilibrium_experiment
 from flower_synth.federation import LocalFederation
 from flower_synth.plotting import plot_runs
 from flower_synth.results import format_summary_table, load_results, summarize
@@ -70,6 +72,21 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_equilibrium(args: argparse.Namespace) -> int:
+    """Run the equilibrium experiment and print its table."""
+    table = run_equilibrium_experiment(
+        Path(args.app_dir) if args.app_dir else find_app_dir(),
+        args.output_dir,
+        num_clients=args.num_clients,
+        rounds=args.rounds,
+        self_trust=args.self_trust,
+        samples_per_client=args.samples,
+        seed=args.seed,
+    )
+    print(format_equilibrium_table(table))
+    return 0
+
+
 def run_plot(args: argparse.Namespace) -> int:
     """Plot results files and print their summary table."""
     print(format_summary_table([summarize(load_results(f)) for f in args.files]))
@@ -94,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--app-dir", default=None)
     demo.add_argument("--verbose", action="store_true", help="stream Flower's log")
     demo.set_defaults(handler=run_demo)
+
+    equilibrium = commands.add_parser(
+        "equilibrium", help="check that synthetic-sample exchange reaches the Nash equilibrium"
+    )
+    equilibrium.add_argument("--num-clients", type=int, default=3)
+    equilibrium.add_argument("--rounds", type=int, default=8)
+    equilibrium.add_argument("--self-trust", type=float, default=0.5)
+    equilibrium.add_argument("--samples", type=int, default=50_000, help="per client per round")
+    equilibrium.add_argument("--seed", type=int, default=0)
+    equilibrium.add_argument("--output-dir", default="runs/equilibrium")
+    equilibrium.add_argument("--app-dir", default=None)
+    equilibrium.set_defaults(handler=run_equilibrium)
 
     plot = commands.add_parser("plot", help="plot results files")
     plot.add_argument("files", nargs="+")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+import torch
 from flwr.client import Client, ClientApp
 from flwr.common import Context, Scalar
 
-from flower_synth.clients import FedAvgClient
+from flower_synth.clients import FedAvgClient, SyntheticSampleClient
+from flower_synth.clients.fedavg_client import round_seed
 from flower_synth.config import RunSettings
-from flower_synth.data import load_client_data
+from flower_synth.data import ClientData, load_client_data, load_global_test
+from flower_synth.generative import build_generator
 from flower_synth.models import build_model
 
 
@@ -28,11 +32,58 @@ def node_partition(node_config: Mapping[str, Scalar]) -> tuple[int, int]:
         ) from None
 
 
+def generator_params(settings: RunSettings, kind: str, partition_id: int) -> dict[str, Any]:
+    """Constructor parameters the run config sets for a generator of ``kind``."""
+    seed = round_seed(settings.seed, partition_id, 0)
+    if kind == "cvae":
+        return {
+            "epochs": settings.generator_epochs,
+            "latent_dim": settings.latent_dim,
+            "seed": seed,
+        }
+    if kind == "gmm":
+        return {"random_state": seed}
+    return {}
+
+
+def synthetic_client(
+    settings: RunSettings, data: ClientData, context: Context, partition_id: int
+) -> SyntheticSampleClient:
+    """This partition's generator and classifier kinds (per-partition lists in the run
+    config make heterogeneous federations), restored from ``context.state``."""
+    shape, num_classes = data.train.image_shape, data.train.num_classes
+    kind = settings.kind_for(settings.generator, partition_id)
+    generator = build_generator(
+        kind, num_classes, shape, **generator_params(settings, kind, partition_id)
+    )
+    classifier = None
+    if settings.kind_for(settings.classifier, partition_id) == "model":
+        torch.manual_seed(round_seed(settings.seed, partition_id, 0))
+        classifier = build_model(shape, num_classes)
+    return SyntheticSampleClient(
+        generator,
+        classifier,
+        data,
+        context.state,
+        partition_id=partition_id,
+        sample_dtype=settings.sample_dtype,
+        samples_per_round=settings.samples_per_client,
+        local_epochs=settings.local_epochs,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        momentum=settings.momentum,
+        seed=settings.seed,
+        global_test=load_global_test(settings) if settings.client_global_eval else None,
+    )
+
+
 def client_fn(context: Context) -> Client:
     """Build this node's client for the strategy named by the run config."""
     settings = RunSettings.from_run_config(context.run_config)
     partition_id, num_partitions = node_partition(context.node_config)
     data = load_client_data(settings, partition_id, num_partitions)
+    if settings.strategy == "synthetic":
+        return synthetic_client(settings, data, context, partition_id).to_client()
     model = build_model(data.train.image_shape, data.train.num_classes)
     return FedAvgClient(
         model,

@@ -9,8 +9,12 @@ from typing import Any
 
 from flower_synth.data.partition import PARTITIONERS
 from flower_synth.data.sources import DATASETS
+from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
+from flower_synth.generative import GENERATORS
+from flower_synth.payload import SAMPLE_DTYPES
 
-STRATEGIES = ("fedavg", "fedprox")
+STRATEGIES = ("fedavg", "fedprox", "synthetic")
+CLASSIFIERS = ("model", "bayes")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,19 @@ class RunSettings:
     proximal_mu: float = 0.01
     seed: int = 0
     output_dir: str = "results"
+    # synthetic-sample exchange
+    generator: str = "cvae"
+    classifier: str = "model"
+    samples_per_client: int = 1000
+    download_budget: int = 0
+    trust: str = "uniform"
+    self_trust: float = 0.5
+    sample_dtype: str = "uint8"
+    generator_epochs: int = 5
+    latent_dim: int = 20
+    server_epochs: int = 2
+    client_global_eval: bool = True
+    record_pool_means: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("strategy", self.strategy, STRATEGIES)
@@ -61,6 +78,27 @@ class RunSettings:
                 raise ValueError(f"{_key(key)} must be >= 1, got {getattr(self, key)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning-rate must be > 0, got {self.learning_rate}")
+        for kind in per_partition(self.generator):
+            _check_choice("generator", kind, GENERATORS)
+        for kind in per_partition(self.classifier):
+            _check_choice("classifier", kind, CLASSIFIERS)
+        _check_choice("sample-dtype", self.sample_dtype, SAMPLE_DTYPES)
+        if self.trust not in TRUST_MODES:
+            parse_trust_matrix(self.trust)
+        if not 0.0 < self.self_trust <= 1.0:
+            raise ValueError(f"self-trust must lie in (0, 1], got {self.self_trust}")
+        for key in ("samples_per_client", "generator_epochs", "latent_dim"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{_key(key)} must be >= 1, got {getattr(self, key)}")
+        for key in ("download_budget", "server_epochs"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{_key(key)} must be >= 0, got {getattr(self, key)}")
+
+    def kind_for(self, spec: str, partition_id: int) -> str:
+        """The entry of a comma-separated per-partition list (``generator``,
+        ``classifier``) that applies to ``partition_id``: entries repeat round-robin."""
+        kinds = per_partition(spec)
+        return kinds[partition_id % len(kinds)]
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
@@ -76,6 +114,11 @@ class RunSettings:
     def to_run_config(self) -> dict[str, Any]:
         """The settings as a kebab-case run config (what results files record)."""
         return {_key(name): value for name, value in dataclasses.asdict(self).items()}
+
+
+def per_partition(spec: str) -> list[str]:
+    """``"cvae,gaussian"`` -> ``["cvae", "gaussian"]``."""
+    return [kind.strip() for kind in spec.split(",")]
 
 
 def _key(field_name: str) -> str:

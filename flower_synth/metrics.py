@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flwr.common import Metrics, Scalar
+
+MetricsAggregationFn = Callable[[list[tuple[int, Metrics]]], dict[str, Scalar]]
 
 
 def weighted_train_loss(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
@@ -13,7 +17,7 @@ def weighted_train_loss(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]
 
 
 def personalized_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
-    """Client accuracies on their local test splits.
+    """Client accuracies (metric ``accuracy``) on their local test splits.
 
     ``personalized_accuracy`` is the plain mean over clients (every client counts the
     same, as in personalized-FL papers); ``personalized_accuracy_weighted`` weights by
@@ -23,11 +27,28 @@ def personalized_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Scala
     pairs = [(n, float(m["accuracy"])) for n, m in results if n > 0 and "accuracy" in m]
     if not pairs:
         return {}
-    accuracies = [acc for _, acc in pairs]
     total = sum(n for n, _ in pairs)
+    return spread("personalized_accuracy", [acc for _, acc in pairs]) | {
+        "personalized_accuracy_weighted": sum(n * acc for n, acc in pairs) / total
+    }
+
+
+def clients_global_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
+    """Mean, min and max of the clients' own models on the global test set (metric
+    ``global_accuracy``), for strategies where every client keeps its own model."""
+    values = [float(m["global_accuracy"]) for _, m in results if "global_accuracy" in m]
+    return spread("clients_global_accuracy", values) if values else {}
+
+
+def client_evaluation(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
+    """Personalized and global accuracy of clients that keep their own models."""
+    return personalized_accuracy(results) | clients_global_accuracy(results)
+
+
+def spread(name: str, values: list[float]) -> dict[str, Scalar]:
+    """``name`` (the mean), ``name_min`` and ``name_max`` of ``values``."""
     return {
-        "personalized_accuracy": sum(accuracies) / len(accuracies),
-        "personalized_accuracy_weighted": sum(n * acc for n, acc in pairs) / total,
-        "personalized_accuracy_min": min(accuracies),
-        "personalized_accuracy_max": max(accuracies),
+        name: sum(values) / len(values),
+        f"{name}_min": min(values),
+        f"{name}_max": max(values),
     }

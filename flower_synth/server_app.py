@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import flwr
+import numpy as np
 import torch
 from flwr.common import Context, NDArrays, Scalar, ndarrays_to_parameters
 from flwr.server import ServerApp, ServerAppComponents, ServerConfig
@@ -14,10 +15,14 @@ from torch import nn
 
 from flower_synth.config import RunSettings
 from flower_synth.data import ImageDataset, load_global_test
-from flower_synth.metrics import personalized_accuracy, weighted_train_loss
+from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
+from flower_synth.metrics import client_evaluation, personalized_accuracy, weighted_train_loss
 from flower_synth.models import build_model, count_parameters
+from flower_synth.payload import SampleBatch
+from flower_synth.pooled_classifier import PooledClassifierEvaluation
 from flower_synth.results import RunRecorder, results_file_name
-from flower_synth.strategies import MeteredStrategy
+from flower_synth.strategies import MeteredStrategy, SyntheticSampleStrategy
+from flower_synth.strategies.synthetic import PoolCallback
 from flower_synth.training import evaluate, get_weights, set_weights
 
 EvaluateFn = Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict[str, Scalar]]]
@@ -62,22 +67,81 @@ def build_baseline_strategy(
     return FedAvg(**common)
 
 
+def record_pool_means(recorder: RunRecorder, num_classes: int) -> PoolCallback:
+    """``on_pools`` callback: record every pool's mean sample and label frequencies
+    (the mean parameters the equilibrium analysis compares)."""
+
+    def callback(server_round: int, pools: dict[str, SampleBatch]) -> None:
+        recorder.update(
+            server_round,
+            pool_means={
+                key: pool.samples.reshape(len(pool), -1).mean(axis=0, dtype=np.float64).tolist()
+                for key, pool in pools.items()
+            },
+            pool_label_frequencies={
+                key: (np.bincount(pool.labels, minlength=num_classes) / len(pool)).tolist()
+                for key, pool in pools.items()
+            },
+        )
+
+    return callback
+
+
+def build_synthetic_strategy(
+    settings: RunSettings, model: nn.Module, test: ImageDataset, recorder: RunRecorder
+) -> SyntheticSampleStrategy:
+    """The synthetic-sample strategy; its global model is a classifier trained on the
+    pooled synthetic samples (``server-epochs`` per round; 0 turns it off)."""
+    evaluation = None
+    if settings.server_epochs > 0:
+        evaluation = PooledClassifierEvaluation(
+            model,
+            test,
+            epochs=settings.server_epochs,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            momentum=settings.momentum,
+            seed=settings.seed,
+        )
+    trust = settings.trust if settings.trust in TRUST_MODES else parse_trust_matrix(settings.trust)
+    on_pools = record_pool_means(recorder, test.num_classes) if settings.record_pool_means else None
+    return SyntheticSampleStrategy(
+        sample_shape=test.image_shape,
+        num_classes=test.num_classes,
+        samples_per_client=settings.samples_per_client,
+        download_budget=settings.download_budget,
+        trust=trust,
+        self_trust=settings.self_trust,
+        sample_dtype=settings.sample_dtype,
+        fraction_fit=settings.fraction_fit,
+        fraction_evaluate=settings.fraction_evaluate,
+        min_available_clients=settings.min_available_clients,
+        evaluate_fn=evaluation,
+        on_pools=on_pools,
+        fit_metrics_aggregation_fn=weighted_train_loss,
+        evaluate_metrics_aggregation_fn=client_evaluation,
+        seed=settings.seed,
+    )
+
+
 def server_fn(context: Context) -> ServerAppComponents:
     """Build the strategy named by the run config, wrapped in a :class:`MeteredStrategy`."""
     settings = RunSettings.from_run_config(context.run_config)
     torch.manual_seed(settings.seed)
     test = load_global_test(settings)
     model = build_model(test.image_shape, test.num_classes)
-    strategy = build_baseline_strategy(settings, model, test)
-    output = Path(settings.output_dir).expanduser()
+    name = results_file_name(
+        settings.strategy, settings.dataset, settings.partitioner, settings.seed
+    )
     recorder = RunRecorder(
-        output.resolve()
-        / results_file_name(
-            settings.strategy, settings.dataset, settings.partitioner, settings.seed
-        ),
+        Path(settings.output_dir).expanduser().resolve() / name,
         config=settings.to_run_config()
         | {"model_parameters": count_parameters(model), "flwr_version": flwr.__version__},
     )
+    if settings.strategy == "synthetic":
+        strategy: Strategy = build_synthetic_strategy(settings, model, test, recorder)
+    else:
+        strategy = build_baseline_strategy(settings, model, test)
     return ServerAppComponents(
         strategy=MeteredStrategy(strategy, recorder),
         config=ServerConfig(num_rounds=settings.num_server_rounds),

@@ -21,34 +21,40 @@ from flower_synth.data.image_dataset import ImageDataset
 EVAL_BATCH_SIZE = 1000
 
 
-def image_transform(channels: int) -> v2.Compose:
-    """uint8 images -> float32 in [-1, 1], the input scale of every model here."""
-    return v2.Compose(
-        [v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * channels, [0.5] * channels)]
-    )
+def to_unit_range(data: ImageDataset) -> np.ndarray:
+    """The dataset's uint8 images as float32 in [0, 1] (the scale generators work in)."""
+    return data.images.astype(np.float32) / 255.0
 
 
-def to_tensor_dataset(data: ImageDataset) -> TensorDataset:
-    """Transform all images once (they fit in memory) and pair them with labels."""
-    images = image_transform(data.image_shape[0])(torch.from_numpy(data.images))
-    return TensorDataset(images, torch.from_numpy(data.labels))
+def make_loader(
+    samples: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    weights: np.ndarray | None = None,
+) -> DataLoader:
+    """Batches of ``(inputs, labels, weights)`` for images ``samples`` in [0, 1].
 
-
-def make_loader(data: ImageDataset, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    """Batches of ``(images, labels)``; shuffled with a generator seeded by ``seed``.
-
-    Whole batches are indexed at once (a ``BatchSampler`` as sampler), which is much
-    faster on CPU than collating examples one by one.
+    Inputs are normalised to [-1, 1] (torchvision's ``Normalize``), the scale of every
+    model here. ``weights`` (per example, default 1) are rescaled to mean 1, so a
+    weighted mean loss per batch estimates the weighted objective. Shuffling uses a
+    generator seeded by ``seed``; whole batches are indexed at once (a
+    ``BatchSampler`` as sampler), much faster on CPU than per-example collation.
     """
-    dataset = to_tensor_dataset(data)
+    inputs = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+    channels = inputs.shape[1]
+    inputs = v2.Normalize([0.5] * channels, [0.5] * channels)(inputs)
+    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
+    weights = torch.from_numpy((weights / weights.mean()).astype(np.float32))
+    dataset = TensorDataset(inputs, torch.from_numpy(labels.astype(np.int64)), weights)
     order = (
         RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
         if shuffle
         else SequentialSampler(dataset)
     )
-    return DataLoader(
-        dataset, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None
-    )
+    sampler = BatchSampler(order, batch_size, drop_last=False)
+    return DataLoader(dataset, sampler=sampler, batch_size=None)
 
 
 def get_weights(model: nn.Module) -> list[np.ndarray]:
@@ -73,21 +79,22 @@ def train(
     momentum: float = 0.9,
     proximal_mu: float = 0.0,
 ) -> float:
-    """SGD on cross-entropy for ``epochs`` epochs; returns the mean loss of the last epoch.
+    """SGD on (example-weighted) cross-entropy for ``epochs`` epochs; returns the mean
+    loss of the last epoch.
 
     With ``proximal_mu > 0`` the FedProx term ``mu/2 * ||w - w_start||^2`` is added,
     ``w_start`` being the weights the model had when this call began (the global model).
     """
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum)
     anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None
-    criterion = nn.CrossEntropyLoss()
+    criterion = nn.CrossEntropyLoss(reduction="none")
     model.train()
     epoch_loss = float("nan")
     for _ in range(epochs):
         total, count = 0.0, 0
-        for images, labels in loader:
+        for images, labels, weights in loader:
             optimizer.zero_grad()
-            loss = criterion(model(images), labels)
+            loss = (weights * criterion(model(images), labels)).mean()
             if anchor is not None:
                 drift = sum(
                     (p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
@@ -109,7 +116,7 @@ def evaluate(model: nn.Module, data: ImageDataset) -> tuple[float, float]:
     model.eval()
     loss_sum, correct = 0.0, 0
     criterion = nn.CrossEntropyLoss(reduction="sum")
-    for images, labels in make_loader(data, EVAL_BATCH_SIZE, shuffle=False):
+    for images, labels, _ in make_loader(to_unit_range(data), data.labels, EVAL_BATCH_SIZE, False):
         logits = model(images)
         loss_sum += criterion(logits, labels).item()
         correct += int((logits.argmax(dim=1) == labels).sum())

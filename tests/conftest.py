@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from flwr.server.client_proxy import ClientProxy
 
 from flower_synth.config import RunSettings
 
@@ -22,3 +23,22 @@ def digits_settings(tmp_path: Path) -> RunSettings:
         learning_rate=0.05,
         output_dir=str(tmp_path / "results"),
     )
+
+
+class IdleProxy(ClientProxy):
+    """A registered client that is never contacted (the test plays its part)."""
+
+    def get_properties(self, ins, timeout, group_id):  # pragma: no cover - unused
+        raise NotImplementedError
+
+    def get_parameters(self, ins, timeout, group_id):  # pragma: no cover - unused
+        raise NotImplementedError
+
+    def fit(self, ins, timeout, group_id):  # pragma: no cover - unused
+        raise NotImplementedError
+
+    def evaluate(self, ins, timeout, group_id):  # pragma: no cover - unused
+        raise NotImplementedError
+
+    def reconnect(self, ins, timeout, group_id):  # pragma: no cover - unused
+        raise NotImplementedError

@@ -6,33 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+from conftest import IdleProxy
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.server.client_manager import SimpleClientManager
-from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 
 from flower_synth.results import ROUND_KEYS, RunRecorder
 from flower_synth.strategies import MeteredStrategy
 from flower_synth.strategies.metered import payload_nbytes, serialized_nbytes
-
-
-class IdleProxy(ClientProxy):
-    """A registered client that is never contacted (the test plays its part)."""
-
-    def get_properties(self, ins, timeout, group_id):  # pragma: no cover - unused
-        raise NotImplementedError
-
-    def get_parameters(self, ins, timeout, group_id):  # pragma: no cover - unused
-        raise NotImplementedError
-
-    def fit(self, ins, timeout, group_id):  # pragma: no cover - unused
-        raise NotImplementedError
-
-    def evaluate(self, ins, timeout, group_id):  # pragma: no cover - unused
-        raise NotImplementedError
-
-    def reconnect(self, ins, timeout, group_id):  # pragma: no cover - unused
-        raise NotImplementedError
 
 
 def test_payload_bytes_exclude_headers() -> None:

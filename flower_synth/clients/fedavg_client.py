@@ -8,7 +8,14 @@ from flwr.common import NDArrays, Scalar
 from torch import nn
 
 from flower_synth.data.federated import ClientData
-from flower_synth.training import evaluate, get_weights, make_loader, set_weights, train
+from flower_synth.training import (
+    evaluate,
+    get_weights,
+    make_loader,
+    set_weights,
+    to_unit_range,
+    train,
+)
 
 
 def round_seed(seed: int, partition_id: int, server_round: int) -> int:
@@ -64,7 +71,8 @@ class FedAvgClient(NumPyClient):
         set_weights(self.model, parameters)
         server_round = int(config.get("server_round", 0))
         loader = make_loader(
-            self.data.train,
+            to_unit_range(self.data.train),
+            self.data.train.labels,
             self.batch_size,
             shuffle=True,
             seed=round_seed(self.seed, self.partition_id, server_round),

@@ -47,7 +47,9 @@ class MeteredStrategy(Strategy):
     * ``bytes_down`` / ``bytes_up``: array bytes sent in fit instructions and received
       in fit results (``*_serialized`` variants: the serialized sizes);
     * ``bytes_down_evaluate``: array bytes sent for client-side evaluation;
-    * ``fit_failures`` / ``evaluate_failures``: clients whose fit or evaluate failed;
+    * ``fit_failures`` / ``evaluate_failures``: clients whose fit or evaluate failed,
+      fit failures including payloads the wrapped strategy rejected (its
+      ``rejected_payloads`` metric);
     * every metric the wrapped strategy returns from ``aggregate_fit``,
       ``aggregate_evaluate`` and ``evaluate`` (the latter's loss as ``global_loss``);
     * ``seconds``: wall time from the start of ``configure_fit`` to the end of the
@@ -101,11 +103,12 @@ class MeteredStrategy(Strategy):
         bytes_up = sum(payload_nbytes(res.parameters) for _, res in results)
         bytes_up_serialized = sum(serialized_nbytes(res.parameters) for _, res in results)
         parameters, metrics = self.strategy.aggregate_fit(server_round, results, failures)
+        rejected = int((metrics or {}).get("rejected_payloads", 0))
         self._record(
             server_round,
             bytes_up=bytes_up,
             bytes_up_serialized=bytes_up_serialized,
-            fit_failures=len(failures),
+            fit_failures=len(failures) + rejected,
             **(metrics or {}),
         )
         return parameters, metrics

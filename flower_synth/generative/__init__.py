@@ -1,0 +1,57 @@
+"""Local class-conditional generative models behind one scikit-learn-style interface."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flower_synth.generative.base import GenerativeModel
+from flower_synth.generative.cvae import ConditionalVAE
+from flower_synth.generative.gaussian import ClassConditionalGaussian
+from flower_synth.generative.gmm import ClassConditionalGMM
+
+__all__ = [
+    "GENERATORS",
+    "ClassConditionalGMM",
+    "ClassConditionalGaussian",
+    "ConditionalVAE",
+    "GenerativeModel",
+    "build_generator",
+]
+
+GENERATORS = ("gaussian", "gaussian-full", "gmm", "cvae")
+
+
+def build_generator(
+    kind: str, n_classes: int, sample_shape: tuple[int, ...], **params: Any
+) -> GenerativeModel:
+    """The unfitted generative model named ``kind`` (one of :data:`GENERATORS`).
+
+    Args:
+        kind: ``"gaussian"`` (diagonal covariances), ``"gaussian-full"``, ``"gmm"``
+            or ``"cvae"``.
+        n_classes: Number of classes.
+        sample_shape: Shape of one sample; the CVAE needs images ``(C, H, W)``, the
+            other models take the shape from the data when fitted.
+        **params: Further constructor parameters of the model.
+
+    Returns:
+        The model.
+
+    Raises:
+        ValueError: If ``kind`` is unknown, or ``"cvae"`` gets a non-image shape.
+    """
+    if kind == "gaussian":
+        return ClassConditionalGaussian(n_classes, covariance_type="diag", **params)
+    if kind == "gaussian-full":
+        return ClassConditionalGaussian(n_classes, covariance_type="full", **params)
+    if kind == "gmm":
+        return ClassConditionalGMM(n_classes, **params)
+    if kind == "cvae":
+        if len(sample_shape) != 3:
+            raise ValueError(
+                f"the cvae generates images: sample_shape must be (C, H, W), got "
+                f"{tuple(sample_shape)}; use 'gaussian' or 'gmm' for feature vectors"
+            )
+        channels, height, width = (int(d) for d in sample_shape)
+        return ConditionalVAE(n_classes, image_shape=(channels, height, width), **params)
+    raise ValueError(f"unknown generator {kind!r}; choose one of {GENERATORS}")

@@ -1,0 +1,38 @@
+"""Persisting model state across rounds in Flower's ``Context.state``.
+
+Flower rebuilds a ClientApp's client every round; what must survive goes into the
+node's ``Context.state`` (a ``RecordDict``) as ``ArrayRecord`` entries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, RecordDict
+from torch import nn
+
+
+def save_arrays(state: RecordDict, key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Store named numpy arrays under ``key``."""
+    state[key] = ArrayRecord(
+        array_dict={name: Array(np.ascontiguousarray(a)) for name, a in arrays.items()}
+    )
+
+
+def load_arrays(state: RecordDict, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays stored under ``key``, or None if nothing was stored yet."""
+    if key not in state:
+        return None
+    return {name: array.numpy() for name, array in state[key].items()}
+
+
+def save_module(state: RecordDict, key: str, module: nn.Module) -> None:
+    """Store a torch module's ``state_dict`` under ``key``."""
+    state[key] = ArrayRecord(torch_state_dict=module.state_dict())
+
+
+def load_module(state: RecordDict, key: str, module: nn.Module) -> bool:
+    """Load the ``state_dict`` stored under ``key`` into ``module``; False if none."""
+    if key not in state:
+        return False
+    module.load_state_dict(state[key].to_torch_state_dict())
+    return True

@@ -1,0 +1,155 @@
+"""SyntheticSampleStrategy: pools, downloads, trust proportions, payload rejection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import IdleProxy
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.server.client_manager import SimpleClientManager
+
+from flower_synth.payload import decode_samples, encode_samples
+from flower_synth.strategies import SyntheticSampleStrategy
+from flower_synth.strategies.synthetic import allocate
+
+SHAPE = (1, 8, 8)
+OK = Status(code=Code.OK, message="")
+
+
+def federation(num_clients: int) -> tuple[SimpleClientManager, list[IdleProxy]]:
+    manager = SimpleClientManager()
+    proxies = [IdleProxy(f"node-{i}") for i in range(num_clients)]
+    for proxy in proxies:
+        manager.register(proxy)
+    return manager, proxies
+
+
+def payload(label: int, n: int, value: float = 0.5) -> list[np.ndarray]:
+    """n samples of one class: the label tells which client made them."""
+    return encode_samples(np.full((n, *SHAPE), value), np.full(n, label), "uint8")
+
+
+def fit_res(arrays: list[np.ndarray], partition: int, num_examples: int = 100) -> FitRes:
+    return FitRes(OK, ndarrays_to_parameters(arrays), num_examples, {"partition_id": partition})
+
+
+def first_round(strategy, manager, proxies, pool_sizes) -> None:
+    instructions = strategy.configure_fit(1, strategy.initialize_parameters(manager), manager)
+    assert all(ins.parameters.tensors == [] for _, ins in instructions)
+    results = [
+        (proxy, fit_res(payload(i, pool_sizes[i]), i, num_examples=100 * (i + 1)))
+        for i, proxy in enumerate(proxies)
+    ]
+    _, metrics = strategy.aggregate_fit(1, results, [])
+    assert metrics["rejected_payloads"] == 0
+    assert metrics["pool_samples"] == sum(pool_sizes)
+
+
+def downloads(strategy, manager, server_round: int = 2) -> dict[str, tuple[np.ndarray, dict]]:
+    instructions = strategy.configure_fit(server_round, None, manager)
+    return {
+        proxy.cid: (decode_samples(parameters_to_ndarrays(ins.parameters)).labels, ins.config)
+        for proxy, ins in instructions
+    }
+
+
+def test_largest_remainder_allocation_is_exact() -> None:
+    counts = allocate(10, np.array([1.0, 1.0, 1.0]))
+    assert counts.sum() == 10 and sorted(counts.tolist()) == [3, 3, 4]
+    assert allocate(1000, np.array([0.1, 0.3, 0.6])).tolist() == [100, 300, 600]
+
+
+def test_clients_never_receive_their_own_pool_and_budget_holds() -> None:
+    manager, proxies = federation(4)
+    strategy = SyntheticSampleStrategy(
+        sample_shape=SHAPE,
+        num_classes=10,
+        samples_per_client=50,
+        download_budget=90,
+        self_trust=0.4,
+    )
+    first_round(strategy, manager, proxies, [50, 50, 50, 50])
+    for index, proxy in enumerate(proxies):
+        labels, config = downloads(strategy, manager)[proxy.cid]
+        assert index not in set(labels.tolist())
+        assert len(labels) == 90
+        assert (
+            np.bincount(labels, minlength=4)[[j for j in range(4) if j != index]].tolist()
+            == [30] * 3
+        )
+        assert config["self_trust"] == 0.4 and config["num_samples"] == 50
+        assert config["server_round"] == 2
+
+
+def test_explicit_trust_matrix_sets_source_proportions() -> None:
+    trust = np.array([[0.5, 0.1, 0.4], [0.25, 0.5, 0.25], [0.3, 0.1, 0.6]])
+    manager, proxies = federation(3)
+    strategy = SyntheticSampleStrategy(
+        sample_shape=SHAPE, num_classes=10, samples_per_client=500, download_budget=200, trust=trust
+    )
+    first_round(strategy, manager, proxies, [500, 500, 500])
+    received = downloads(strategy, manager)
+    counts = {
+        cid: np.bincount(labels, minlength=3).tolist() for cid, (labels, _) in received.items()
+    }
+    assert counts["node-0"] == [0, 40, 160]  # 0.1 : 0.4
+    assert counts["node-1"] == [100, 0, 100]  # 0.25 : 0.25
+    assert counts["node-2"] == [150, 50, 0]  # 0.3 : 0.1
+    assert received["node-2"][1]["self_trust"] == 0.6
+
+
+def test_size_trust_and_unlimited_budget() -> None:
+    manager, proxies = federation(3)
+    strategy = SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, trust="size")
+    first_round(strategy, manager, proxies, [40, 40, 40])  # sizes 100, 200, 300
+    labels, _ = downloads(strategy, manager)["node-0"]
+    assert len(labels) == 80  # all the other pools hold
+    assert np.bincount(labels, minlength=3).tolist() == [0, 32, 48]  # 200 : 300
+
+
+def test_malformed_payloads_are_rejected_and_the_round_completes() -> None:
+    manager, proxies = federation(3)
+    strategy = SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, samples_per_client=20)
+    first_round(strategy, manager, proxies, [20, 20, 20])
+    bad_labels = payload(1, 20)
+    bad_labels[1][:] = 42
+    results = [
+        (proxies[0], fit_res(payload(0, 20, value=1.0), 0)),
+        (proxies[1], fit_res(bad_labels, 1)),
+        (proxies[2], fit_res([payload(2, 20)[0]], 2)),
+    ]
+    parameters, metrics = strategy.aggregate_fit(2, results, [])
+    assert parameters is None
+    assert metrics["rejected_payloads"] == 2
+    assert strategy.pools["node-0"].samples.max() == 1.0  # replaced
+    assert strategy.pools["node-1"].labels.tolist() == [1] * 20  # previous pool kept
+    assert metrics["pool_clients"] == 3
+
+
+def test_oversized_payload_is_rejected() -> None:
+    manager, proxies = federation(2)
+    strategy = SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, samples_per_client=10)
+    _, metrics = strategy.aggregate_fit(1, [(proxies[0], fit_res(payload(0, 41), 0))], [])
+    assert metrics["rejected_payloads"] == 1 and not strategy.pools
+
+
+def test_server_evaluation_sees_the_union_of_pools() -> None:
+    seen = {}
+
+    def evaluate_fn(server_round, pool):
+        seen["labels"] = sorted(set(pool.labels.tolist()))
+        return 0.0, {"global_accuracy": 1.0}
+
+    manager, proxies = federation(3)
+    strategy = SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, evaluate_fn=evaluate_fn)
+    assert strategy.evaluate(0, None) is None  # no pools yet
+    first_round(strategy, manager, proxies, [5, 6, 7])
+    assert strategy.evaluate(1, None) == (0.0, {"global_accuracy": 1.0})
+    assert seen["labels"] == [0, 1, 2]
+
+
+def test_invalid_construction_is_named() -> None:
+    with pytest.raises(ValueError, match="trust must be one of"):
+        SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, trust="equal")
+    with pytest.raises(ValueError, match="rows must sum to 1"):
+        SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, trust=np.ones((2, 2)))
