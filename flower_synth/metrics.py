@@ -16,6 +16,17 @@ def weighted_train_loss(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]
     return {"train_loss": sum(n * loss for n, loss in pairs) / total} if total else {}
 
 
+def synthetic_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
+    """``train_loss`` (weighted) plus ``client_rounds_min``/``_max``: how many rounds the
+    least and most experienced client has fitted, counted in each client's own state
+    (equal to the server round when client state persists across rounds)."""
+    rounds = [int(m["client_rounds"]) for _, m in results if "client_rounds" in m]
+    metrics = weighted_train_loss(results)
+    if rounds:
+        metrics |= {"client_rounds_min": min(rounds), "client_rounds_max": max(rounds)}
+    return metrics
+
+
 def personalized_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
     """Client accuracies (metric ``accuracy``) on their local test splits.
 

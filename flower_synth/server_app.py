@@ -16,7 +16,12 @@ from torch import nn
 from flower_synth.config import RunSettings
 from flower_synth.data import ImageDataset, load_global_test
 from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
-from flower_synth.metrics import client_evaluation, personalized_accuracy, weighted_train_loss
+from flower_synth.metrics import (
+    client_evaluation,
+    personalized_accuracy,
+    synthetic_fit_metrics,
+    weighted_train_loss,
+)
 from flower_synth.models import build_model, count_parameters
 from flower_synth.payload import SampleBatch
 from flower_synth.pooled_classifier import PooledClassifierEvaluation
@@ -118,7 +123,7 @@ def build_synthetic_strategy(
         min_available_clients=settings.min_available_clients,
         evaluate_fn=evaluation,
         on_pools=on_pools,
-        fit_metrics_aggregation_fn=weighted_train_loss,
+        fit_metrics_aggregation_fn=synthetic_fit_metrics,
         evaluate_metrics_aggregation_fn=client_evaluation,
         seed=settings.seed,
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT_ROOT
 
+from flower_synth.equilibrium_check import run_equilibrium_experiment
 from flower_synth.federation import LocalFederation
 from flower_synth.processes import family
 from flower_synth.results import load_results
@@ -20,6 +21,8 @@ DIGITS_RUN = {
     "local-epochs": 5,
     "learning-rate": 0.05,
 }
+
+SYNTHETIC_RUN = {"strategy": "synthetic", "generator": "cvae", "generator-epochs": 20}
 
 pytestmark = pytest.mark.slow
 
@@ -68,28 +71,101 @@ def test_simulation_learns_digits_and_counts_bytes(tmp_path: Path, strategy: str
 
 
 def test_deployment_with_superlink_and_two_supernodes(tmp_path: Path) -> None:
-    nodes, rounds = 2, 2
+    """FedAvg, then the synthetic strategy, on one SuperLink with two SuperNodes."""
+    nodes, rounds, samples = 2, 2, 300
     with LocalFederation(simulation=False, workdir=tmp_path / "federation") as federation:
         for partition_id in range(nodes):
             federation.start_supernode(partition_id, nodes)
-        outcome = federation.run(
-            PROJECT_ROOT,
-            DIGITS_RUN
-            | {
-                "num-server-rounds": rounds,
-                "min-available-clients": nodes,
-                "output-dir": str(tmp_path / "results"),
-            },
-            timeout=600,
-        )
+        outcomes = [
+            federation.run(
+                PROJECT_ROOT,
+                DIGITS_RUN
+                | extra
+                | {
+                    "num-server-rounds": rounds,
+                    "min-available-clients": nodes,
+                    "output-dir": str(tmp_path / name),
+                },
+                timeout=600,
+            )
+            for name, extra in [
+                ("fedavg", {}),
+                ("synthetic", SYNTHETIC_RUN | {"samples-per-client": samples}),
+            ]
+        ]
         started = federation.processes.pids()
-    assert outcome.returncode == 0, outcome.stdout[-4000:]
+    for outcome in outcomes:
+        assert outcome.returncode == 0, outcome.stdout[-4000:]
     assert len(started) >= 1 + nodes
     assert_all_stopped(started)
 
-    data = single_results_file(tmp_path / "results")
-    assert [r["round"] for r in data["rounds"]] == [1, 2]
-    for record in data["rounds"]:
+    fedavg = single_results_file(tmp_path / "fedavg")
+    assert [r["round"] for r in fedavg["rounds"]] == [1, 2]
+    for record in fedavg["rounds"]:
         assert record["clients_sampled"] == nodes
         assert record["bytes_down"] == record["bytes_up"] == nodes * DIGITS_MLP_PARAMETERS * 4
-    assert data["rounds"][-1]["global_accuracy"] > 0.5
+    assert fedavg["rounds"][-1]["global_accuracy"] > 0.5
+
+    synthetic = single_results_file(tmp_path / "synthetic")
+    first, second = synthetic["rounds"]
+    assert first["bytes_down"] == 0
+    assert first["bytes_up"] == second["bytes_up"] == nodes * samples * (64 + 4)
+    assert second["bytes_down"] == nodes * samples * (64 + 4)  # each gets the other's pool
+    # Each node's state survived between rounds outside the simulation engine.
+    assert (first["client_rounds_min"], second["client_rounds_min"]) == (1, 2)
+    assert second["global_accuracy"] > 0.3
+
+
+@pytest.mark.parametrize(
+    ("generators", "classifiers"),
+    [("cvae", "model"), ("cvae,gaussian,gmm", "model,bayes,model")],
+    ids=["cvae", "mixed"],
+)
+def test_synthetic_exchange_learns_digits(
+    tmp_path: Path, generators: str, classifiers: str
+) -> None:
+    clients, rounds, samples = 3, 3, 500
+    with LocalFederation(simulation=True, workdir=tmp_path / "federation") as federation:
+        outcome = federation.run(
+            PROJECT_ROOT,
+            DIGITS_RUN
+            | SYNTHETIC_RUN
+            | {
+                "generator": generators,
+                "classifier": classifiers,
+                "samples-per-client": samples,
+                "num-server-rounds": rounds,
+                "output-dir": str(tmp_path / "results"),
+            },
+            {"num-supernodes": clients},
+            timeout=900,
+        )
+    assert outcome.returncode == 0, outcome.stdout[-4000:]
+    data = single_results_file(tmp_path / "results")
+    sample_bytes = samples * (64 + 4)  # uint8 8x8 image + int32 label
+    for record in data["rounds"]:
+        assert record["fit_failures"] == 0
+        assert record["bytes_up"] == clients * sample_bytes
+        expected_down = 0 if record["round"] == 1 else clients * (clients - 1) * sample_bytes
+        assert record["bytes_down"] == expected_down
+        assert record["client_rounds_min"] == record["round"]
+    final = data["rounds"][-1]
+    # Server classifier trained only on the pooled synthetic samples; chance is 0.1.
+    assert final["global_accuracy"] > 0.6
+    # Every client learns: the weakest one's own model, on its local and the global test set.
+    assert final["personalized_accuracy_min"] > 0.6
+    assert final["clients_global_accuracy_min"] > 0.4
+
+
+def test_synthetic_exchange_reaches_the_nash_equilibrium(tmp_path: Path) -> None:
+    """Gaussian clients on different digits partitions: the pools' mean parameters
+    converge to W @ M within 1e-2, contracting at least as fast as max(1 - a_ii)."""
+    table = run_equilibrium_experiment(
+        PROJECT_ROOT, tmp_path, num_clients=3, rounds=8, self_trust=0.5, samples_per_client=50_000
+    )
+    assert table[0]["local_vs_equilibrium"] > 0.05  # the equilibrium differs from local data
+    assert table[-1]["max_error"] < 1e-2
+    noise_floor = 0.01
+    for previous, current in zip(table, table[1:], strict=False):
+        if previous["max_error"] > 3 * noise_floor:
+            assert current["ratio"] <= current["bound"] + 0.05

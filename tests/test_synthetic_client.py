@@ -10,7 +10,7 @@ from flwr.app import RecordDict
 from flower_synth.clients import SyntheticSampleClient
 from flower_synth.clients.synthetic_client import CLASSIFIER_STATE, GENERATOR_STATE
 from flower_synth.config import RunSettings
-from flower_synth.data import load_client_data
+from flower_synth.data import load_client_data, load_global_test
 from flower_synth.generative import ClassConditionalGaussian
 from flower_synth.models import build_model
 from flower_synth.payload import encode_samples
@@ -66,8 +66,6 @@ def test_received_samples_get_weight_one_minus_self_trust(digits_settings) -> No
 
 
 def test_bayes_classifier_scores_the_global_test_set(digits_settings) -> None:
-    from flower_synth.data import load_global_test
-
     client = make_client(digits_settings, RecordDict(), with_model=False)
     client.global_test = load_global_test(digits_settings)
     client.fit([], {"server_round": 1})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import IdleProxy
@@ -9,7 +11,8 @@ from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters
 from flwr.server.client_manager import SimpleClientManager
 
 from flower_synth.payload import decode_samples, encode_samples
-from flower_synth.strategies import SyntheticSampleStrategy
+from flower_synth.results import RunRecorder
+from flower_synth.strategies import MeteredStrategy, SyntheticSampleStrategy
 from flower_synth.strategies.synthetic import allocate
 
 SHAPE = (1, 8, 8)
@@ -153,3 +156,21 @@ def test_invalid_construction_is_named() -> None:
         SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, trust="equal")
     with pytest.raises(ValueError, match="rows must sum to 1"):
         SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, trust=np.ones((2, 2)))
+
+
+def test_rejected_payloads_count_as_fit_failures_in_the_round_record(tmp_path) -> None:
+    manager, proxies = federation(2)
+    recorder = RunRecorder(tmp_path / "run.json", config={})
+    strategy = MeteredStrategy(
+        SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, samples_per_client=20),
+        recorder,
+    )
+    strategy.configure_fit(1, strategy.initialize_parameters(manager), manager)
+    bad = payload(1, 20)
+    bad[0] = bad[0].astype(np.float32)
+    results = [(proxies[0], fit_res(payload(0, 20), 0)), (proxies[1], fit_res(bad, 1))]
+    strategy.aggregate_fit(1, results, [RuntimeError("lost")])
+    record = json.loads((tmp_path / "run.json").read_text())["rounds"][0]
+    assert record["fit_failures"] == 2  # one lost client, one rejected payload
+    assert record["rejected_payloads"] == 1
+    assert record["bytes_up"] == 20 * 64 + 20 * 4 + 20 * 64 * 4 + 20 * 4  # counted as received

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from flwr.app import RecordDict
+from flwr.app import ConfigRecord, RecordDict
 from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
 from torch import nn
@@ -19,6 +19,7 @@ from flower_synth.training import make_loader, to_unit_range, train
 
 GENERATOR_STATE = "synthetic.generator"
 CLASSIFIER_STATE = "synthetic.classifier"
+PROGRESS_STATE = "synthetic.progress"
 EVAL_BATCH_SIZE = 1000
 
 
@@ -100,7 +101,8 @@ class SyntheticSampleClient(NumPyClient):
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[NDArrays, int, dict[str, Scalar]]:
         """Learn on real + received samples; return new samples, the real-data size
-        and metrics (``partition_id``, ``received_samples``, ``train_loss``)."""
+        and metrics: ``partition_id``, ``received_samples``, ``train_loss`` and
+        ``client_rounds`` (fits this client has made, counted in its state)."""
         server_round = int(config.get("server_round", 0))
         seed = round_seed(self.seed, self.partition_id, server_round)
         received = decode_samples(parameters) if parameters else None
@@ -114,9 +116,13 @@ class SyntheticSampleClient(NumPyClient):
         weights = mixture_weights(len(real), num_received, float(config.get("self_trust", 1.0)))
 
         self.generator.fit(samples, labels, sample_weight=weights)
+        progress = self.state.get(PROGRESS_STATE, ConfigRecord({"client_rounds": 0}))
+        progress["client_rounds"] = int(progress["client_rounds"]) + 1
+        self.state[PROGRESS_STATE] = progress
         metrics: dict[str, Scalar] = {
             "partition_id": self.partition_id,
             "received_samples": num_received,
+            "client_rounds": progress["client_rounds"],
         }
         if self.classifier is not None:
             loader = make_loader(samples, labels, self.batch_size, True, seed, weights=weights)
