@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flower_synth.generative.base import GenerativeModel
+from flower_synth.generative.base import DensityModel, GenerativeModel
 from flower_synth.generative.cvae import ConditionalVAE
 from flower_synth.generative.gaussian import ClassConditionalGaussian
 from flower_synth.generative.gmm import ClassConditionalGMM
@@ -14,6 +14,7 @@ __all__ = [
     "ClassConditionalGMM",
     "ClassConditionalGaussian",
     "ConditionalVAE",
+    "DensityModel",
     "GenerativeModel",
     "build_generator",
 ]

@@ -220,6 +220,33 @@ class GenerativeModel(abc.ABC):
         return check_finite("X", X).reshape(len(X), -1)
 
 
+class DensityModel(GenerativeModel):
+    """A generative model with tractable class-conditional likelihoods, whose Bayes
+    posterior ``p(y | x)`` serves as its classifier."""
+
+    @abc.abstractmethod
+    def class_log_likelihood(self, X: np.ndarray) -> np.ndarray:
+        """``log p(x | y=c)`` of each row of ``X`` under each class.
+
+        Args:
+            X: ``(N, *sample_shape_)`` finite values.
+
+        Returns:
+            ``(N, n_classes)`` float64; ``-inf`` for classes never fitted.
+        """
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Bayes posterior ``p(y | x)`` from the class log-likelihoods and priors.
+
+        Args:
+            X: ``(N, *sample_shape_)`` finite values.
+
+        Returns:
+            ``(N, n_classes)`` float64 rows summing to 1.
+        """
+        return class_posterior(self.class_log_likelihood(X), self.class_prior_)
+
+
 def check_fit_inputs(
     X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None, n_classes: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

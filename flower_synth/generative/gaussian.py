@@ -7,17 +7,16 @@ from collections.abc import Mapping
 import numpy as np
 
 from flower_synth.generative.base import (
-    GenerativeModel,
+    DensityModel,
     check_choice,
     check_number,
     check_state_shape,
-    class_posterior,
     require_keys,
 )
 from flower_synth.generative.normal import COVARIANCE_TYPES, log_normal_density, sample_normal
 
 
-class ClassConditionalGaussian(GenerativeModel):
+class ClassConditionalGaussian(DensityModel):
     """``p(x | y=c) = N(mean_c, cov_c)`` on the flattened samples, ``p(y=c) = prior_c``.
 
     ``fit`` is the exact weighted maximum-likelihood estimate: with ``W_c`` the weight
@@ -50,30 +49,12 @@ class ClassConditionalGaussian(GenerativeModel):
         self.reg_covar = reg_covar
 
     def class_log_likelihood(self, X: np.ndarray) -> np.ndarray:
-        """``log p(x | y=c)`` of each row of ``X`` under each class.
-
-        Args:
-            X: ``(N, *sample_shape_)`` finite values.
-
-        Returns:
-            ``(N, n_classes)`` float64; ``-inf`` for classes never fitted.
-        """
+        """See :meth:`DensityModel.class_log_likelihood`."""
         log_likelihood = log_normal_density(
             self._flat_samples(X), self.means_, self.covariances_, self.covariance_type
         )
         log_likelihood[:, ~self.class_seen_] = -np.inf
         return log_likelihood
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Bayes posterior ``p(y | x)`` from the class log-likelihoods and priors.
-
-        Args:
-            X: ``(N, *sample_shape_)`` finite values.
-
-        Returns:
-            ``(N, n_classes)`` float64 rows summing to 1.
-        """
-        return class_posterior(self.class_log_likelihood(X), self.class_prior_)
 
     def _check_params(self) -> None:
         check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)

@@ -9,12 +9,11 @@ from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
 
 from flower_synth.generative.base import (
-    GenerativeModel,
+    DensityModel,
     check_choice,
     check_int,
     check_number,
     check_state_shape,
-    class_posterior,
     require_keys,
 )
 from flower_synth.generative.normal import COVARIANCE_TYPES, log_normal_density, sample_normal
@@ -22,7 +21,7 @@ from flower_synth.generative.normal import COVARIANCE_TYPES, log_normal_density,
 PARAMETER_KEYS = ("weights", "means", "covariances")
 
 
-class ClassConditionalGMM(GenerativeModel):
+class ClassConditionalGMM(DensityModel):
     """``p(x | y=c)`` a Gaussian mixture on the flattened samples, ``p(y=c) = prior_c``.
 
     Each class with weight gets its own :class:`sklearn.mixture.GaussianMixture` with
@@ -74,14 +73,7 @@ class ClassConditionalGMM(GenerativeModel):
         self.random_state = random_state
 
     def class_log_likelihood(self, X: np.ndarray) -> np.ndarray:
-        """``log p(x | y=c)`` of each row of ``X`` under each class's mixture.
-
-        Args:
-            X: ``(N, *sample_shape_)`` finite values.
-
-        Returns:
-            ``(N, n_classes)`` float64; ``-inf`` for classes never fitted.
-        """
+        """See :meth:`DensityModel.class_log_likelihood`."""
         X = self._flat_samples(X)
         n_classes, n_components, n_features = self.means_.shape
         log_density = log_normal_density(
@@ -93,17 +85,6 @@ class ClassConditionalGMM(GenerativeModel):
         with np.errstate(divide="ignore"):
             log_weights = np.log(self.weights_)
         return logsumexp(log_density + log_weights, axis=2)
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Bayes posterior ``p(y | x)`` from the class log-likelihoods and priors.
-
-        Args:
-            X: ``(N, *sample_shape_)`` finite values.
-
-        Returns:
-            ``(N, n_classes)`` float64 rows summing to 1.
-        """
-        return class_posterior(self.class_log_likelihood(X), self.class_prior_)
 
     def _check_params(self) -> None:
         check_int("n_components", self.n_components, minimum=1)
