@@ -69,10 +69,7 @@ def synthetic_client(
         sample_dtype=settings.sample_dtype,
         samples_per_round=settings.samples_per_client,
         local_epochs=settings.local_epochs,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        momentum=settings.momentum,
-        seed=settings.seed,
+        **settings.sgd_params(),
         global_test=load_global_test(settings) if settings.client_global_eval else None,
     )
 
@@ -89,10 +86,7 @@ def client_fn(context: Context) -> Client:
         model,
         data,
         local_epochs=settings.local_epochs,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        momentum=settings.momentum,
-        seed=settings.seed,
+        **settings.sgd_params(),
         partition_id=partition_id,
     ).to_client()
 

@@ -94,6 +94,16 @@ class RunSettings:
             if getattr(self, key) < 0:
                 raise ValueError(f"{_key(key)} must be >= 0, got {getattr(self, key)}")
 
+    def sgd_params(self) -> dict[str, Any]:
+        """``batch_size``, ``learning_rate``, ``momentum`` and ``seed``: the keyword
+        arguments every trainer here (clients, server classifier) takes."""
+        return {
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "momentum": self.momentum,
+            "seed": self.seed,
+        }
+
     def kind_for(self, spec: str, partition_id: int) -> str:
         """The entry of a comma-separated per-partition list (``generator``,
         ``classifier``) that applies to ``partition_id``: entries repeat round-robin."""

@@ -103,10 +103,7 @@ def build_synthetic_strategy(
             model,
             test,
             epochs=settings.server_epochs,
-            batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
-            momentum=settings.momentum,
-            seed=settings.seed,
+            **settings.sgd_params(),
         )
     trust = settings.trust if settings.trust in TRUST_MODES else parse_trust_matrix(settings.trust)
     on_pools = record_pool_means(recorder, test.num_classes) if settings.record_pool_means else None
