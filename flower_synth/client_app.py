@@ -35,7 +35,7 @@ def node_partition(node_config: Mapping[str, Scalar]) -> tuple[int, int]:
 def generator_params(settings: RunSettings, kind: str, partition_id: int) -> dict[str, Any]:
     """Constructor parameters the run config sets for a generator of ``kind``."""
     seed = round_seed(settings.seed, partition_id, 0)
-    if kind == "cvae":
+    if kind.startswith("cvae"):
         return {
             "epochs": settings.generator_epochs,
             "latent_dim": settings.latent_dim,

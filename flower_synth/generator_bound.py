@@ -32,7 +32,7 @@ def generator_bound(
     of its samples, and return the test accuracy with the timings."""
     train_set, test_set = load_dataset(dataset)
     started = time.perf_counter()
-    params = {"epochs": generator_epochs, "seed": seed} if generator == "cvae" else {}
+    params = {"epochs": generator_epochs, "seed": seed} if generator.startswith("cvae") else {}
     model = build_generator(
         generator, train_set.num_classes, train_set.image_shape, **params, **generator_params
     )

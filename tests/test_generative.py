@@ -330,7 +330,7 @@ def test_cvae_state_round_trip(trained_cvae, digits) -> None:
     restored = rebuilt(model)
     restored.set_state(state)
     assert restored.reconstruction_loss(*digits) == model.reconstruction_loss(*digits)
-    with pytest.raises(ValueError, match="same latent_dim and hidden_dim"):
+    with pytest.raises(ValueError, match="same architecture, latent_dim and hidden_dim"):
         ConditionalVAE(10, image_shape=(1, 8, 8), hidden_dim=32).set_state(state)
 
 
@@ -447,13 +447,14 @@ def test_sample_and_refit_checks() -> None:
 
 @pytest.mark.parametrize("kind", GENERATORS)
 def test_build_generator_builds_every_kind(kind: str) -> None:
-    params = {"epochs": 1, "hidden_dim": 16} if kind == "cvae" else {}
+    params = {"epochs": 1, "hidden_dim": 16} if kind.startswith("cvae") else {}
     model = build_generator(kind, 2, (1, 4, 4), **params)
     expected = {
         "gaussian": ClassConditionalGaussian,
         "gaussian-full": ClassConditionalGaussian,
         "gmm": ClassConditionalGMM,
         "cvae": ConditionalVAE,
+        "cvae-conv": ConditionalVAE,
     }[kind]
     assert type(model) is expected
     if kind.startswith("gaussian"):
@@ -475,3 +476,15 @@ def test_generator_bound_on_digits_is_well_above_chance() -> None:
 
     outcome = generator_bound("digits", "gaussian", num_samples=2000, classifier_epochs=10)
     assert outcome["test_accuracy"] > 0.7  # chance is 0.1; real-data training gives ~0.95
+
+
+def test_conv_cvae_learns_and_round_trips(digits) -> None:
+    X, y = digits
+    model = ConditionalVAE(10, image_shape=(1, 8, 8), architecture="conv", **CVAE_PARAMS)
+    model.fit(X, y)
+    assert model.reconstruction_loss(X, y) < 0.8 * 64 * np.log(2.0)
+    assert_state_round_trip(model)
+    with pytest.raises(ValueError, match="state lacks"):  # an MLP CVAE cannot load it
+        ConditionalVAE(10, image_shape=(1, 8, 8), **CVAE_PARAMS).set_state(model.get_state())
+    with pytest.raises(ValueError, match="divisible by 4"):
+        ConditionalVAE(10, image_shape=(1, 6, 6), architecture="conv").fit(X[:, :, :6, :6], y)

@@ -19,7 +19,7 @@ __all__ = [
     "build_generator",
 ]
 
-GENERATORS = ("gaussian", "gaussian-full", "gmm", "cvae")
+GENERATORS = ("gaussian", "gaussian-full", "gmm", "cvae", "cvae-conv")
 
 
 def build_generator(
@@ -28,8 +28,8 @@ def build_generator(
     """The unfitted generative model named ``kind`` (one of :data:`GENERATORS`).
 
     Args:
-        kind: ``"gaussian"`` (diagonal covariances), ``"gaussian-full"``, ``"gmm"``
-            or ``"cvae"``.
+        kind: ``"gaussian"`` (diagonal covariances), ``"gaussian-full"``, ``"gmm"``,
+            ``"cvae"`` (MLP encoder/decoder) or ``"cvae-conv"`` (convolutional).
         n_classes: Number of classes.
         sample_shape: Shape of one sample; the CVAE needs images ``(C, H, W)``, the
             other models take the shape from the data when fitted.
@@ -47,12 +47,14 @@ def build_generator(
         return ClassConditionalGaussian(n_classes, covariance_type="full", **params)
     if kind == "gmm":
         return ClassConditionalGMM(n_classes, **params)
-    if kind == "cvae":
+    if kind in ("cvae", "cvae-conv"):
         if len(sample_shape) != 3:
             raise ValueError(
                 f"the cvae generates images: sample_shape must be (C, H, W), got "
                 f"{tuple(sample_shape)}; use 'gaussian' or 'gmm' for feature vectors"
             )
         channels, height, width = (int(d) for d in sample_shape)
-        return ConditionalVAE(n_classes, image_shape=(channels, height, width), **params)
+        architecture = "conv" if kind == "cvae-conv" else "mlp"
+        shape = (channels, height, width)
+        return ConditionalVAE(n_classes, image_shape=shape, architecture=architecture, **params)
     raise ValueError(f"unknown generator {kind!r}; choose one of {GENERATORS}")

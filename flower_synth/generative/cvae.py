@@ -11,6 +11,7 @@ from torch import nn
 
 from flower_synth.generative.base import (
     GenerativeModel,
+    check_choice,
     check_fit_inputs,
     check_int,
     check_number,
@@ -53,6 +54,67 @@ class CVAENetwork(nn.Module):
         return self.decoder(torch.cat([z, onehot], dim=1))
 
 
+class ConvCVAENetwork(nn.Module):
+    """Encoder and decoder with two stride-2 convolutions each (DCGAN-style), for
+    images whose side is divisible by 4; same interface as :class:`CVAENetwork`.
+
+    Args:
+        image_shape: ``(C, H, W)`` of the images.
+        n_classes: Length of the one-hot label.
+        latent_dim: Dimension of ``z``.
+        hidden_dim: Width of the fully connected layer between convolutions and ``z``.
+    """
+
+    def __init__(
+        self, image_shape: tuple[int, int, int], n_classes: int, latent_dim: int, hidden_dim: int
+    ) -> None:
+        super().__init__()
+        channels, height, width = image_shape
+        if height % 4 or width % 4:
+            raise ValueError(f"the conv CVAE needs H and W divisible by 4, got {height}x{width}")
+        self.image_shape = image_shape
+        self.grid = (64, height // 4, width // 4)
+        flat = int(np.prod(self.grid))
+        self.encoder_conv = nn.Sequential(
+            nn.Conv2d(channels, 32, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.encoder_head = nn.Sequential(
+            nn.Linear(flat + n_classes, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, 2 * latent_dim),
+        )
+        self.decoder_head = nn.Sequential(
+            nn.Linear(latent_dim + n_classes, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, flat),
+            nn.ReLU(),
+        )
+        self.decoder_conv = nn.Sequential(
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1),
+            nn.Flatten(),
+        )
+
+    def encode(self, x: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of ``q(z | x, y)`` for flattened images ``x``."""
+        features = self.encoder_conv(x.view(len(x), *self.image_shape))
+        mean, log_var = self.encoder_head(torch.cat([features, onehot], dim=1)).chunk(2, dim=1)
+        return mean, log_var
+
+    def decode(self, z: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits of ``p(x | z, y)``, flattened to ``(N, C * H * W)``."""
+        grid = self.decoder_head(torch.cat([z, onehot], dim=1)).view(len(z), *self.grid)
+        return self.decoder_conv(grid)
+
+
+ARCHITECTURES = ("mlp", "conv")
+
+
 class ConditionalVAE(GenerativeModel):
     """A CVAE with a Bernoulli likelihood per pixel, trained with Adam on the negative ELBO.
 
@@ -78,6 +140,8 @@ class ConditionalVAE(GenerativeModel):
         image_shape: ``(C, H, W)`` of the images.
         latent_dim: Dimension of the latent code ``z``.
         hidden_dim: Width of the encoder's and decoder's hidden layer.
+        architecture: ``"mlp"`` (:class:`CVAENetwork`) or ``"conv"``
+            (:class:`ConvCVAENetwork`, for image sides divisible by 4).
         epochs: Passes over the data per fit call.
         batch_size: Images per Adam step.
         learning_rate: Adam's step size.
@@ -96,6 +160,7 @@ class ConditionalVAE(GenerativeModel):
         image_shape: tuple[int, int, int] = (1, 28, 28),
         latent_dim: int = 20,
         hidden_dim: int = 400,
+        architecture: str = "mlp",
         epochs: int = 5,
         batch_size: int = 128,
         learning_rate: float = 1e-3,
@@ -105,11 +170,12 @@ class ConditionalVAE(GenerativeModel):
         self.image_shape = image_shape
         self.latent_dim = latent_dim
         self.hidden_dim = hidden_dim
+        self.architecture = architecture
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.seed = seed
-        self._network: CVAENetwork | None = None
+        self._network: CVAENetwork | ConvCVAENetwork | None = None
         self._optimizer: torch.optim.Adam | None = None
         self._generator: torch.Generator | None = None
 
@@ -140,6 +206,7 @@ class ConditionalVAE(GenerativeModel):
             check_int(f"image_shape[{i}]", dim, minimum=1)
         check_int("latent_dim", self.latent_dim, minimum=1)
         check_int("hidden_dim", self.hidden_dim, minimum=1)
+        check_choice("architecture", self.architecture, ARCHITECTURES)
         check_int("epochs", self.epochs, minimum=1)
         check_int("batch_size", self.batch_size, minimum=1)
         check_number("learning_rate", self.learning_rate, positive=True)
@@ -160,9 +227,12 @@ class ConditionalVAE(GenerativeModel):
         x = torch.as_tensor(X.reshape(len(X), -1), dtype=torch.float32)
         return x, F.one_hot(torch.as_tensor(y), self.n_classes).float()
 
-    def _build_network(self) -> CVAENetwork:
+    def _build_network(self) -> CVAENetwork | ConvCVAENetwork:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
+            if self.architecture == "conv":
+                shape = tuple(int(d) for d in self.image_shape)
+                return ConvCVAENetwork(shape, self.n_classes, self.latent_dim, self.hidden_dim)
             return CVAENetwork(
                 int(np.prod(self.image_shape)), self.n_classes, self.latent_dim, self.hidden_dim
             )
@@ -223,6 +293,6 @@ class ConditionalVAE(GenerativeModel):
         except RuntimeError as error:
             raise ValueError(
                 f"state does not fit this network ({error}); construct the model with the "
-                "same latent_dim and hidden_dim as the one that produced the state"
+                "same architecture, latent_dim and hidden_dim as the one that produced the state"
             ) from error
         self._network, self._optimizer, self._generator = network, None, None
