@@ -1,1 +1,7 @@
+"""flower-synth: federated learning without weight averaging, as a Flower app and library.
 
+Strategies live in :mod:`flower_synth.strategies`, their clients in
+:mod:`flower_synth.clients`, local generative models in :mod:`flower_synth.generative`.
+"""
+
+__version__ = "0.1.0"
