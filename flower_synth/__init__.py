@@ -4,4 +4,6 @@ Strategies live in :mod:`flower_synth.strategies`, their clients in
 :mod:`flower_synth.clients`, local generative models in :mod:`flower_synth.generative`.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("flower-synth")  # single source: pyproject.toml
