@@ -46,9 +46,8 @@ class PooledClassifierEvaluation:
 
     def __call__(self, server_round: int, pool: SampleBatch) -> tuple[float, dict[str, Scalar]]:
         """Train on ``pool``, evaluate on the test set."""
-        samples = pool.samples.reshape(len(pool), *self.test.image_shape)
         loader = make_loader(
-            samples, pool.labels, self.batch_size, shuffle=True, seed=self.seed + server_round
+            pool.samples, pool.labels, self.batch_size, shuffle=True, seed=self.seed + server_round
         )
         train_loss = train(self.model, loader, self.epochs, self.learning_rate, self.momentum)
         loss, accuracy = evaluate(self.model, self.test)

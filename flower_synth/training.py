@@ -109,15 +109,23 @@ def train(
 
 
 @torch.no_grad()
+def class_probabilities(model: nn.Module, samples: np.ndarray) -> np.ndarray:
+    """Softmax outputs of ``model`` for images ``samples`` in [0, 1], ``(N, classes)``."""
+    model.eval()
+    labels = np.zeros(len(samples), np.int64)
+    batches = make_loader(samples, labels, EVAL_BATCH_SIZE, shuffle=False)
+    return np.concatenate([torch.softmax(model(inputs), dim=1).numpy() for inputs, _, _ in batches])
+
+
+def score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Mean negative log-likelihood and accuracy of class ``probabilities``."""
+    picked = probabilities[np.arange(len(labels)), labels]
+    loss = float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    return loss, float((probabilities.argmax(axis=1) == labels).mean())
+
+
 def evaluate(model: nn.Module, data: ImageDataset) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``data``."""
     if len(data) == 0:
         return float("nan"), float("nan")
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    criterion = nn.CrossEntropyLoss(reduction="sum")
-    for images, labels, _ in make_loader(to_unit_range(data), data.labels, EVAL_BATCH_SIZE, False):
-        logits = model(images)
-        loss_sum += criterion(logits, labels).item()
-        correct += int((logits.argmax(dim=1) == labels).sum())
-    return loss_sum / len(data), correct / len(data)
+    return score(class_probabilities(model, to_unit_range(data)), data.labels)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from flwr.app import ConfigRecord, RecordDict
 from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
@@ -15,12 +14,17 @@ from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.generative import GenerativeModel
 from flower_synth.payload import decode_samples, encode_samples
 from flower_synth.state import load_arrays, load_module, save_arrays, save_module
-from flower_synth.training import make_loader, to_unit_range, train
+from flower_synth.training import (
+    class_probabilities,
+    make_loader,
+    score,
+    to_unit_range,
+    train,
+)
 
 GENERATOR_STATE = "synthetic.generator"
 CLASSIFIER_STATE = "synthetic.classifier"
 PROGRESS_STATE = "synthetic.progress"
-EVAL_BATCH_SIZE = 1000
 
 
 def mixture_weights(num_real: int, num_received: int, self_trust: float) -> np.ndarray:
@@ -110,7 +114,7 @@ class SyntheticSampleClient(NumPyClient):
         if received is None:
             samples, labels = real, self.data.train.labels
         else:
-            samples = np.concatenate([real, received.samples.reshape(-1, *real.shape[1:])])
+            samples = np.concatenate([real, received.samples])
             labels = np.concatenate([self.data.train.labels, received.labels])
         num_received = len(labels) - len(real)
         weights = mixture_weights(len(real), num_received, float(config.get("self_trust", 1.0)))
@@ -138,25 +142,13 @@ class SyntheticSampleClient(NumPyClient):
         payload = encode_samples(generated, generated_labels, self.sample_dtype)
         return payload, len(real), metrics
 
-    def class_probabilities(self, samples: np.ndarray) -> np.ndarray:
-        """Class posterior of the client's classifier for images in [0, 1]."""
-        if self.classifier is None:
-            return self.generator.predict_proba(samples)
-        self.classifier.eval()
-        outputs = []
-        with torch.no_grad():
-            for inputs, _, _ in make_loader(
-                samples, np.zeros(len(samples), np.int64), EVAL_BATCH_SIZE, shuffle=False
-            ):
-                outputs.append(torch.softmax(self.classifier(inputs), dim=1).numpy())
-        return np.concatenate(outputs)
-
     def score(self, data: ImageDataset) -> tuple[float, float]:
-        """Mean negative log-likelihood and accuracy on ``data``."""
-        probabilities = self.class_probabilities(to_unit_range(data))
-        picked = probabilities[np.arange(len(data)), data.labels]
-        loss = float(-np.log(np.clip(picked, 1e-12, None)).mean())
-        return loss, float((probabilities.argmax(axis=1) == data.labels).mean())
+        """Mean negative log-likelihood and accuracy of the client's classifier (its
+        torch model, else the generator's Bayes posterior) on ``data``."""
+        samples = to_unit_range(data)
+        if self.classifier is None:
+            return score(self.generator.predict_proba(samples), data.labels)
+        return score(class_probabilities(self.classifier, samples), data.labels)
 
     def evaluate(
         self, parameters: NDArrays, config: dict[str, Scalar]

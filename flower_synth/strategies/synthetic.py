@@ -238,7 +238,7 @@ class SyntheticSampleStrategy(Strategy):
                         f"an explicit trust matrix needs metric partition_id in "
                         f"[0, {len(self.trust)}), got {partition!r}"
                     )
-            except (PayloadError, ValueError) as error:
+            except ValueError as error:  # PayloadError, or arrays that do not deserialize
                 rejected += 1
                 log(WARNING, "Rejected payload of node %s: %s", client.cid, error)
                 continue
