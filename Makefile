@@ -19,6 +19,7 @@ test-fast: install  ## the test suite without the slow end-to-end runs
 
 lint: install
 	$(BIN)/ruff check flower_synth tests
+	$(BIN)/ruff format --check flower_synth tests
 
 install: $(STAMP)
 

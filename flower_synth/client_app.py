@@ -9,12 +9,18 @@ import torch
 from flwr.client import Client, ClientApp
 from flwr.common import Context, Scalar
 
-from flower_synth.clients import FedAvgClient, SyntheticSampleClient
+from flower_synth.clients import (
+    FedAvgClient,
+    FedProtoClient,
+    GMMPrototypeClient,
+    PrototypeClient,
+    SyntheticSampleClient,
+)
 from flower_synth.clients.fedavg_client import round_seed
 from flower_synth.config import RunSettings
 from flower_synth.data import ClientData, load_client_data, load_global_test
 from flower_synth.generative import build_generator
-from flower_synth.models import build_model
+from flower_synth.models import build_dual_head_model, build_model
 
 
 def node_partition(node_config: Mapping[str, Scalar]) -> tuple[int, int]:
@@ -74,6 +80,42 @@ def synthetic_client(
     )
 
 
+def prototype_client(
+    settings: RunSettings, data: ClientData, context: Context, partition_id: int
+) -> PrototypeClient:
+    """A GMM-prototype or FedProto client, its model restored from ``context.state``.
+
+    Every client starts from the same initial weights (seeded by the run seed) and,
+    for GMM prototypes, the same ETF (seeded by the run seed as well).
+    """
+    shape, num_classes = data.train.image_shape, data.train.num_classes
+    torch.manual_seed(settings.seed)
+    options = dict(
+        partition_id=partition_id,
+        local_epochs=settings.local_epochs,
+        prototype_dtype=settings.prototype_dtype,
+        global_test=load_global_test(settings) if settings.client_global_eval else None,
+        **settings.sgd_params(),
+    )
+    if settings.strategy == "fedproto":
+        model = build_model(shape, num_classes)
+        return FedProtoClient(
+            model, data, context.state, proto_lambda=settings.proto_lambda, **options
+        )
+    model = build_dual_head_model(shape, num_classes, settings.seed, settings.prediction_head)
+    return GMMPrototypeClient(
+        model,
+        data,
+        context.state,
+        n_components=settings.gmm_components,
+        covariance_type=settings.gmm_covariance,
+        min_samples=settings.gmm_min_samples,
+        pseudo_per_class=settings.pseudo_per_class,
+        dr_lambda=settings.dr_lambda,
+        **options,
+    )
+
+
 def client_fn(context: Context) -> Client:
     """Build this node's client for the strategy named by the run config."""
     settings = RunSettings.from_run_config(context.run_config)
@@ -81,6 +123,8 @@ def client_fn(context: Context) -> Client:
     data = load_client_data(settings, partition_id, num_partitions)
     if settings.strategy == "synthetic":
         return synthetic_client(settings, data, context, partition_id).to_client()
+    if settings.strategy in ("gmm-prototype", "fedproto"):
+        return prototype_client(settings, data, context, partition_id).to_client()
     model = build_model(data.train.image_shape, data.train.num_classes)
     return FedAvgClient(
         model,

@@ -11,9 +11,11 @@ from flower_synth.data.partition import PARTITIONERS
 from flower_synth.data.sources import DATASETS
 from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
 from flower_synth.generative import GENERATORS
+from flower_synth.models.dual_head import PREDICTION_HEADS
 from flower_synth.payload import SAMPLE_DTYPES
+from flower_synth.prototypes import COVARIANCE_TYPES, PROTOTYPE_DTYPES
 
-STRATEGIES = ("fedavg", "fedprox", "synthetic")
+STRATEGIES = ("fedavg", "fedprox", "synthetic", "gmm-prototype", "fedproto")
 CLASSIFIERS = ("model", "bayes")
 
 
@@ -58,6 +60,17 @@ class RunSettings:
     server_epochs: int = 2
     client_global_eval: bool = True
     record_pool_means: bool = False
+    # prototype strategies
+    prototype_dtype: str = "float16"
+    dr_lambda: float = 1.0
+    prediction_head: str = "ce"
+    gmm_components: int = 3
+    gmm_covariance: str = "diag"
+    gmm_min_samples: int = 10
+    fusion_tau: float = 1.0
+    fusion_max_components: int = 5
+    pseudo_per_class: int = 0
+    proto_lambda: float = 1.0
 
     def __post_init__(self) -> None:
         _check_choice("strategy", self.strategy, STRATEGIES)
@@ -90,7 +103,20 @@ class RunSettings:
         for key in ("samples_per_client", "generator_epochs", "latent_dim"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{_key(key)} must be >= 1, got {getattr(self, key)}")
-        for key in ("download_budget", "server_epochs"):
+        _check_choice("prototype-dtype", self.prototype_dtype, PROTOTYPE_DTYPES)
+        _check_choice("prediction-head", self.prediction_head, PREDICTION_HEADS)
+        _check_choice("gmm-covariance", self.gmm_covariance, COVARIANCE_TYPES)
+        if self.gmm_components < 1 or self.gmm_min_samples < 2:
+            raise ValueError("gmm-components must be >= 1 and gmm-min-samples >= 2")
+        for key in (
+            "download_budget",
+            "server_epochs",
+            "fusion_max_components",
+            "pseudo_per_class",
+            "dr_lambda",
+            "fusion_tau",
+            "proto_lambda",
+        ):
             if getattr(self, key) < 0:
                 raise ValueError(f"{_key(key)} must be >= 0, got {getattr(self, key)}")
 

@@ -16,7 +16,7 @@ def weighted_train_loss(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]
     return {"train_loss": sum(n * loss for n, loss in pairs) / total} if total else {}
 
 
-def synthetic_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
+def stateful_client_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
     """``train_loss`` (weighted) plus ``client_rounds_min``/``_max``: how many rounds the
     least and most experienced client has fitted, counted in each client's own state
     (equal to the server round when client state persists across rounds)."""
@@ -54,6 +54,16 @@ def clients_global_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Sca
 def client_evaluation(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
     """Personalized and global accuracy of clients that keep their own models."""
     return personalized_accuracy(results) | clients_global_accuracy(results)
+
+
+def clients_as_global_evaluation(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
+    """:func:`client_evaluation`, with ``global_accuracy`` set to the mean of the
+    clients' own models on the global test set: the global figure of strategies
+    that have no global model (prototype exchange)."""
+    metrics = client_evaluation(results)
+    if "clients_global_accuracy" in metrics:
+        metrics["global_accuracy"] = metrics["clients_global_accuracy"]
+    return metrics
 
 
 def spread(name: str, values: list[float]) -> dict[str, Scalar]:

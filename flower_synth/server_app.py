@@ -18,15 +18,21 @@ from flower_synth.data import ImageDataset, load_global_test
 from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
 from flower_synth.metrics import (
     client_evaluation,
+    clients_as_global_evaluation,
     personalized_accuracy,
-    synthetic_fit_metrics,
+    stateful_client_fit_metrics,
     weighted_train_loss,
 )
-from flower_synth.models import build_model, count_parameters
+from flower_synth.models import build_dual_head_model, build_model, count_parameters
 from flower_synth.payload import SampleBatch
 from flower_synth.pooled_classifier import PooledClassifierEvaluation
 from flower_synth.results import RunRecorder, results_file_name
-from flower_synth.strategies import MeteredStrategy, SyntheticSampleStrategy
+from flower_synth.strategies import (
+    FedProtoStrategy,
+    GMMPrototypeStrategy,
+    MeteredStrategy,
+    SyntheticSampleStrategy,
+)
 from flower_synth.strategies.synthetic import PoolCallback
 from flower_synth.training import evaluate, get_weights, set_weights
 
@@ -120,10 +126,41 @@ def build_synthetic_strategy(
         min_available_clients=settings.min_available_clients,
         evaluate_fn=evaluation,
         on_pools=on_pools,
-        fit_metrics_aggregation_fn=synthetic_fit_metrics,
+        fit_metrics_aggregation_fn=stateful_client_fit_metrics,
         evaluate_metrics_aggregation_fn=client_evaluation,
         seed=settings.seed,
     )
+
+
+def build_prototype_strategy(settings: RunSettings, feature_dim: int, num_classes: int) -> Strategy:
+    """GMM-prototype or FedProto; ``global_accuracy`` is the mean of the clients' own
+    models on the global test set."""
+    common = dict(
+        num_classes=num_classes,
+        feature_dim=feature_dim,
+        dtype=settings.prototype_dtype,
+        fraction_fit=settings.fraction_fit,
+        fraction_evaluate=settings.fraction_evaluate,
+        min_available_clients=settings.min_available_clients,
+        fit_metrics_aggregation_fn=stateful_client_fit_metrics,
+        evaluate_metrics_aggregation_fn=clients_as_global_evaluation,
+    )
+    if settings.strategy == "fedproto":
+        return FedProtoStrategy(**common)
+    return GMMPrototypeStrategy(
+        covariance="diag" if settings.gmm_covariance in ("diag", "spherical") else "full",
+        tau=settings.fusion_tau,
+        max_components=settings.fusion_max_components or None,
+        max_client_components=settings.gmm_components,
+        **common,
+    )
+
+
+def server_model(settings: RunSettings, test: ImageDataset) -> nn.Module:
+    """The model the strategy's clients train (recorded with its parameter count)."""
+    if settings.strategy == "gmm-prototype":
+        return build_dual_head_model(test.image_shape, test.num_classes, settings.seed)
+    return build_model(test.image_shape, test.num_classes)
 
 
 def server_fn(context: Context) -> ServerAppComponents:
@@ -131,7 +168,7 @@ def server_fn(context: Context) -> ServerAppComponents:
     settings = RunSettings.from_run_config(context.run_config)
     torch.manual_seed(settings.seed)
     test = load_global_test(settings)
-    model = build_model(test.image_shape, test.num_classes)
+    model = server_model(settings, test)
     name = results_file_name(
         settings.strategy, settings.dataset, settings.partitioner, settings.seed
     )
@@ -142,6 +179,8 @@ def server_fn(context: Context) -> ServerAppComponents:
     )
     if settings.strategy == "synthetic":
         strategy: Strategy = build_synthetic_strategy(settings, model, test, recorder)
+    elif settings.strategy in ("gmm-prototype", "fedproto"):
+        strategy = build_prototype_strategy(settings, model.feature_dim, test.num_classes)
     else:
         strategy = build_baseline_strategy(settings, model, test)
     return ServerAppComponents(

@@ -7,7 +7,7 @@ node's ``Context.state`` (a ``RecordDict``) as ``ArrayRecord`` entries.
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 from torch import nn
 
 
@@ -36,3 +36,12 @@ def load_module(state: RecordDict, key: str, module: nn.Module) -> bool:
         return False
     module.load_state_dict(state[key].to_torch_state_dict())
     return True
+
+
+def count_round(state: RecordDict, key: str) -> int:
+    """Increment and return the round counter stored under ``key`` (1 on first call):
+    how many rounds this node has fitted, as its own state remembers."""
+    progress = state.get(key, ConfigRecord({"client_rounds": 0}))
+    progress["client_rounds"] = int(progress["client_rounds"]) + 1
+    state[key] = progress
+    return int(progress["client_rounds"])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -71,6 +72,31 @@ def set_weights(model: nn.Module, weights: Sequence[np.ndarray]) -> None:
     model.load_state_dict(state, strict=True)
 
 
+FeatureLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PseudoFeatures:
+    """Feature vectors (not images) with labels, trained on by the head alone."""
+
+    features: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def batches(self, num_batches: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A seeded shuffle split into ``num_batches`` near-equal batches."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        return [
+            (
+                torch.from_numpy(self.features[part].astype(np.float32)),
+                torch.from_numpy(self.labels[part].astype(np.int64)),
+            )
+            for part in np.array_split(order, num_batches)
+        ]
+
+
 def train(
     model: nn.Module,
     loader: DataLoader,
@@ -78,23 +104,43 @@ def train(
     learning_rate: float,
     momentum: float = 0.9,
     proximal_mu: float = 0.0,
+    feature_loss: FeatureLoss | None = None,
+    pseudo: PseudoFeatures | None = None,
+    seed: int = 0,
 ) -> float:
     """SGD on (example-weighted) cross-entropy for ``epochs`` epochs; returns the mean
-    loss of the last epoch.
+    loss of the last epoch. ``model`` must have ``features`` and ``head``.
 
-    With ``proximal_mu > 0`` the FedProx term ``mu/2 * ||w - w_start||^2`` is added,
-    ``w_start`` being the weights the model had when this call began (the global model).
+    Optional terms:
+
+    * ``proximal_mu > 0``: the FedProx term ``mu/2 * ||w - w_start||^2``, ``w_start``
+      being the weights the model had when this call began (the global model);
+    * ``feature_loss(h, labels)``: per-example losses on the batch's features (e.g.
+      Dot-Regression, or FedProto's distance to the global prototypes), added to the
+      per-example cross-entropy before weighting;
+    * ``pseudo``: feature vectors spread evenly over each epoch's batches (shuffled
+      with ``seed`` and the epoch); the head's cross-entropy is averaged over the real
+      and pseudo examples of a batch together.
     """
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum)
     anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None
     criterion = nn.CrossEntropyLoss(reduction="none")
     model.train()
     epoch_loss = float("nan")
-    for _ in range(epochs):
+    for epoch in range(epochs):
         total, count = 0.0, 0
-        for images, labels, weights in loader:
+        extra = pseudo.batches(len(loader), seed + epoch) if pseudo is not None else None
+        for step, (images, labels, weights) in enumerate(loader):
             optimizer.zero_grad()
-            loss = (weights * criterion(model(images), labels)).mean()
+            features = model.features(images)
+            per_example = criterion(model.head(features), labels)
+            if feature_loss is not None:
+                per_example = per_example + feature_loss(features, labels)
+            losses = [weights * per_example]
+            if extra is not None:
+                pseudo_features, pseudo_labels = extra[step]
+                losses.append(criterion(model.head(pseudo_features), pseudo_labels))
+            loss = torch.cat(losses).mean()
             if anchor is not None:
                 drift = sum(
                     (p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
@@ -106,6 +152,15 @@ def train(
             count += len(labels)
         epoch_loss = total / max(count, 1)
     return epoch_loss
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, samples: np.ndarray) -> np.ndarray:
+    """``model.features`` of images ``samples`` in [0, 1], as float32 ``(N, d)``."""
+    model.eval()
+    labels = np.zeros(len(samples), np.int64)
+    batches = make_loader(samples, labels, EVAL_BATCH_SIZE, shuffle=False)
+    return np.concatenate([model.features(inputs).numpy() for inputs, _, _ in batches])
 
 
 @torch.no_grad()

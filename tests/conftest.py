@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from flwr.common import Code, FitRes, Scalar, Status, ndarrays_to_parameters
+from flwr.server.client_manager import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 
 from flower_synth.config import RunSettings
@@ -42,3 +45,21 @@ class IdleProxy(ClientProxy):
 
     def reconnect(self, ins, timeout, group_id):  # pragma: no cover - unused
         raise NotImplementedError
+
+
+def idle_federation(num_clients: int) -> tuple[SimpleClientManager, list[IdleProxy]]:
+    """A client manager with ``num_clients`` registered idle clients ``node-<i>``."""
+    manager = SimpleClientManager()
+    proxies = [IdleProxy(f"node-{i}") for i in range(num_clients)]
+    for proxy in proxies:
+        manager.register(proxy)
+    return manager, proxies
+
+
+def fit_result(
+    arrays: list[np.ndarray], metrics: dict[str, Scalar], num_examples: int = 100
+) -> FitRes:
+    """A successful fit result carrying ``arrays``."""
+    return FitRes(
+        Status(code=Code.OK, message=""), ndarrays_to_parameters(arrays), num_examples, metrics
+    )

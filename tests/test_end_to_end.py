@@ -38,26 +38,26 @@ def assert_all_stopped(pids: set[int]) -> None:
     assert not set().union(*(family(pid) for pid in pids))
 
 
-@pytest.mark.parametrize("strategy", ["fedavg", "fedprox"])
-def test_simulation_learns_digits_and_counts_bytes(tmp_path: Path, strategy: str) -> None:
-    clients, rounds = 3, 3
+def simulate(tmp_path: Path, run_config: dict, clients: int, timeout: float = 900) -> dict:
+    """One `flwr run` in the simulation engine on digits; its results file's content.
+    Asserts that the run succeeded and that every process it started is gone."""
     with LocalFederation(simulation=True, workdir=tmp_path / "federation") as federation:
         outcome = federation.run(
             PROJECT_ROOT,
-            DIGITS_RUN
-            | {
-                "strategy": strategy,
-                "num-server-rounds": rounds,
-                "output-dir": str(tmp_path / "results"),
-            },
+            DIGITS_RUN | run_config | {"output-dir": str(tmp_path / "results")},
             {"num-supernodes": clients},
-            timeout=600,
+            timeout=timeout,
         )
         started = federation.processes.pids()
     assert outcome.returncode == 0, outcome.stdout[-4000:]
     assert_all_stopped(started)
+    return single_results_file(tmp_path / "results")
 
-    data = single_results_file(tmp_path / "results")
+
+@pytest.mark.parametrize("strategy", ["fedavg", "fedprox"])
+def test_simulation_learns_digits_and_counts_bytes(tmp_path: Path, strategy: str) -> None:
+    clients, rounds = 3, 3
+    data = simulate(tmp_path, {"strategy": strategy, "num-server-rounds": rounds}, clients)
     assert data["config"]["strategy"] == strategy
     assert data["config"]["model_parameters"] == DIGITS_MLP_PARAMETERS
     assert [r["round"] for r in data["rounds"]] == [1, 2, 3]
@@ -71,7 +71,8 @@ def test_simulation_learns_digits_and_counts_bytes(tmp_path: Path, strategy: str
 
 
 def test_deployment_with_superlink_and_two_supernodes(tmp_path: Path) -> None:
-    """FedAvg, then the synthetic strategy, on one SuperLink with two SuperNodes."""
+    """FedAvg, the synthetic strategy and GMM prototypes, one after the other on one
+    SuperLink with two SuperNodes."""
     nodes, rounds, samples = 2, 2, 300
     with LocalFederation(simulation=False, workdir=tmp_path / "federation") as federation:
         for partition_id in range(nodes):
@@ -91,6 +92,7 @@ def test_deployment_with_superlink_and_two_supernodes(tmp_path: Path) -> None:
             for name, extra in [
                 ("fedavg", {}),
                 ("synthetic", SYNTHETIC_RUN | {"samples-per-client": samples}),
+                ("gmm-prototype", {"strategy": "gmm-prototype"}),
             ]
         ]
         started = federation.processes.pids()
@@ -115,6 +117,13 @@ def test_deployment_with_superlink_and_two_supernodes(tmp_path: Path) -> None:
     assert (first["client_rounds_min"], second["client_rounds_min"]) == (1, 2)
     assert second["global_accuracy"] > 0.3
 
+    prototypes = single_results_file(tmp_path / "gmm-prototype")
+    first, second = prototypes["rounds"]
+    assert first["bytes_down"] == 0 < second["bytes_down"]
+    assert second["fit_failures"] == 0
+    assert (first["client_rounds_min"], second["client_rounds_min"]) == (1, 2)
+    assert second["personalized_accuracy"] > 0.6
+
 
 @pytest.mark.parametrize(
     ("generators", "classifiers"),
@@ -125,23 +134,13 @@ def test_synthetic_exchange_learns_digits(
     tmp_path: Path, generators: str, classifiers: str
 ) -> None:
     clients, rounds, samples = 3, 3, 500
-    with LocalFederation(simulation=True, workdir=tmp_path / "federation") as federation:
-        outcome = federation.run(
-            PROJECT_ROOT,
-            DIGITS_RUN
-            | SYNTHETIC_RUN
-            | {
-                "generator": generators,
-                "classifier": classifiers,
-                "samples-per-client": samples,
-                "num-server-rounds": rounds,
-                "output-dir": str(tmp_path / "results"),
-            },
-            {"num-supernodes": clients},
-            timeout=900,
-        )
-    assert outcome.returncode == 0, outcome.stdout[-4000:]
-    data = single_results_file(tmp_path / "results")
+    run_config = SYNTHETIC_RUN | {
+        "generator": generators,
+        "classifier": classifiers,
+        "samples-per-client": samples,
+        "num-server-rounds": rounds,
+    }
+    data = simulate(tmp_path, run_config, clients)
     sample_bytes = samples * (64 + 4)  # uint8 8x8 image + int32 label
     for record in data["rounds"]:
         assert record["fit_failures"] == 0
@@ -155,6 +154,35 @@ def test_synthetic_exchange_learns_digits(
     # Every client learns: the weakest one's own model, on its local and the global test set.
     assert final["personalized_accuracy_min"] > 0.6
     assert final["clients_global_accuracy_min"] > 0.4
+
+
+@pytest.mark.parametrize("strategy", ["gmm-prototype", "fedproto"])
+def test_prototype_strategies_learn_digits_without_sending_weights(
+    tmp_path: Path, strategy: str
+) -> None:
+    clients, rounds = 3, 3
+    data = simulate(tmp_path, {"strategy": strategy, "num-server-rounds": rounds}, clients)
+    weights_bytes = clients * DIGITS_MLP_PARAMETERS * 4
+    dim, classes = 64, 10  # DigitsMLP features; float16 on the wire, int32 labels and counts
+    for previous, record in zip([None, *data["rounds"]], data["rounds"], strict=False):
+        assert record["fit_failures"] == 0
+        assert record["client_rounds_min"] == record["round"]
+        assert 0 < record["bytes_up"] < weights_bytes / 4
+        if previous is None:
+            assert record["bytes_down"] == 0  # nothing to broadcast before round 1
+        elif strategy == "gmm-prototype":  # [labels, weights, means, variances, class_counts]
+            component = 4 + 2 + 2 * dim + 2 * dim
+            summary = previous["global_components"] * component + 4 * classes
+            assert record["bytes_down"] == clients * summary
+        else:  # [labels, means, counts]
+            assert record["bytes_down"] == clients * previous["global_classes"] * (4 + 2 * dim + 4)
+    final = data["rounds"][-1]
+    # Each client's own model on its local split; chance is 0.1.
+    assert final["personalized_accuracy"] > 0.8
+    assert final["personalized_accuracy_min"] > 0.5
+    # No global model: global accuracy is the clients' mean on the global test set.
+    assert final["global_accuracy"] == final["clients_global_accuracy"]
+    assert final["clients_global_accuracy_min"] <= final["global_accuracy"]
 
 
 def test_synthetic_exchange_reaches_the_nash_equilibrium(tmp_path: Path) -> None:

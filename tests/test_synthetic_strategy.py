@@ -6,9 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import IdleProxy
-from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
-from flwr.server.client_manager import SimpleClientManager
+from conftest import fit_result, idle_federation
+from flwr.common import FitRes, parameters_to_ndarrays
 
 from flower_synth.payload import decode_samples, encode_samples
 from flower_synth.results import RunRecorder
@@ -16,15 +15,7 @@ from flower_synth.strategies import MeteredStrategy, SyntheticSampleStrategy
 from flower_synth.strategies.synthetic import allocate
 
 SHAPE = (1, 8, 8)
-OK = Status(code=Code.OK, message="")
-
-
-def federation(num_clients: int) -> tuple[SimpleClientManager, list[IdleProxy]]:
-    manager = SimpleClientManager()
-    proxies = [IdleProxy(f"node-{i}") for i in range(num_clients)]
-    for proxy in proxies:
-        manager.register(proxy)
-    return manager, proxies
+federation = idle_federation
 
 
 def payload(label: int, n: int, value: float = 0.5) -> list[np.ndarray]:
@@ -33,7 +24,7 @@ def payload(label: int, n: int, value: float = 0.5) -> list[np.ndarray]:
 
 
 def fit_res(arrays: list[np.ndarray], partition: int, num_examples: int = 100) -> FitRes:
-    return FitRes(OK, ndarrays_to_parameters(arrays), num_examples, {"partition_id": partition})
+    return fit_result(arrays, {"partition_id": partition}, num_examples)
 
 
 def first_round(strategy, manager, proxies, pool_sizes) -> None:

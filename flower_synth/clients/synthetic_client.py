@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import ConfigRecord, RecordDict
+from flwr.app import RecordDict
 from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
 from torch import nn
@@ -13,7 +13,7 @@ from flower_synth.data.federated import ClientData
 from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.generative import GenerativeModel
 from flower_synth.payload import decode_samples, encode_samples
-from flower_synth.state import load_arrays, load_module, save_arrays, save_module
+from flower_synth.state import count_round, load_arrays, load_module, save_arrays, save_module
 from flower_synth.training import (
     class_probabilities,
     make_loader,
@@ -120,13 +120,10 @@ class SyntheticSampleClient(NumPyClient):
         weights = mixture_weights(len(real), num_received, float(config.get("self_trust", 1.0)))
 
         self.generator.fit(samples, labels, sample_weight=weights)
-        progress = self.state.get(PROGRESS_STATE, ConfigRecord({"client_rounds": 0}))
-        progress["client_rounds"] = int(progress["client_rounds"]) + 1
-        self.state[PROGRESS_STATE] = progress
         metrics: dict[str, Scalar] = {
             "partition_id": self.partition_id,
             "received_samples": num_received,
-            "client_rounds": progress["client_rounds"],
+            "client_rounds": count_round(self.state, PROGRESS_STATE),
         }
         if self.classifier is not None:
             loader = make_loader(samples, labels, self.batch_size, True, seed, weights=weights)

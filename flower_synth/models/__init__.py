@@ -5,22 +5,47 @@ from __future__ import annotations
 from torch import nn
 
 from flower_synth.models.cnn import SimpleCNN
+from flower_synth.models.dual_head import DualHeadClassifier, dot_regression_loss, simplex_etf
 from flower_synth.models.mlp import DigitsMLP
 
-__all__ = ["DigitsMLP", "SimpleCNN", "build_model", "count_parameters"]
+__all__ = [
+    "DigitsMLP",
+    "DualHeadClassifier",
+    "SimpleCNN",
+    "build_dual_head_model",
+    "build_model",
+    "count_parameters",
+    "dot_regression_loss",
+    "simplex_etf",
+]
 
 
-def build_model(image_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+def build_model(
+    image_shape: tuple[int, int, int], num_classes: int, feature_activation: bool = True
+) -> nn.Module:
     """The default classifier for images of shape ``(C, H, W)``.
 
-    8x8 images get :class:`DigitsMLP`, 28x28 and 32x32 images :class:`SimpleCNN`.
+    8x8 images get :class:`DigitsMLP`, 28x28 and 32x32 images :class:`SimpleCNN`;
+    ``feature_activation`` as in those classes.
     """
     channels, height, width = image_shape
     if height != width:
         raise ValueError(f"square images expected, got {height}x{width}")
     if height <= 16:
-        return DigitsMLP(in_features=channels * height * width, num_classes=num_classes)
-    return SimpleCNN(in_channels=channels, image_size=height, num_classes=num_classes)
+        return DigitsMLP(channels * height * width, num_classes, feature_activation)
+    return SimpleCNN(channels, height, num_classes, feature_activation)
+
+
+def build_dual_head_model(
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+    etf_seed: int = 0,
+    prediction: str = "ce",
+) -> DualHeadClassifier:
+    """The default classifier's feature extractor (without its final ReLU, so features
+    are signed) under a learnable head and a fixed simplex-ETF head."""
+    base = build_model(image_shape, num_classes, feature_activation=False)
+    return DualHeadClassifier(base.features, base.feature_dim, num_classes, etf_seed, prediction)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -17,9 +17,18 @@ class SimpleCNN(nn.Module):
         in_channels: image channels (1 for (Fashion-)MNIST, 3 for CIFAR-10).
         image_size: height = width of the input images (28 or 32).
         num_classes: number of output logits.
+        feature_activation: end ``features`` with a ReLU (the original network). Without
+            it, features are the signed outputs of the 84-unit layer, which a fixed ETF
+            head with negative entries can align and Gaussians describe well.
     """
 
-    def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        num_classes: int = 10,
+        feature_activation: bool = True,
+    ) -> None:
         super().__init__()
         side = ((image_size - 4) // 2 - 4) // 2
         self.feature_dim = 84
@@ -34,7 +43,7 @@ class SimpleCNN(nn.Module):
             nn.Linear(16 * side * side, 120),
             nn.ReLU(),
             nn.Linear(120, self.feature_dim),
-            nn.ReLU(),
+            *([nn.ReLU()] if feature_activation else []),
         )
         self.head = nn.Linear(self.feature_dim, num_classes)
 

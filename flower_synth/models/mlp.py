@@ -12,9 +12,12 @@ class DigitsMLP(nn.Module):
     Args:
         in_features: pixels per image (64 for 8x8 digits).
         num_classes: number of output logits.
+        feature_activation: end ``features`` with a ReLU (see :class:`SimpleCNN`).
     """
 
-    def __init__(self, in_features: int = 64, num_classes: int = 10) -> None:
+    def __init__(
+        self, in_features: int = 64, num_classes: int = 10, feature_activation: bool = True
+    ) -> None:
         super().__init__()
         self.feature_dim = 64
         self.features = nn.Sequential(
@@ -22,7 +25,7 @@ class DigitsMLP(nn.Module):
             nn.Linear(in_features, 128),
             nn.ReLU(),
             nn.Linear(128, self.feature_dim),
-            nn.ReLU(),
+            *([nn.ReLU()] if feature_activation else []),
         )
         self.head = nn.Linear(self.feature_dim, num_classes)
 

@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from logging import WARNING
 
 import numpy as np
 from flwr.common import (
-    EvaluateIns,
-    EvaluateRes,
     FitIns,
     FitRes,
+    NDArrays,
     Parameters,
     Scalar,
     ndarrays_to_parameters,
-    parameters_to_ndarrays,
 )
-from flwr.common.logger import log
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
-from flwr.server.strategy import Strategy
 
 from flower_synth.equilibrium import TRUST_MODES, check_trust_matrix
 from flower_synth.metrics import MetricsAggregationFn
 from flower_synth.payload import PayloadError, SampleBatch, encode_samples, validate_payload
+from flower_synth.strategies.model_free import ModelFreeStrategy
 
 PoolEvaluateFn = Callable[[int, SampleBatch], tuple[float, dict[str, Scalar]] | None]
 PoolCallback = Callable[[int, dict[str, SampleBatch]], None]
-
-EMPTY_PARAMETERS = Parameters(tensors=[], tensor_type="numpy.ndarray")
 
 
 def allocate(budget: int, weights: np.ndarray) -> np.ndarray:
@@ -40,7 +34,7 @@ def allocate(budget: int, weights: np.ndarray) -> np.ndarray:
     return counts
 
 
-class SyntheticSampleStrategy(Strategy):
+class SyntheticSampleStrategy(ModelFreeStrategy):
     """Federated learning by exchanging synthetic samples (Schlesinger & Flach, 2025).
 
     Each client owns a generative model. The server keeps the latest pool of synthetic
@@ -96,7 +90,15 @@ class SyntheticSampleStrategy(Strategy):
         evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            fraction_fit=fraction_fit,
+            fraction_evaluate=fraction_evaluate,
+            min_fit_clients=min_fit_clients,
+            min_evaluate_clients=min_evaluate_clients,
+            min_available_clients=min_available_clients,
+            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
+            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
+        )
         if isinstance(trust, str) and trust not in TRUST_MODES:
             raise ValueError(f"trust must be one of {TRUST_MODES} or a matrix, got {trust!r}")
         if not isinstance(trust, str):
@@ -113,15 +115,8 @@ class SyntheticSampleStrategy(Strategy):
         self.self_trust = self_trust
         self.sample_dtype = sample_dtype
         self.max_samples_per_payload = max_samples_per_payload or 4 * samples_per_client
-        self.fraction_fit = fraction_fit
-        self.fraction_evaluate = fraction_evaluate
-        self.min_fit_clients = min_fit_clients
-        self.min_evaluate_clients = min_evaluate_clients
-        self.min_available_clients = min_available_clients
         self.evaluate_fn = evaluate_fn
         self.on_pools = on_pools
-        self.fit_metrics_aggregation_fn = fit_metrics_aggregation_fn
-        self.evaluate_metrics_aggregation_fn = evaluate_metrics_aggregation_fn
         self.seed = seed
         self.pools: dict[str, SampleBatch] = {}
         self.sizes: dict[str, int] = {}
@@ -131,18 +126,6 @@ class SyntheticSampleStrategy(Strategy):
         return (
             f"SyntheticSampleStrategy(samples_per_client={self.samples_per_client}, "
             f"download_budget={self.download_budget}, trust={self.trust!r})"
-        )
-
-    def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
-        """No global model: start from empty parameters (nothing is asked of clients)."""
-        return EMPTY_PARAMETERS
-
-    def _sample_clients(
-        self, client_manager: ClientManager, fraction: float, minimum: int
-    ) -> list[ClientProxy]:
-        size = max(int(fraction * client_manager.num_available()), minimum)
-        return client_manager.sample(
-            num_clients=size, min_num_clients=max(size, self.min_available_clients)
         )
 
     def pool_key(self, cid: str) -> str:
@@ -194,7 +177,7 @@ class SyntheticSampleStrategy(Strategy):
     ) -> list[tuple[ClientProxy, FitIns]]:
         """Send each sampled client the others' pools (trust-weighted, within budget)
         with ``self_trust`` (a_ii), ``num_samples`` to generate and ``server_round``."""
-        clients = self._sample_clients(client_manager, self.fraction_fit, self.min_fit_clients)
+        clients = self.sample_clients(client_manager, self.fraction_fit, self.min_fit_clients)
         instructions = []
         for client in clients:
             batch, self_trust = self.download_for(client.cid, server_round)
@@ -220,33 +203,13 @@ class SyntheticSampleStrategy(Strategy):
         A malformed payload is logged and counted in ``rejected_payloads``; the
         client's previous pool stays. Returns no parameters (there is no global model).
         """
-        rejected = 0
-        accepted: list[tuple[int, dict[str, Scalar]]] = []
-        for client, res in results:
-            try:
-                batch = validate_payload(
-                    parameters_to_ndarrays(res.parameters),
-                    self.sample_shape,
-                    self.num_classes,
-                    self.max_samples_per_payload,
-                )
-                partition = res.metrics.get("partition_id")
-                if isinstance(self.trust, np.ndarray) and not (
-                    isinstance(partition, int) and 0 <= partition < len(self.trust)
-                ):
-                    raise PayloadError(
-                        f"an explicit trust matrix needs metric partition_id in "
-                        f"[0, {len(self.trust)}), got {partition!r}"
-                    )
-            except ValueError as error:  # PayloadError, or arrays that do not deserialize
-                rejected += 1
-                log(WARNING, "Rejected payload of node %s: %s", client.cid, error)
-                continue
+        accepted, rejected = self.accept(results, self.decode)
+        for client, res, batch in accepted:
             self.pools[client.cid] = batch
             self.sizes[client.cid] = res.num_examples
+            partition = res.metrics.get("partition_id")
             if isinstance(partition, int):
                 self.partition_of[client.cid] = partition
-            accepted.append((res.num_examples, res.metrics))
         if self.on_pools is not None:
             self.on_pools(server_round, {self.pool_key(cid): p for cid, p in self.pools.items()})
         metrics: dict[str, Scalar] = {
@@ -254,38 +217,23 @@ class SyntheticSampleStrategy(Strategy):
             "pool_clients": len(self.pools),
             "pool_samples": sum(len(p) for p in self.pools.values()),
         }
-        if self.fit_metrics_aggregation_fn is not None and accepted:
-            metrics |= self.fit_metrics_aggregation_fn(accepted)
-        return None, metrics
+        return None, metrics | self.fit_metrics(accepted)
 
-    def configure_evaluate(
-        self, server_round: int, parameters: Parameters, client_manager: ClientManager
-    ) -> list[tuple[ClientProxy, EvaluateIns]]:
-        """Ask clients to evaluate their own models (nothing is sent but the round)."""
-        if self.fraction_evaluate == 0.0:
-            return []
-        clients = self._sample_clients(
-            client_manager, self.fraction_evaluate, self.min_evaluate_clients
+    def decode(self, arrays: NDArrays, res: FitRes) -> SampleBatch:
+        """Validate one client's samples (and, with an explicit trust matrix, the
+        ``partition_id`` it reports)."""
+        batch = validate_payload(
+            arrays, self.sample_shape, self.num_classes, self.max_samples_per_payload
         )
-        ins = EvaluateIns(EMPTY_PARAMETERS, {"server_round": server_round})
-        return [(client, ins) for client in clients]
-
-    def aggregate_evaluate(
-        self,
-        server_round: int,
-        results: list[tuple[ClientProxy, EvaluateRes]],
-        failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
-    ) -> tuple[float | None, dict[str, Scalar]]:
-        """Example-weighted mean loss and the aggregated client metrics."""
-        scored = [(res.num_examples, res.loss) for _, res in results if res.num_examples > 0]
-        total = sum(n for n, _ in scored)
-        loss = sum(n * value for n, value in scored) / total if total else None
-        metrics: dict[str, Scalar] = {}
-        if self.evaluate_metrics_aggregation_fn is not None and results:
-            metrics = self.evaluate_metrics_aggregation_fn(
-                [(res.num_examples, res.metrics) for _, res in results]
+        partition = res.metrics.get("partition_id")
+        if isinstance(self.trust, np.ndarray) and not (
+            isinstance(partition, int) and 0 <= partition < len(self.trust)
+        ):
+            raise PayloadError(
+                f"an explicit trust matrix needs metric partition_id in "
+                f"[0, {len(self.trust)}), got {partition!r}"
             )
-        return loss, metrics
+        return batch
 
     def evaluate(
         self, server_round: int, parameters: Parameters

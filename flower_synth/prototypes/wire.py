@@ -1,0 +1,179 @@
+"""Prototypes on the wire: encoding, and validation of what arrives.
+
+Gaussian-mixture prototypes are five arrays,
+``[labels, weights, means, covariances, class_counts]``; FedProto prototypes three,
+``[labels, means, counts]``. Labels and counts are ``int32``, the rest ``float16``
+(default) or ``float32``. Decoding always validates, so a malformed payload raises
+:class:`~flower_synth.payload.PayloadError` naming what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from flower_synth.payload import LABEL_DTYPE, PayloadError
+from flower_synth.prototypes.means import ClassPrototypes
+from flower_synth.prototypes.mixtures import ClassMixtures
+
+PROTOTYPE_DTYPES = ("float16", "float32")
+WEIGHT_SUM_TOLERANCE = 1e-2  # float16 weights of a class sum to 1 within this
+
+
+def encode_mixtures(mixtures: ClassMixtures, dtype: str = "float16") -> list[np.ndarray]:
+    """``[labels, weights, means, covariances, class_counts]`` ready to send."""
+    floats = _float_dtype(dtype)
+    return [
+        mixtures.labels.astype(LABEL_DTYPE),
+        mixtures.weights.astype(floats),
+        mixtures.means.astype(floats),
+        mixtures.covariances.astype(floats),
+        mixtures.class_counts.astype(LABEL_DTYPE),
+    ]
+
+
+def encode_prototypes(prototypes: ClassPrototypes, dtype: str = "float16") -> list[np.ndarray]:
+    """``[labels, means, counts]`` ready to send."""
+    return [
+        prototypes.labels.astype(LABEL_DTYPE),
+        prototypes.means.astype(_float_dtype(dtype)),
+        prototypes.counts.astype(LABEL_DTYPE),
+    ]
+
+
+def decode_mixtures(
+    arrays: Sequence[np.ndarray],
+    num_classes: int,
+    feature_dim: int,
+    covariance: str = "diag",
+    max_components_per_class: int | None = None,
+) -> ClassMixtures:
+    """Validate and decode mixture prototypes (float64 arrays, weights renormalised).
+
+    Raises:
+        PayloadError: wrong array count, dtypes or shapes; ``covariance`` (``"diag"``
+            or ``"full"``) not the one sent; labels out of range; non-finite values;
+            weights outside (0, 1] or not summing to 1 per class; non-positive
+            variances or covariance matrices that are not positive definite; classes
+            whose components and counts disagree; more than
+            ``max_components_per_class`` components in a class.
+    """
+    if len(arrays) != 5:
+        raise PayloadError(
+            f"expected 5 arrays [labels, weights, means, covariances, class_counts], "
+            f"got {len(arrays)}"
+        )
+    labels, weights, means, covariances, counts = arrays
+    size = _check_labels(labels, num_classes)
+    _check_floats("weights", weights, (size,))
+    _check_floats("means", means, (size, feature_dim))
+    expected = (size, feature_dim) if covariance == "diag" else (size, feature_dim, feature_dim)
+    _check_floats("covariances", covariances, expected)
+    _check_counts(counts, (num_classes,))
+    if not (weights.dtype == means.dtype == covariances.dtype):
+        raise PayloadError("weights, means and covariances must share one float dtype")
+    weights = weights.astype(np.float64)
+    covariances = covariances.astype(np.float64)
+    if size and ((weights <= 0) | (weights > 1 + WEIGHT_SUM_TOLERANCE)).any():
+        raise PayloadError("component weights must lie in (0, 1]")
+    present = np.unique(labels)
+    if not np.array_equal(present, np.flatnonzero(counts)):
+        raise PayloadError(
+            f"classes with components {present.tolist()} must be exactly the classes with "
+            f"nonzero class_counts {np.flatnonzero(counts).tolist()}"
+        )
+    for label in present:
+        members = labels == label
+        if abs(weights[members].sum() - 1) > WEIGHT_SUM_TOLERANCE:
+            raise PayloadError(
+                f"weights of class {label} sum to {weights[members].sum():.4f}, not 1"
+            )
+        if max_components_per_class is not None and members.sum() > max_components_per_class:
+            raise PayloadError(
+                f"class {label} has {members.sum()} components; at most "
+                f"{max_components_per_class} allowed"
+            )
+        weights[members] /= weights[members].sum()
+    _check_positive_definite(covariances)
+    return ClassMixtures(
+        labels.astype(np.int64),
+        weights,
+        means.astype(np.float64),
+        covariances,
+        counts.astype(np.int64),
+    )
+
+
+def decode_prototypes(
+    arrays: Sequence[np.ndarray], num_classes: int, feature_dim: int
+) -> ClassPrototypes:
+    """Validate and decode FedProto prototypes.
+
+    Raises:
+        PayloadError: wrong array count, dtypes or shapes; labels out of range or
+            repeated; non-finite means; counts that are not positive.
+    """
+    if len(arrays) != 3:
+        raise PayloadError(f"expected 3 arrays [labels, means, counts], got {len(arrays)}")
+    labels, means, counts = arrays
+    size = _check_labels(labels, num_classes)
+    if len(np.unique(labels)) != size:
+        raise PayloadError("each class may carry one prototype; labels repeat")
+    _check_floats("means", means, (size, feature_dim))
+    _check_counts(counts, (size,))
+    if (counts <= 0).any():
+        raise PayloadError("prototype counts must be positive")
+    order = np.argsort(labels)
+    return ClassPrototypes(
+        labels[order].astype(np.int64),
+        means[order].astype(np.float64),
+        counts[order].astype(np.int64),
+    )
+
+
+def _float_dtype(dtype: str) -> np.dtype:
+    if dtype not in PROTOTYPE_DTYPES:
+        raise ValueError(f"unknown prototype dtype {dtype!r}; choose one of {PROTOTYPE_DTYPES}")
+    return np.dtype(dtype)
+
+
+def _check_labels(labels: np.ndarray, num_classes: int) -> int:
+    if labels.dtype != LABEL_DTYPE or labels.ndim != 1:
+        raise PayloadError(f"labels must be a 1-D int32 array, got {labels.dtype} {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise PayloadError(
+            f"labels must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]"
+        )
+    return int(labels.size)
+
+
+def _check_floats(name: str, array: np.ndarray, shape: tuple[int, ...]) -> None:
+    if array.dtype.name not in PROTOTYPE_DTYPES:
+        raise PayloadError(f"{name} must be float16 or float32, got {array.dtype}")
+    if array.shape != shape:
+        raise PayloadError(f"{name} must have shape {shape}, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise PayloadError(f"{name} contain NaN or infinite values")
+
+
+def _check_counts(counts: np.ndarray, shape: tuple[int, ...]) -> None:
+    if counts.dtype != LABEL_DTYPE or counts.shape != shape:
+        raise PayloadError(
+            f"counts must be int32 of shape {shape}, got {counts.dtype} {counts.shape}"
+        )
+    if (counts < 0).any():
+        raise PayloadError("counts must be non-negative")
+
+
+def _check_positive_definite(covariances: np.ndarray) -> None:
+    if covariances.ndim == 2:
+        if (covariances <= 0).any():
+            raise PayloadError("variances must be positive")
+        return
+    if not np.allclose(covariances, covariances.transpose(0, 2, 1), rtol=1e-2, atol=1e-3):
+        raise PayloadError("covariance matrices must be symmetric")
+    try:
+        np.linalg.cholesky(covariances)
+    except np.linalg.LinAlgError:
+        raise PayloadError("covariance matrices must be positive definite") from None
