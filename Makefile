@@ -8,8 +8,8 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 .PHONY: demo test test-fast install dataset lint
 
-demo: install dataset  ## short real comparison run on Fashion-MNIST, then table + plot
-	$(BIN)/flower-synth demo
+demo: install dataset  ## small real comparison on Fashion-MNIST: every strategy, report + plots
+	$(BIN)/flower-synth compare simulations/demo.yaml
 
 test: install dataset  ## the whole test suite, end-to-end runs included (what CI runs)
 	$(BIN)/python -m pytest

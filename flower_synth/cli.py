@@ -1,26 +1,20 @@
-"""The ``flower-synth`` command: ``demo`` (a short comparison run), ``equilibrium``,
-``generator-bound`` and ``plot``."""
+"""The ``flower-synth`` command: ``compare`` (run an experiment grid and report),
+``equilibrium``, ``generator-bound`` and ``plot``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from flower_synth.config import STRATEGIES
+from flower_synth.compare import FlowerCellRunner, round_progress, run_sweep
 from flower_synth.equilibrium_check import format_equilibrium_table, run_equilibrium_experiment
-from flower_synth.federation import LocalFederation
+from flower_synth.experiments import EXPERIMENT_STRATEGIES, expand, load_experiment
 from flower_synth.generator_bound import generator_bound
 from flower_synth.plotting import plot_runs
+from flower_synth.report import write_report
 from flower_synth.results import format_summary_table, load_results, summarize
-from flower_synth.strategies.metered import ROUND_MARKER
-
-# Lighter settings that keep the demo within a few minutes on two CPU cores.
-DEMO_OVERRIDES: dict[str, dict[str, int | str]] = {
-    "synthetic": {"samples-per-client": 500, "download-budget": 1500, "generator-epochs": 3},
-}
 
 
 def find_app_dir(start: Path | None = None) -> Path:
@@ -35,47 +29,32 @@ def find_app_dir(start: Path | None = None) -> Path:
     )
 
 
-def print_log_line(line: str) -> None:
-    """Echo a line of Flower's streamed log."""
-    print(line, end="", flush=True)
+def log(message: str) -> None:
+    """Progress output, flushed at once (runs take minutes)."""
+    print(message, flush=True)
 
 
-def print_round_line(line: str) -> None:
-    """Echo only the per-round summaries of a streamed log."""
-    if ROUND_MARKER in line:
-        print("  " + line[line.index(ROUND_MARKER) + len(ROUND_MARKER) :].strip(), flush=True)
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    """Run each strategy on identical partitions and seed, then tabulate and plot."""
-    app_dir = Path(args.app_dir) if args.app_dir else find_app_dir()
-    output_dir = Path(args.output_dir).resolve() / time.strftime("%Y%m%d-%H%M%S")
-    run_config = {
-        "dataset": args.dataset,
-        "partitioner": "dirichlet",
-        "dirichlet-alpha": args.alpha,
-        "num-server-rounds": args.rounds,
-        "local-epochs": args.local_epochs,
-        "seed": args.seed,
-        "output-dir": str(output_dir),
-    }
-    with LocalFederation(simulation=True) as federation:
-        for strategy in args.strategies:
-            print(f"== {strategy}: {args.num_clients} clients, {args.rounds} rounds", flush=True)
-            outcome = federation.run(
-                app_dir,
-                run_config | {"strategy": strategy} | DEMO_OVERRIDES.get(strategy, {}),
-                {"num-supernodes": args.num_clients},
-                on_line=print_log_line if args.verbose else print_round_line,
-            )
-            if outcome.returncode != 0:
-                print(outcome.stdout[-4000:], outcome.stderr[-4000:], file=sys.stderr)
-                return outcome.returncode
-    files = sorted(output_dir.glob("*.json"))
-    print(format_summary_table([summarize(load_results(f)) for f in files]))
-    plot = plot_runs(files, output_dir / "accuracy.png")
-    print(f"\nresults: {output_dir}\nplot:    {plot}")
-    return 0
+def run_compare(args: argparse.Namespace) -> int:
+    """Run the experiment's unfinished cells (unless --report-only), then write the report."""
+    config = load_experiment(args.experiment, args.overrides)
+    cells = expand(config, args.strategies, args.partitions)
+    if not cells:
+        raise SystemExit("no cells to run: check --strategies / --partitions against the YAML")
+    failed = 0
+    if not args.report_only:
+        runner = FlowerCellRunner(
+            Path(args.app_dir) if args.app_dir else find_app_dir(),
+            config.timeout_minutes,
+            on_line=(lambda line: print(line, end="", flush=True))
+            if args.verbose
+            else round_progress(log),
+        )
+        outcomes = run_sweep(cells, runner, log)
+        failed = sum(outcome.status == "failed" for outcome in outcomes)
+    report = write_report(config, cells)
+    print(report.read_text())
+    log(f"report: {report}")
+    return 1 if failed else 0
 
 
 def run_equilibrium(args: argparse.Namespace) -> int:
@@ -119,18 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flower-synth", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="short comparison run on Fashion-MNIST")
-    demo.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    demo.add_argument("--dataset", default="fashion-mnist")
-    demo.add_argument("--num-clients", type=int, default=10)
-    demo.add_argument("--rounds", type=int, default=3)
-    demo.add_argument("--local-epochs", type=int, default=1)
-    demo.add_argument("--alpha", type=float, default=0.1, help="Dirichlet concentration")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--output-dir", default="runs/demo")
-    demo.add_argument("--app-dir", default=None)
-    demo.add_argument("--verbose", action="store_true", help="stream Flower's log")
-    demo.set_defaults(handler=run_demo)
+    compare = commands.add_parser(
+        "compare",
+        help="run every cell of an experiment (simulations/*.yaml) that has no results yet, "
+        "then write report.md",
+    )
+    compare.add_argument("experiment", help="experiment YAML, e.g. simulations/fmnist.yaml")
+    compare.add_argument(
+        "overrides", nargs="*", help="omegaconf dotlist overrides, e.g. rounds=3 num_clients=5"
+    )
+    compare.add_argument("--strategies", nargs="+", choices=EXPERIMENT_STRATEGIES, default=None)
+    compare.add_argument("--partitions", nargs="+", default=None, help="partition names")
+    compare.add_argument(
+        "--report-only", action="store_true", help="write the report from existing results"
+    )
+    compare.add_argument("--app-dir", default=None)
+    compare.add_argument("--verbose", action="store_true", help="stream Flower's whole log")
+    compare.set_defaults(handler=run_compare)
 
     equilibrium = commands.add_parser(
         "equilibrium", help="check that synthetic-sample exchange reaches the Nash equilibrium"

@@ -13,11 +13,12 @@ from flower_synth.clients import (
     FedAvgClient,
     FedProtoClient,
     GMMPrototypeClient,
+    LocalOnlyClient,
     PrototypeClient,
     SyntheticSampleClient,
 )
 from flower_synth.clients.fedavg_client import round_seed
-from flower_synth.config import RunSettings
+from flower_synth.config import OWN_MODEL_STRATEGIES, RunSettings
 from flower_synth.data import ClientData, load_client_data, load_global_test
 from flower_synth.generative import build_generator
 from flower_synth.models import build_dual_head_model, build_model
@@ -80,10 +81,11 @@ def synthetic_client(
     )
 
 
-def prototype_client(
+def own_model_client(
     settings: RunSettings, data: ClientData, context: Context, partition_id: int
 ) -> PrototypeClient:
-    """A GMM-prototype or FedProto client, its model restored from ``context.state``.
+    """A GMM-prototype, FedProto or local-only client, its model restored from
+    ``context.state``.
 
     Every client starts from the same initial weights (seeded by the run seed) and,
     for GMM prototypes, the same ETF (seeded by the run seed as well).
@@ -97,6 +99,8 @@ def prototype_client(
         global_test=load_global_test(settings) if settings.client_global_eval else None,
         **settings.sgd_params(),
     )
+    if settings.strategy == "local-only":
+        return LocalOnlyClient(build_model(shape, num_classes), data, context.state, **options)
     if settings.strategy == "fedproto":
         model = build_model(shape, num_classes)
         return FedProtoClient(
@@ -123,8 +127,8 @@ def client_fn(context: Context) -> Client:
     data = load_client_data(settings, partition_id, num_partitions)
     if settings.strategy == "synthetic":
         return synthetic_client(settings, data, context, partition_id).to_client()
-    if settings.strategy in ("gmm-prototype", "fedproto"):
-        return prototype_client(settings, data, context, partition_id).to_client()
+    if settings.strategy in OWN_MODEL_STRATEGIES:
+        return own_model_client(settings, data, context, partition_id).to_client()
     model = build_model(data.train.image_shape, data.train.num_classes)
     return FedAvgClient(
         model,

@@ -15,7 +15,8 @@ from flower_synth.models.dual_head import PREDICTION_HEADS
 from flower_synth.payload import SAMPLE_DTYPES
 from flower_synth.prototypes import COVARIANCE_TYPES, PROTOTYPE_DTYPES
 
-STRATEGIES = ("fedavg", "fedprox", "synthetic", "gmm-prototype", "fedproto")
+STRATEGIES = ("fedavg", "fedprox", "synthetic", "gmm-prototype", "fedproto", "local-only")
+OWN_MODEL_STRATEGIES = ("gmm-prototype", "fedproto", "local-only")  # no global model
 CLASSIFIERS = ("model", "bayes")
 
 

@@ -61,11 +61,17 @@ class RunRecorder:
         return {"config": self.config, "initial": self.initial, "rounds": self.rounds}
 
     def save(self) -> None:
-        """Write the file atomically (write a temporary file, then rename)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(self.as_dict(), indent=1, default=float))
-        os.replace(temporary, self.path)
+        """Write the file atomically."""
+        write_json_atomically(self.path, self.as_dict())
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to a temporary file, then rename it onto ``path``, so a
+    reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(data, indent=1, default=float))
+    os.replace(temporary, path)
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -74,6 +80,15 @@ def load_results(path: str | Path) -> dict[str, Any]:
     if not {"config", "rounds"} <= data.keys():
         raise ValueError(f"{path} is not a flower-synth results file (no 'config'/'rounds')")
     return data
+
+
+def add_measurements(path: str | Path, **measurements: Any) -> None:
+    """Store figures measured outside the run (peak memory, wall time) in the results
+    file under ``measurements``."""
+    path = Path(path)
+    data = load_results(path)
+    data["measurements"] = data.get("measurements", {}) | measurements
+    write_json_atomically(path, data)
 
 
 def summarize(data: dict[str, Any]) -> dict[str, Any]:

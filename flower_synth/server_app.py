@@ -13,7 +13,7 @@ from flwr.server import ServerApp, ServerAppComponents, ServerConfig
 from flwr.server.strategy import FedAvg, FedProx, Strategy
 from torch import nn
 
-from flower_synth.config import RunSettings
+from flower_synth.config import OWN_MODEL_STRATEGIES, RunSettings
 from flower_synth.data import ImageDataset, load_global_test
 from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
 from flower_synth.metrics import (
@@ -30,6 +30,7 @@ from flower_synth.results import RunRecorder, results_file_name
 from flower_synth.strategies import (
     FedProtoStrategy,
     GMMPrototypeStrategy,
+    LocalOnlyStrategy,
     MeteredStrategy,
     SyntheticSampleStrategy,
 )
@@ -132,18 +133,23 @@ def build_synthetic_strategy(
     )
 
 
-def build_prototype_strategy(settings: RunSettings, feature_dim: int, num_classes: int) -> Strategy:
-    """GMM-prototype or FedProto; ``global_accuracy`` is the mean of the clients' own
-    models on the global test set."""
-    common = dict(
-        num_classes=num_classes,
-        feature_dim=feature_dim,
-        dtype=settings.prototype_dtype,
+def build_own_model_strategy(settings: RunSettings, feature_dim: int, num_classes: int) -> Strategy:
+    """GMM-prototype, FedProto or local-only: every client keeps its own model, and
+    ``global_accuracy`` is the mean of those models on the global test set."""
+    sampling = dict(
         fraction_fit=settings.fraction_fit,
         fraction_evaluate=settings.fraction_evaluate,
         min_available_clients=settings.min_available_clients,
         fit_metrics_aggregation_fn=stateful_client_fit_metrics,
         evaluate_metrics_aggregation_fn=clients_as_global_evaluation,
+    )
+    if settings.strategy == "local-only":
+        return LocalOnlyStrategy(**sampling)
+    common = dict(
+        num_classes=num_classes,
+        feature_dim=feature_dim,
+        dtype=settings.prototype_dtype,
+        **sampling,
     )
     if settings.strategy == "fedproto":
         return FedProtoStrategy(**common)
@@ -179,8 +185,8 @@ def server_fn(context: Context) -> ServerAppComponents:
     )
     if settings.strategy == "synthetic":
         strategy: Strategy = build_synthetic_strategy(settings, model, test, recorder)
-    elif settings.strategy in ("gmm-prototype", "fedproto"):
-        strategy = build_prototype_strategy(settings, model.feature_dim, test.num_classes)
+    elif settings.strategy in OWN_MODEL_STRATEGIES:
+        strategy = build_own_model_strategy(settings, model.feature_dim, test.num_classes)
     else:
         strategy = build_baseline_strategy(settings, model, test)
     return ServerAppComponents(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT_ROOT
 
+from flower_synth.cli import main
 from flower_synth.equilibrium_check import run_equilibrium_experiment
 from flower_synth.federation import LocalFederation
 from flower_synth.processes import family
@@ -197,3 +198,41 @@ def test_synthetic_exchange_reaches_the_nash_equilibrium(tmp_path: Path) -> None
     for previous, current in zip(table, table[1:], strict=False):
         if previous["max_error"] > 3 * noise_floor:
             assert current["ratio"] <= current["bound"] + 0.05
+
+
+def test_comparison_sweep_runs_reports_and_resumes(tmp_path: Path, capsys) -> None:
+    """`flower-synth compare` on a tiny digits grid: two Flower strategies and the
+    centralized reference, 2 rounds; a second invocation runs nothing."""
+    experiment = tmp_path / "tiny.yaml"
+    experiment.write_text(
+        f"""
+name: tiny
+output_dir: {tmp_path / "sweep"}
+dataset: digits
+num_clients: 3
+rounds: 2
+local_epochs: 5
+target_accuracy: 0.5
+partitions: [{{name: dir, partitioner: dirichlet, alpha: 0.5, seeds: [0]}}]
+strategies: {{fedavg: {{}}, gmm-prototype: {{}}, centralized: {{}}}}
+run_config: {{learning-rate: 0.05}}
+"""
+    )
+    assert main(["compare", str(experiment), "--app-dir", str(PROJECT_ROOT)]) == 0
+    first = capsys.readouterr().out
+    assert first.count(": running") == 3 and "skipped" not in first
+    files = sorted((tmp_path / "sweep").rglob("*.json"))
+    assert len(files) == 3
+    for path in files:
+        data = load_results(path)
+        assert len(data["rounds"]) == 2
+        assert data["measurements"]["peak_rss_mb"] > 50  # at least one Python process with torch
+    report = (tmp_path / "sweep" / "report.md").read_text()
+    for strategy in ("fedavg", "gmm-prototype", "centralized"):
+        assert f"| {strategy} | 1/1 |" in report
+    assert "None: every planned run finished." in report
+
+    assert main(["compare", str(experiment), "--app-dir", str(PROJECT_ROOT)]) == 0
+    second = capsys.readouterr().out
+    assert second.count("results exist, skipped") == 3 and ": running" not in second
+    assert sorted((tmp_path / "sweep").rglob("*.json")) == files

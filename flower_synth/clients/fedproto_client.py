@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from flwr.app import RecordDict
 from flwr.common import NDArrays
@@ -58,8 +57,9 @@ class FedProtoClient(PrototypeClient):
 
         return {"feature_loss": prototype_distance}
 
-    def summarize(self, features: np.ndarray, labels: np.ndarray, seed: int) -> NDArrays:
+    def summarize(self, seed: int) -> NDArrays:
         """Mean feature and count of every local class, encoded for the wire."""
+        features, labels = self.training_features()
         return encode_prototypes(
             class_means(features, labels, self.num_classes), self.prototype_dtype
         )

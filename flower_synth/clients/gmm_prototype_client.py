@@ -88,8 +88,9 @@ class GMMPrototypeClient(PrototypeClient):
                 terms["pseudo"] = PseudoFeatures(features, labels)
         return terms
 
-    def summarize(self, features: np.ndarray, labels: np.ndarray, seed: int) -> NDArrays:
+    def summarize(self, seed: int) -> NDArrays:
         """Per-class Gaussian mixtures of the features, encoded for the wire."""
+        features, labels = self.training_features()
         mixtures = fit_class_mixtures(
             features,
             labels,

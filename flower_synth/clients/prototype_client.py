@@ -85,8 +85,13 @@ class PrototypeClient(NumPyClient):
         ``pseudo``) derived from the received global summary (possibly empty)."""
 
     @abstractmethod
-    def summarize(self, features: np.ndarray, labels: np.ndarray, seed: int) -> NDArrays:
-        """The payload: a per-class summary of the training split's features."""
+    def summarize(self, seed: int) -> NDArrays:
+        """The payload: a per-class summary of the training split's features
+        (:meth:`training_features`), after this round's training."""
+
+    def training_features(self) -> tuple[np.ndarray, np.ndarray]:
+        """Features of the training split under the current model, and their labels."""
+        return extract_features(self.model, to_unit_range(self.data.train)), self.data.train.labels
 
     def fit(
         self, parameters: NDArrays, config: dict[str, Scalar]
@@ -113,8 +118,7 @@ class PrototypeClient(NumPyClient):
         }
         if terms.get("pseudo") is not None:
             metrics["pseudo_features"] = len(terms["pseudo"])
-        payload = self.summarize(extract_features(self.model, real), labels, seed)
-        return payload, len(labels), metrics
+        return self.summarize(seed), len(labels), metrics
 
     def evaluate(
         self, parameters: NDArrays, config: dict[str, Scalar]

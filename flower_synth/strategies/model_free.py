@@ -10,10 +10,12 @@ from typing import TypeVar
 from flwr.common import (
     EvaluateIns,
     EvaluateRes,
+    FitIns,
     FitRes,
     NDArrays,
     Parameters,
     Scalar,
+    ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
 from flwr.common.logger import log
@@ -75,6 +77,15 @@ class ModelFreeStrategy(Strategy):
         return client_manager.sample(
             num_clients=size, min_num_clients=max(size, self.min_available_clients)
         )
+
+    def broadcast_fit(
+        self, server_round: int, client_manager: ClientManager, arrays: NDArrays
+    ) -> list[tuple[ClientProxy, FitIns]]:
+        """The same fit instruction (``arrays`` and ``server_round``) for every client
+        sampled for training."""
+        clients = self.sample_clients(client_manager, self.fraction_fit, self.min_fit_clients)
+        ins = FitIns(ndarrays_to_parameters(arrays), {"server_round": server_round})
+        return [(client, ins) for client in clients]
 
     def accept(
         self,

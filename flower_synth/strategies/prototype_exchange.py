@@ -6,7 +6,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-from flwr.common import FitIns, FitRes, NDArrays, Parameters, Scalar, ndarrays_to_parameters
+from flwr.common import FitIns, FitRes, NDArrays, Parameters, Scalar
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 
@@ -55,10 +55,8 @@ class PrototypeExchangeStrategy(ModelFreeStrategy, Generic[Summary]):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
         """Send the global summary (empty in round 1) to the sampled clients."""
-        clients = self.sample_clients(client_manager, self.fraction_fit, self.min_fit_clients)
         arrays = [] if self.global_summary is None else self.encode(self.global_summary)
-        ins = FitIns(ndarrays_to_parameters(arrays), {"server_round": server_round})
-        return [(client, ins) for client in clients]
+        return self.broadcast_fit(server_round, client_manager, arrays)
 
     def aggregate_fit(
         self,

@@ -1,0 +1,73 @@
+"""The centralized reference: one model trained on the union of the clients' data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import flwr
+import numpy as np
+import torch
+
+from flower_synth.config import RunSettings
+from flower_synth.data import load_client_data, load_global_test
+from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.models import build_model, count_parameters
+from flower_synth.results import RunRecorder, results_file_name
+from flower_synth.training import evaluate, make_loader, to_unit_range, train
+
+CENTRALIZED = "centralized"
+
+
+def run_centralized(settings: RunSettings, num_clients: int) -> Path:
+    """Train the dataset's model on all clients' training splits pooled, one epoch per
+    "round" for ``num-server-rounds`` rounds, with the federated runs' SGD settings.
+
+    Each round records ``global_accuracy`` (the global test set) and
+    ``personalized_accuracy`` (mean over clients of the model on each local test
+    split), with 0 bytes exchanged, in a results file like a Flower run's (its
+    ``strategy`` is ``"centralized"``). The clients' data is exactly what the
+    federated runs with the same settings and ``num_clients`` partition. Returns the
+    results file's path.
+    """
+    torch.manual_seed(settings.seed)
+    clients = [load_client_data(settings, pid, num_clients) for pid in range(num_clients)]
+    pooled = ImageDataset(
+        np.concatenate([c.train.images for c in clients]),
+        np.concatenate([c.train.labels for c in clients]),
+        clients[0].train.num_classes,
+    )
+    test = load_global_test(settings)
+    model = build_model(pooled.image_shape, pooled.num_classes)
+    path = Path(settings.output_dir).expanduser().resolve() / results_file_name(
+        CENTRALIZED, settings.dataset, settings.partitioner, settings.seed
+    )
+    recorder = RunRecorder(
+        path,
+        config=settings.to_run_config()
+        | {
+            "strategy": CENTRALIZED,
+            "num-clients": num_clients,
+            "model_parameters": count_parameters(model),
+            "flwr_version": flwr.__version__,
+        },
+    )
+    samples = to_unit_range(pooled)
+    sgd = settings.sgd_params()
+    for epoch in range(1, settings.num_server_rounds + 1):
+        started = time.perf_counter()
+        loader = make_loader(samples, pooled.labels, sgd["batch_size"], True, sgd["seed"] + epoch)
+        loss = train(model, loader, 1, sgd["learning_rate"], sgd["momentum"])
+        global_loss, global_accuracy = evaluate(model, test)
+        local = [evaluate(model, c.test)[1] for c in clients if len(c.test)]
+        recorder.update(
+            epoch,
+            train_loss=loss,
+            global_loss=global_loss,
+            global_accuracy=global_accuracy,
+            personalized_accuracy=float(np.mean(local)) if local else None,
+            bytes_down=0,
+            bytes_up=0,
+            seconds=time.perf_counter() - started,
+        )
+    return path

@@ -1,0 +1,142 @@
+"""The comparison runner: run every cell of an experiment that has no results yet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flower_synth.centralized import CENTRALIZED, run_centralized
+from flower_synth.config import RunSettings
+from flower_synth.experiments import Cell
+from flower_synth.federation import LocalFederation
+from flower_synth.memory import PeakRSS
+from flower_synth.results import add_measurements, load_results
+from flower_synth.strategies.metered import ROUND_MARKER
+
+CellRunner = Callable[[Cell], None]
+
+
+def matches(config: dict[str, Any], cell: Cell) -> bool:
+    """Whether a results file's ``config`` is the cell's full run config, defaults
+    included (the output folder aside). A key the file lacks (written before the key
+    existed) matches if the cell leaves it at its default."""
+    defaults = RunSettings().to_run_config()
+    expected = cell.settings.to_run_config() | {"strategy": cell.strategy}
+    return all(
+        config.get(key, defaults[key]) == value
+        for key, value in expected.items()
+        if key != "output-dir"
+    )
+
+
+def finished_results(cell: Cell) -> Path | None:
+    """The newest results file in the cell's folder that belongs to this cell and holds
+    every round, or None. Interrupted runs leave incomplete files, which are ignored."""
+    rounds = cell.run_config["num-server-rounds"]
+    for path in sorted(cell.directory.glob("*.json"), reverse=True):
+        try:
+            data = load_results(path)
+        except ValueError:
+            continue
+        if matches(data["config"], cell) and len(data["rounds"]) >= rounds:
+            return path
+    return None
+
+
+@dataclass
+class FlowerCellRunner:
+    """Runs a cell through Flower's simulation engine: ``flwr run`` against a SuperLink
+    of its own (started and stopped by process id for every cell), then stores the
+    peak resident memory of all its processes and the wall time in the results file.
+
+    Args:
+        app_dir: the Flower app (this project's folder).
+        timeout_minutes: a cell still running after this is abandoned.
+        on_line: receives every line of the streamed Flower log.
+    """
+
+    app_dir: Path
+    timeout_minutes: float = 120.0
+    on_line: Callable[[str], None] | None = None
+
+    def __call__(self, cell: Cell) -> None:
+        """Run ``cell``; raises ``RuntimeError`` if Flower reports a failure."""
+        started = time.perf_counter()
+        if cell.strategy == CENTRALIZED:
+            with PeakRSS(lambda: [os.getpid()]) as memory:
+                path = run_centralized(cell.settings, cell.federation_config["num-supernodes"])
+        else:
+            with (
+                LocalFederation(simulation=True) as fed,
+                PeakRSS(fed.processes.pids) as memory,
+            ):
+                outcome = fed.run(
+                    self.app_dir,
+                    cell.run_config,
+                    cell.federation_config,
+                    timeout=60 * self.timeout_minutes,
+                    on_line=self.on_line,
+                )
+            if outcome.returncode != 0:
+                raise RuntimeError(f"{cell.name} failed:\n{outcome.stdout[-3000:]}")
+            path = finished_results(cell)
+            if path is None:
+                raise RuntimeError(f"{cell.name} ended without a complete results file")
+        add_measurements(
+            path,
+            peak_rss_mb=memory.peak_bytes / 2**20,
+            wall_seconds=time.perf_counter() - started,
+        )
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What happened to one cell in a sweep: ``done`` (already there), ``ran``, ``failed``."""
+
+    cell: Cell
+    status: str
+    seconds: float = 0.0
+    error: str = ""
+
+
+def run_sweep(
+    cells: Sequence[Cell],
+    run_cell: CellRunner,
+    log: Callable[[str], None] = print,
+) -> list[CellOutcome]:
+    """Run, in order, every cell without a finished results file; report progress
+    through ``log``. A failing cell is logged and the sweep goes on."""
+    outcomes = []
+    for index, cell in enumerate(cells, start=1):
+        prefix = f"[{index}/{len(cells)}] {cell.name}"
+        if finished_results(cell) is not None:
+            log(f"{prefix}: results exist, skipped")
+            outcomes.append(CellOutcome(cell, "done"))
+            continue
+        log(f"{prefix}: running")
+        started = time.perf_counter()
+        try:
+            run_cell(cell)
+        except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError) as error:
+            log(f"{prefix}: FAILED: {error}")
+            outcomes.append(CellOutcome(cell, "failed", time.perf_counter() - started, str(error)))
+            continue
+        seconds = time.perf_counter() - started
+        log(f"{prefix}: finished in {seconds:.0f} s")
+        outcomes.append(CellOutcome(cell, "ran", seconds))
+    return outcomes
+
+
+def round_progress(log: Callable[[str], None]) -> Callable[[str], None]:
+    """An ``on_line`` callback that passes only the per-round summaries to ``log``."""
+
+    def on_line(line: str) -> None:
+        if ROUND_MARKER in line:
+            log("    " + line[line.index(ROUND_MARKER) + len(ROUND_MARKER) :].strip())
+
+    return on_line

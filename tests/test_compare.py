@@ -1,0 +1,79 @@
+"""The sweep runner: resumability, failures, and results that belong to a cell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flower_synth.compare import finished_results, run_sweep
+from flower_synth.experiments import Cell, ExperimentConfig, PartitionSpec, expand
+from flower_synth.results import RunRecorder
+
+
+def write_results(cell: Cell, rounds: int, **config_changes) -> Path:
+    """A results file as a run of ``cell`` would write it, with ``rounds`` rounds."""
+    recorder = RunRecorder(
+        cell.directory / f"{cell.strategy}-run{len(list(cell.directory.glob('*.json')))}.json",
+        config=cell.run_config | config_changes,
+    )
+    for server_round in range(1, rounds + 1):
+        recorder.update(server_round, global_accuracy=0.5, bytes_down=10, bytes_up=10, seconds=1.0)
+    return recorder.path
+
+
+def experiment(tmp_path: Path) -> ExperimentConfig:
+    return ExperimentConfig(
+        output_dir=str(tmp_path / "sweep"),
+        dataset="digits",
+        num_clients=3,
+        rounds=2,
+        partitions=[PartitionSpec(name="dir", seeds=[0, 1])],
+        strategies={"fedavg": {}, "gmm-prototype": {}},
+    )
+
+
+def test_a_resumed_sweep_runs_only_unfinished_cells(tmp_path: Path) -> None:
+    cells = expand(experiment(tmp_path))
+    ran: list[str] = []
+
+    def fake_run(cell: Cell) -> None:
+        ran.append(cell.name)
+        write_results(cell, rounds=2)
+
+    # An interrupted run (1 of 2 rounds) and a run with other settings do not count.
+    write_results(cells[0], rounds=1)
+    write_results(cells[1], rounds=2, **{"learning-rate": 0.5})
+    write_results(cells[2], rounds=2)
+    outcomes = run_sweep(cells, fake_run, log=lambda message: None)
+    assert ran == [cells[0].name, cells[1].name, cells[3].name]
+    assert [o.status for o in outcomes] == ["ran", "ran", "done", "ran"]
+
+    ran.clear()
+    outcomes = run_sweep(cells, fake_run, log=lambda message: None)
+    assert ran == []
+    assert {o.status for o in outcomes} == {"done"}
+    assert all(finished_results(cell) is not None for cell in cells)
+
+
+def test_a_failing_cell_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    cells = expand(experiment(tmp_path))
+    messages: list[str] = []
+
+    def flaky_run(cell: Cell) -> None:
+        if cell.strategy == "fedavg":
+            raise RuntimeError("flwr run exited with 1")
+        write_results(cell, rounds=2)
+
+    outcomes = run_sweep(cells, flaky_run, log=messages.append)
+    assert [o.status for o in outcomes] == ["failed", "ran", "failed", "ran"]
+    assert any("FAILED: flwr run exited with 1" in m for m in messages)
+    assert finished_results(cells[0]) is None
+
+
+@pytest.mark.parametrize("garbage", ["{}", "not json"])
+def test_foreign_json_files_are_ignored(tmp_path: Path, garbage: str) -> None:
+    cell = expand(experiment(tmp_path))[0]
+    cell.directory.mkdir(parents=True)
+    (cell.directory / "other.json").write_text(garbage)
+    assert finished_results(cell) is None

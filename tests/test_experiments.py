@@ -1,0 +1,100 @@
+"""Experiment YAML, dotlist overrides and grid expansion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT_ROOT
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from flower_synth.experiments import expand, load_experiment
+
+GRID = """
+name: grid
+output_dir: {output}
+dataset: digits
+num_clients: 4
+rounds: 3
+partitions:
+  - {{name: iid, partitioner: iid, seeds: [0]}}
+  - {{name: dir, partitioner: dirichlet, alpha: 0.3, seeds: [0, 1]}}
+  - {{name: path, partitioner: pathological, classes_per_client: 3, seeds: [5]}}
+strategies:
+  fedavg: {{}}
+  gmm-prototype: {{gmm-components: 2}}
+  centralized: {{}}
+run_config: {{learning-rate: 0.05}}
+federation: {{client-resources-num-cpus: 1}}
+"""
+
+
+@pytest.fixture
+def grid_file(tmp_path: Path) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(GRID.format(output=tmp_path / "out"))
+    return path
+
+
+def test_grid_expands_partitions_seeds_and_strategies(grid_file: Path, tmp_path: Path) -> None:
+    cells = expand(load_experiment(grid_file))
+    assert len(cells) == (1 + 2 + 1) * 3
+    assert [c.name for c in cells[:4]] == [
+        "iid/fedavg/seed0",
+        "iid/gmm-prototype/seed0",
+        "iid/centralized/seed0",
+        "dir/fedavg/seed0",
+    ]
+    gmm = next(c for c in cells if c.name == "dir/gmm-prototype/seed1")
+    assert gmm.run_config == {
+        "dataset": "digits",
+        "num-server-rounds": 3,
+        "fraction-fit": 1.0,
+        "local-epochs": 2,
+        "seed": 1,
+        "partitioner": "dirichlet",
+        "dirichlet-alpha": 0.3,
+        "learning-rate": 0.05,
+        "gmm-components": 2,
+        "strategy": "gmm-prototype",
+        "output-dir": str(tmp_path / "out" / "dir" / "gmm-prototype" / "seed1"),
+    }
+    assert gmm.federation_config == {"num-supernodes": 4, "client-resources-num-cpus": 1}
+    pathological = next(c for c in cells if c.partition == "path")
+    assert pathological.run_config["classes-per-client"] == 3
+    assert "dirichlet-alpha" not in pathological.run_config
+    assert next(c for c in cells if c.strategy == "centralized").settings.strategy == "fedavg"
+
+
+def test_dotlist_overrides_and_filters(grid_file: Path) -> None:
+    config = load_experiment(
+        grid_file, ["rounds=7", "num_clients=6", "strategies.gmm-prototype.fusion-tau=0.5"]
+    )
+    cells = expand(config, strategies=["gmm-prototype"], partitions=["dir"])
+    assert [c.name for c in cells] == ["dir/gmm-prototype/seed0", "dir/gmm-prototype/seed1"]
+    assert cells[0].run_config["num-server-rounds"] == 7
+    assert cells[0].run_config["fusion-tau"] == 0.5
+    assert cells[0].federation_config["num-supernodes"] == 6
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "message"),
+    [
+        ("rounds=many", ValidationError, "rounds"),
+        ("colour=red", ConfigKeyError, "colour"),
+        ("strategies.fedsgd={}", ValueError, "unknown strategies"),
+        ("strategies.fedavg.learning-rate=-1", ValueError, "learning-rate"),
+        ("strategies.fedavg.no-such-key=1", ValueError, "unknown run-config keys"),
+    ],
+)
+def test_bad_experiments_are_named(grid_file: Path, override, error, message) -> None:
+    with pytest.raises(error, match=message):
+        load_experiment(grid_file, [override])
+
+
+def test_shipped_experiments_load() -> None:
+    for name, cells in [("fmnist", 35), ("demo", 7), ("scale", 6)]:
+        config = load_experiment(PROJECT_ROOT / "simulations" / f"{name}.yaml")
+        assert len(expand(config)) == cells
+    fmnist = load_experiment(PROJECT_ROOT / "simulations" / "fmnist.yaml")
+    assert fmnist.rounds == 30 and fmnist.local_epochs == 2 and fmnist.num_clients == 10

@@ -1,0 +1,77 @@
+"""The report generator on hand-made results files with known figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flower_synth.experiments import ExperimentConfig, PartitionSpec, expand
+from flower_synth.report import mean_std, megabytes_to_target, write_report
+from flower_synth.results import RunRecorder, add_measurements
+
+
+def write_run(cell, accuracies, personalized, bytes_per_round, seconds, peak_mb=None) -> None:
+    recorder = RunRecorder(
+        cell.directory / "run.json",
+        config=cell.settings.to_run_config() | {"strategy": cell.strategy},
+    )
+    for server_round, (acc, pers, secs) in enumerate(
+        zip(accuracies, personalized, seconds, strict=True), 1
+    ):
+        recorder.update(
+            server_round,
+            global_accuracy=acc,
+            personalized_accuracy=pers,
+            bytes_down=bytes_per_round // 2,
+            bytes_up=bytes_per_round // 2,
+            seconds=secs,
+        )
+    if peak_mb is not None:
+        add_measurements(recorder.path, peak_rss_mb=peak_mb)
+
+
+def test_mean_std_and_megabytes_to_target() -> None:
+    assert mean_std([0.80, 0.84], 100) == "82.00 ± 2.83"
+    assert mean_std([3.0]) == "3.00"
+    assert mean_std([]) == "n/a"
+    data = {
+        "rounds": [
+            {"global_accuracy": 0.5, "bytes_down": 1_000_000, "bytes_up": 1_000_000},
+            {"global_accuracy": 0.82, "bytes_down": 1_000_000, "bytes_up": 1_000_000},
+        ]
+    }
+    assert megabytes_to_target(data, 0.8) == 4.0
+    assert megabytes_to_target(data, 0.9) is None
+
+
+def test_report_tables_plots_and_unfinished_runs(tmp_path: Path) -> None:
+    config = ExperimentConfig(
+        name="fixture sweep",
+        output_dir=str(tmp_path / "sweep"),
+        dataset="digits",
+        num_clients=3,
+        rounds=3,
+        target_accuracy=0.8,
+        partitions=[PartitionSpec(name="dir", seeds=[0, 1])],
+        strategies={"fedavg": {}, "gmm-prototype": {}},
+    )
+    fedavg0, gmm0, fedavg1, gmm1 = expand(config)
+    write_run(fedavg0, [0.5, 0.7, 0.80], [0.6, 0.7, 0.8], 2_000_000, [9.0, 10.0, 30.0], peak_mb=900)
+    write_run(
+        fedavg1, [0.5, 0.85, 0.84], [0.6, 0.7, 0.9], 2_000_000, [11.0, 12.0, 13.0], peak_mb=1000
+    )
+    write_run(gmm0, [0.3, 0.35, 0.4], [0.9, 0.95, 0.97], 200_000, [15.0, 16.0, 17.0])
+    # gmm1 never finished: it must be listed, not filled in.
+    report = write_report(config, [fedavg0, gmm0, fedavg1, gmm1]).read_text()
+
+    # fedavg: final 80 / 84 %, best 80 / 85 %, personalized 80 / 90 %, 6 MB each;
+    # 80 % first reached after 3 rounds (6 MB) and 2 rounds (4 MB); median rounds 10 and 12 s.
+    assert (
+        "| fedavg | 2/2 | 82.00 ± 2.83 | 82.50 ± 3.54 | 85.00 ± 7.07 | 6.0 ± 0.0 "
+        "| 5.0 ± 1.4 (2/2) | 11.0 ± 1.4 | 1.00x | 1000 |"
+    ) in report
+    assert (
+        "| gmm-prototype | 1/2 | 40.00 | 40.00 | 97.00 | 0.6 | not reached | 16.0 | 1.45x | n/a |"
+    ) in report
+    assert "## Unfinished runs\n\n- dir/gmm-prototype/seed1" in report
+    assert "MB to 80 %" in report
+    assert (tmp_path / "sweep" / "dir.png").stat().st_size > 10_000
