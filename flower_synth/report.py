@@ -89,7 +89,7 @@ def partition_table(
             mean_std(f["final"], 100),
             mean_std(f["best"], 100),
             mean_std(f["personalized"], 100),
-            mean_std(f["total_mb"], digits=1),
+            mean_std(f["total_mb"]),
             to_target,
             mean_std(f["seconds"], digits=1),
             ratio,
@@ -113,7 +113,8 @@ def write_report(config: ExperimentConfig, cells: Sequence[Cell]) -> Path:
         "dataset's test set (for strategies without a global model: the mean of the "
         "clients' own models on it); personalized accuracy is the mean over clients of "
         "their model on their local test split; MB count array bytes sent both ways; "
-        "s / round is the median round; peak RSS sums every process of the run.",
+        "s / round is the median round after the first (which also starts Ray and loads "
+        "data); peak RSS sums every process of the run.",
     ]
     unfinished = []
     for partition in dict.fromkeys(cell.partition for cell in cells):

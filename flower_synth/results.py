@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,8 @@ def add_measurements(path: str | Path, **measurements: Any) -> None:
 def summarize(data: dict[str, Any]) -> dict[str, Any]:
     """Headline figures of one run (``data`` as returned by :func:`load_results`).
 
-    ``seconds_per_round`` is the median, so the first round's start-up cost (Ray,
-    data loading) does not dominate short runs.
+    ``seconds_per_round`` is the median over the rounds after the first (round 1 also
+    pays for starting Ray and loading data), or round 1's time if it is the only one.
     """
     rounds = data["rounds"]
 
@@ -104,7 +105,8 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
         return values[-1] if values else None
 
     accuracies = [r["global_accuracy"] for r in rounds if r.get("global_accuracy") is not None]
-    seconds = sorted(r["seconds"] for r in rounds if r.get("seconds") is not None)
+    timed = [r["seconds"] for r in rounds if r.get("seconds") is not None]
+    steady = timed[1:] or timed
     exchanged = [(r.get("bytes_down") or 0) + (r.get("bytes_up") or 0) for r in rounds]
     return {
         "strategy": data["config"].get("strategy"),
@@ -114,7 +116,7 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
         "final_personalized_accuracy": last("personalized_accuracy"),
         "mb_per_round": sum(exchanged) / len(exchanged) / 1e6 if exchanged else None,
         "total_mb": sum(exchanged) / 1e6,
-        "seconds_per_round": seconds[len(seconds) // 2] if seconds else None,
+        "seconds_per_round": statistics.median(steady) if steady else None,
     }
 
 

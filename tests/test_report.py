@@ -55,22 +55,25 @@ def test_report_tables_plots_and_unfinished_runs(tmp_path: Path) -> None:
         strategies={"fedavg": {}, "gmm-prototype": {}},
     )
     fedavg0, gmm0, fedavg1, gmm1 = expand(config)
-    write_run(fedavg0, [0.5, 0.7, 0.80], [0.6, 0.7, 0.8], 2_000_000, [9.0, 10.0, 30.0], peak_mb=900)
     write_run(
-        fedavg1, [0.5, 0.85, 0.84], [0.6, 0.7, 0.9], 2_000_000, [11.0, 12.0, 13.0], peak_mb=1000
+        fedavg0, [0.5, 0.7, 0.80], [0.6, 0.7, 0.8], 2_000_000, [30.0, 10.0, 12.0], peak_mb=900
+    )
+    write_run(
+        fedavg1, [0.5, 0.85, 0.84], [0.6, 0.7, 0.9], 2_000_000, [40.0, 11.0, 13.0], peak_mb=1000
     )
     write_run(gmm0, [0.3, 0.35, 0.4], [0.9, 0.95, 0.97], 200_000, [15.0, 16.0, 17.0])
     # gmm1 never finished: it must be listed, not filled in.
     report = write_report(config, [fedavg0, gmm0, fedavg1, gmm1]).read_text()
 
     # fedavg: final 80 / 84 %, best 80 / 85 %, personalized 80 / 90 %, 6 MB each;
-    # 80 % first reached after 3 rounds (6 MB) and 2 rounds (4 MB); median rounds 10 and 12 s.
+    # 80 % first reached after 3 rounds (6 MB) and 2 rounds (4 MB); median of rounds 2-3:
+    # 11 and 12 s.
     assert (
-        "| fedavg | 2/2 | 82.00 ± 2.83 | 82.50 ± 3.54 | 85.00 ± 7.07 | 6.0 ± 0.0 "
-        "| 5.0 ± 1.4 (2/2) | 11.0 ± 1.4 | 1.00x | 1000 |"
+        "| fedavg | 2/2 | 82.00 ± 2.83 | 82.50 ± 3.54 | 85.00 ± 7.07 | 6.00 ± 0.00 "
+        "| 5.0 ± 1.4 (2/2) | 11.5 ± 0.7 | 1.00x | 1000 |"
     ) in report
     assert (
-        "| gmm-prototype | 1/2 | 40.00 | 40.00 | 97.00 | 0.6 | not reached | 16.0 | 1.45x | n/a |"
+        "| gmm-prototype | 1/2 | 40.00 | 40.00 | 97.00 | 0.60 | not reached | 16.5 | 1.43x | n/a |"
     ) in report
     assert "## Unfinished runs\n\n- dir/gmm-prototype/seed1" in report
     assert "MB to 80 %" in report

@@ -37,9 +37,9 @@ def test_summary_values(tmp_path: Path) -> None:
     assert summary["best_global_accuracy"] == 0.8
     assert summary["mb_per_round"] == pytest.approx(1.5)
     assert summary["total_mb"] == pytest.approx(4.5)
-    assert summary["seconds_per_round"] == 2
+    assert summary["seconds_per_round"] == 2.5  # rounds 2 and 3 (round 1 includes start-up)
     table = format_summary_table([summary])
-    assert "| fedavg | 3 | 70.00 | 80.00 | n/a | 1.50 | 4.5 | 2.0 |" in table
+    assert "| fedavg | 3 | 70.00 | 80.00 | n/a | 1.50 | 4.5 | 2.5 |" in table
 
 
 def test_load_results_rejects_other_json(tmp_path: Path) -> None:
