@@ -75,7 +75,7 @@ def partition_table(
         to_target = (
             f"{mean_std(reached, digits=1)} ({len(reached)}/{len(f['to_target'])})"
             if reached
-            else "not reached"
+            else ("not reached" if f["to_target"] else "n/a")
         )
         ratio = (
             f"{statistics.fmean(f['seconds']) / baseline_seconds:.2f}x"
@@ -129,15 +129,16 @@ def write_report(config: ExperimentConfig, cells: Sequence[Cell]) -> Path:
             else:
                 runs[cell.strategy].append(load_results(path))
         figures = {s: strategy_figures(r, config.target_accuracy) for s, r in runs.items()}
-        plot = plot_strategies({s: r for s, r in runs.items() if r}, output / f"{partition}.png")
+        finished = {s: r for s, r in runs.items() if r}
         lines += [
             "",
             f"## {partition}",
             "",
             partition_table(figures, planned, config.target_accuracy),
-            "",
-            f"![{partition}: accuracy vs round and vs cumulative MB]({plot.name})",
         ]
+        if finished:
+            plot = plot_strategies(finished, output / f"{partition}.png")
+            lines += ["", f"![{partition}: accuracy vs round and vs cumulative MB]({plot.name})"]
     lines += ["", "## Unfinished runs", ""]
     lines += [f"- {name}" for name in unfinished] or ["None: every planned run finished."]
     report = output / "report.md"
