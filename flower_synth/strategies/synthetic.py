@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from flwr.common import (
@@ -17,7 +18,6 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 
 from flower_synth.equilibrium import TRUST_MODES, check_trust_matrix
-from flower_synth.metrics import MetricsAggregationFn
 from flower_synth.payload import PayloadError, SampleBatch, encode_samples, validate_payload
 from flower_synth.strategies.model_free import ModelFreeStrategy
 
@@ -58,14 +58,13 @@ class SyntheticSampleStrategy(ModelFreeStrategy):
         sample_dtype: wire format of what the server sends, ``"uint8"`` or ``"float16"``.
         max_samples_per_payload: larger client payloads are rejected (default: 4x
             ``samples_per_client``).
-        fraction_fit, fraction_evaluate, min_fit_clients, min_evaluate_clients,
-        min_available_clients: client sampling, as in flwr's ``FedAvg``.
         evaluate_fn: server-side evaluation given the union of all pools (e.g. a
             classifier trained only on synthetic data, scored on a held-out test set).
         on_pools: called after every ``aggregate_fit`` with the pools, keyed by
             :meth:`pool_key`.
-        fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn: as in ``FedAvg``.
         seed: seeds which samples are drawn for each client.
+        **sampling: client sampling and metric aggregation, as in
+            :class:`~flower_synth.strategies.model_free.ModelFreeStrategy`.
     """
 
     def __init__(
@@ -79,26 +78,12 @@ class SyntheticSampleStrategy(ModelFreeStrategy):
         self_trust: float = 0.5,
         sample_dtype: str = "uint8",
         max_samples_per_payload: int | None = None,
-        fraction_fit: float = 1.0,
-        fraction_evaluate: float = 1.0,
-        min_fit_clients: int = 1,
-        min_evaluate_clients: int = 1,
-        min_available_clients: int = 1,
         evaluate_fn: PoolEvaluateFn | None = None,
         on_pools: PoolCallback | None = None,
-        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
         seed: int = 0,
+        **sampling: Any,
     ) -> None:
-        super().__init__(
-            fraction_fit=fraction_fit,
-            fraction_evaluate=fraction_evaluate,
-            min_fit_clients=min_fit_clients,
-            min_evaluate_clients=min_evaluate_clients,
-            min_available_clients=min_available_clients,
-            fit_metrics_aggregation_fn=fit_metrics_aggregation_fn,
-            evaluate_metrics_aggregation_fn=evaluate_metrics_aggregation_fn,
-        )
+        super().__init__(**sampling)
         if isinstance(trust, str) and trust not in TRUST_MODES:
             raise ValueError(f"trust must be one of {TRUST_MODES} or a matrix, got {trust!r}")
         if not isinstance(trust, str):
