@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -148,9 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``flower-synth`` console script."""
+    """Entry point of the ``flower-synth`` console script.
+
+    SIGTERM is handled like Ctrl-C, so ``kill PID`` also stops the federation of the
+    run in progress (by process id) before the command exits.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("flower-synth: interrupted; the processes it started are stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

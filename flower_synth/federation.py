@@ -183,14 +183,19 @@ class LocalFederation:
             command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         ) as process:
             assert process.stdout is not None
-            for line in process.stdout:
-                lines.append(line)
-                if on_line is not None:
-                    on_line(line)
-                if deadline is not None and time.monotonic() > deadline:
-                    process.kill()
-                    raise subprocess.TimeoutExpired(command, timeout or 0, "".join(lines))
-            returncode = process.wait()
+            try:
+                for line in process.stdout:
+                    lines.append(line)
+                    if on_line is not None:
+                        on_line(line)
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise subprocess.TimeoutExpired(command, timeout or 0, "".join(lines))
+                returncode = process.wait()
+            except BaseException:
+                # Timed out or interrupted (Ctrl-C, SIGTERM): the client must not outlive
+                # the federation, and Popen's exit would otherwise wait for it.
+                process.kill()
+                raise
         return subprocess.CompletedProcess(command, returncode, "".join(lines), "")
 
     def stop(self) -> None:

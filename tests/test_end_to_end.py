@@ -3,6 +3,11 @@ real SuperLink with two SuperNodes on loopback."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -236,3 +241,47 @@ run_config: {{learning-rate: 0.05}}
     second = capsys.readouterr().out
     assert second.count("results exist, skipped") == 3 and ": running" not in second
     assert sorted((tmp_path / "sweep").rglob("*.json")) == files
+
+
+def test_comparison_stops_its_federation_when_terminated(tmp_path: Path) -> None:
+    """`kill PID` (SIGTERM) on a running `flower-synth compare` stops the run's `flwr run`,
+    SuperLink, SuperExec, simulation and Ray processes by pid; the command exits 130."""
+    experiment = tmp_path / "long.yaml"
+    experiment.write_text(
+        f"""
+name: long
+output_dir: {tmp_path / "sweep"}
+dataset: digits
+num_clients: 2
+rounds: 1000
+local_epochs: 1
+partitions: [{{name: dir, partitioner: dirichlet, alpha: 0.5, seeds: [0]}}]
+strategies: {{fedavg: {{}}}}
+"""
+    )
+    command = [sys.executable, "-m", "flower_synth.cli", "compare", str(experiment)]
+    command += ["--app-dir", str(PROJECT_ROOT)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    started: set[int] = set()
+    try:
+        assert process.stdout is not None
+        output = ""
+        for line in process.stdout:  # until the federation has finished a round
+            output += line
+            if "round 1:" in line:
+                break
+        assert "round 1:" in output, output[-4000:]
+        started = family(process.pid)
+        assert len(started) > 3, "compare, flwr run, the SuperLink and its children"
+        process.send_signal(signal.SIGTERM)
+        output += process.communicate(timeout=120)[0]
+        assert process.returncode == 130, output[-4000:]
+        assert "interrupted" in output
+        assert_all_stopped(started)
+    finally:
+        for pid in started | family(process.pid):  # only if an assertion failed above
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait(timeout=30)
