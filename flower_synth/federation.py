@@ -115,14 +115,22 @@ class LocalFederation:
         if self.simulation:
             command.append("--simulation")
         process = self.processes.start(command, self.workdir / "superlink.log", self.env)
+        try:
+            self._wait_until_healthy(process)
+        except BaseException:
+            # Includes Ctrl-C / SIGTERM while waiting: ``__exit__`` does not run when
+            # ``__enter__`` raises, so the SuperLink would otherwise outlive the run.
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_healthy(self, process: subprocess.Popen) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while not self._healthy():
             if process.poll() is not None or time.monotonic() > deadline:
                 log = (self.workdir / "superlink.log").read_text(errors="replace")[-3000:]
-                self.stop()
                 raise RuntimeError(f"flower-superlink did not come up on port {self.port}:\n{log}")
             time.sleep(0.2)
-        return self
 
     def _healthy(self) -> bool:
         try:
