@@ -28,8 +28,13 @@ def test_interrupt_while_starting_stops_the_superlink(
     monkeypatch.setattr(ProcessGroup, "start", recording_start)
     monkeypatch.setattr(LocalFederation, "_healthy", interrupted)
     federation = LocalFederation(simulation=True, workdir=tmp_path)
-    with pytest.raises(KeyboardInterrupt), federation:
-        pytest.fail("the federation must not start")
-    assert len(started) == 1
-    assert started[0].poll() is not None
-    assert federation.processes.pids() == set()
+    try:
+        with pytest.raises(KeyboardInterrupt), federation:
+            pytest.fail("the federation must not start")
+        assert len(started) == 1
+        assert started[0].poll() is not None
+        assert federation.processes.pids() == set()
+    finally:  # if an assertion failed, stop what this test started, by pid
+        leftover = ProcessGroup()
+        leftover.processes = started
+        leftover.stop()
