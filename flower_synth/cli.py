@@ -36,7 +36,10 @@ def log(message: str) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    """Run the experiment's unfinished cells (unless --report-only), then write the report."""
+    """Run the experiment's unfinished cells (unless --report-only), then write the report.
+
+    ``--strategies``/``--partitions`` choose which cells run; the report always covers
+    the whole experiment, so a filtered run does not replace a full report."""
     config = load_experiment(args.experiment, args.overrides)
     cells = expand(config, args.strategies, args.partitions)
     if not cells:
@@ -52,7 +55,7 @@ def run_compare(args: argparse.Namespace) -> int:
         )
         outcomes = run_sweep(cells, runner, log)
         failed = sum(outcome.status == "failed" for outcome in outcomes)
-    report = write_report(config, cells)
+    report = write_report(config, expand(config))
     print(report.read_text())
     log(f"report: {report}")
     return 1 if failed else 0

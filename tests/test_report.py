@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from flower_synth.cli import main
 from flower_synth.experiments import ExperimentConfig, PartitionSpec, expand
 from flower_synth.report import mean_std, megabytes_to_target, write_report
 from flower_synth.results import RunRecorder, add_measurements
@@ -78,3 +81,30 @@ def test_report_tables_plots_and_unfinished_runs(tmp_path: Path) -> None:
     assert "## Unfinished runs\n\n- dir/gmm-prototype/seed1" in report
     assert "MB to 80 %" in report
     assert (tmp_path / "sweep" / "dir.png").stat().st_size > 10_000
+
+
+def test_filtered_compare_reports_the_whole_experiment(tmp_path: Path) -> None:
+    """``--strategies``/``--partitions`` choose what runs; report.md still covers every
+    cell of the experiment, so a filtered run never replaces a full report."""
+    config = ExperimentConfig(
+        name="fixture sweep",
+        output_dir=str(tmp_path / "sweep"),
+        dataset="digits",
+        num_clients=3,
+        rounds=2,
+        partitions=[PartitionSpec(name="dir", seeds=[0])],
+        strategies={"fedavg": {}, "gmm-prototype": {}},
+    )
+    experiment = tmp_path / "experiment.yaml"
+    OmegaConf.save(OmegaConf.structured(config), experiment)
+    fedavg, gmm = expand(config)
+    write_run(fedavg, [0.5, 0.8], [0.6, 0.8], 2_000_000, [30.0, 10.0])
+    write_run(gmm, [0.3, 0.4], [0.9, 0.95], 200_000, [15.0, 16.0])
+
+    assert main(["compare", str(experiment), "--strategies", "gmm-prototype", "--report-only"]) == 0
+
+    report = (tmp_path / "sweep" / "report.md").read_text()
+    assert "| fedavg | 1/1 | 80.00 | 80.00 | 80.00 | 4.00 |" in report
+    assert (
+        "| gmm-prototype | 1/1 | 40.00 | 40.00 | 95.00 | 0.40 | not reached | 16.0 | 1.60x |"
+    ) in report
