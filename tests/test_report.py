@@ -12,6 +12,20 @@ from flower_synth.report import mean_std, megabytes_to_target, write_report
 from flower_synth.results import RunRecorder, add_measurements
 
 
+def fixture_sweep(tmp_path: Path, rounds: int, seeds: list[int]) -> ExperimentConfig:
+    """FedAvg and GMM prototypes on one digits partition, target accuracy 80 %."""
+    return ExperimentConfig(
+        name="fixture sweep",
+        output_dir=str(tmp_path / "sweep"),
+        dataset="digits",
+        num_clients=3,
+        rounds=rounds,
+        target_accuracy=0.8,
+        partitions=[PartitionSpec(name="dir", seeds=seeds)],
+        strategies={"fedavg": {}, "gmm-prototype": {}},
+    )
+
+
 def write_run(cell, accuracies, personalized, bytes_per_round, seconds, peak_mb=None) -> None:
     recorder = RunRecorder(
         cell.directory / "run.json",
@@ -47,16 +61,7 @@ def test_mean_std_and_megabytes_to_target() -> None:
 
 
 def test_report_tables_plots_and_unfinished_runs(tmp_path: Path) -> None:
-    config = ExperimentConfig(
-        name="fixture sweep",
-        output_dir=str(tmp_path / "sweep"),
-        dataset="digits",
-        num_clients=3,
-        rounds=3,
-        target_accuracy=0.8,
-        partitions=[PartitionSpec(name="dir", seeds=[0, 1])],
-        strategies={"fedavg": {}, "gmm-prototype": {}},
-    )
+    config = fixture_sweep(tmp_path, rounds=3, seeds=[0, 1])
     fedavg0, gmm0, fedavg1, gmm1 = expand(config)
     write_run(
         fedavg0, [0.5, 0.7, 0.80], [0.6, 0.7, 0.8], 2_000_000, [30.0, 10.0, 12.0], peak_mb=900
@@ -86,15 +91,7 @@ def test_report_tables_plots_and_unfinished_runs(tmp_path: Path) -> None:
 def test_filtered_compare_reports_the_whole_experiment(tmp_path: Path) -> None:
     """``--strategies``/``--partitions`` choose what runs; report.md still covers every
     cell of the experiment, so a filtered run never replaces a full report."""
-    config = ExperimentConfig(
-        name="fixture sweep",
-        output_dir=str(tmp_path / "sweep"),
-        dataset="digits",
-        num_clients=3,
-        rounds=2,
-        partitions=[PartitionSpec(name="dir", seeds=[0])],
-        strategies={"fedavg": {}, "gmm-prototype": {}},
-    )
+    config = fixture_sweep(tmp_path, rounds=2, seeds=[0])
     experiment = tmp_path / "experiment.yaml"
     OmegaConf.save(OmegaConf.structured(config), experiment)
     fedavg, gmm = expand(config)
