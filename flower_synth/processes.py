@@ -81,21 +81,35 @@ class ProcessGroup:
         return set().union(*(family(p.pid) for p in self.processes)) if self.processes else set()
 
     def stop(self, grace_seconds: float = 10.0) -> None:
-        """SIGTERM every process of the group, then SIGKILL what is left after the grace."""
+        """SIGTERM every process of the group, then SIGKILL what is left after the grace.
+
+        Returns once every process of the group is gone: a killed process takes a
+        moment to exit (longer with a large address space), and a process may spawn
+        another while the group is being stopped, so the group is looked up and killed
+        again until nothing of it is left or a second grace has passed.
+        """
         targets = self.pids()
         for pid in targets:
             _signal(pid, signal.SIGTERM)
+        self._wait_for_exit(targets, grace_seconds)
         deadline = time.monotonic() + grace_seconds
-        while time.monotonic() < deadline and any(_is_alive(pid) for pid in targets):
-            self._reap()
-            time.sleep(0.1)
-        targets |= self.pids()
-        for pid in targets:
-            if _is_alive(pid):
+        while time.monotonic() < deadline:
+            targets |= self.pids()
+            alive = {pid for pid in targets if _is_alive(pid)}
+            if not alive:
+                break
+            for pid in alive:
                 _signal(pid, signal.SIGKILL)
+            self._wait_for_exit(alive, 0.5)
         for process in self.processes:
             process.wait(timeout=grace_seconds)
         self.processes.clear()
+
+    def _wait_for_exit(self, pids: set[int], seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and any(_is_alive(pid) for pid in pids):
+            self._reap()
+            time.sleep(0.05)
 
     def _reap(self) -> None:
         for process in self.processes:

@@ -45,3 +45,34 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+# A parent and a child that both ignore SIGTERM; the child holds a large, touched
+# address space, so after SIGKILL it takes a moment to exit.
+STUBBORN = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+subprocess.Popen([sys.executable, "-c", '''
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+memory = bytearray(400_000_000)
+for offset in range(0, len(memory), 4096):
+    memory[offset] = 1
+print("ready", flush=True)
+time.sleep(300)
+'''])
+time.sleep(300)
+"""
+
+
+def test_stop_returns_only_when_killed_processes_are_gone(tmp_path: Path) -> None:
+    group = ProcessGroup()
+    log = tmp_path / "log"
+    root = group.start([sys.executable, "-c", STUBBORN], log, env={})
+    deadline = time.monotonic() + 30
+    while "ready" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    started = family(root.pid)
+    assert len(started) == 2
+    group.stop(grace_seconds=1)
+    assert not any(_alive(pid) for pid in started)
