@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flower_synth.compare import FlowerCellRunner, round_progress, run_sweep
 from flower_synth.equilibrium_check import format_equilibrium_table, run_equilibrium_experiment
-from flower_synth.experiments import EXPERIMENT_STRATEGIES, expand, load_experiment
+from flower_synth.experiments import expand, load_experiment
 from flower_synth.generator_bound import generator_bound
 from flower_synth.plotting import plot_runs
 from flower_synth.report import write_report
@@ -41,6 +41,10 @@ def run_compare(args: argparse.Namespace) -> int:
     ``--strategies``/``--partitions`` choose which cells run; the report always covers
     the whole experiment, so a filtered run does not replace a full report."""
     config = load_experiment(args.experiment, args.overrides)
+    unknown = sorted(set(args.strategies or ()) - set(config.strategies))
+    if unknown:
+        known = sorted(config.strategies)
+        raise SystemExit(f"--strategies {unknown} are not in {args.experiment}; it has {known}")
     cells = expand(config, args.strategies, args.partitions)
     if not cells:
         raise SystemExit("no cells to run: check --strategies / --partitions against the YAML")
@@ -111,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "overrides", nargs="*", help="omegaconf dotlist overrides, e.g. rounds=3 num_clients=5"
     )
-    compare.add_argument("--strategies", nargs="+", choices=EXPERIMENT_STRATEGIES, default=None)
+    compare.add_argument(
+        "--strategies", nargs="+", default=None, help="strategy keys of the YAML (variants too)"
+    )
     compare.add_argument("--partitions", nargs="+", default=None, help="partition names")
     compare.add_argument(
         "--report-only", action="store_true", help="write the report from existing results"

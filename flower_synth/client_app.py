@@ -22,6 +22,9 @@ from flower_synth.config import OWN_MODEL_STRATEGIES, RunSettings
 from flower_synth.data import ClientData, load_client_data, load_global_test
 from flower_synth.generative import build_generator
 from flower_synth.models import build_dual_head_model, build_model
+from flower_synth.synthetic.learner import ClassifierTraining, SyntheticLearner
+
+MIN_GENERATOR_BATCHES = 8
 
 
 def node_partition(node_config: Mapping[str, Scalar]) -> tuple[int, int]:
@@ -39,13 +42,23 @@ def node_partition(node_config: Mapping[str, Scalar]) -> tuple[int, int]:
         ) from None
 
 
-def generator_params(settings: RunSettings, kind: str, partition_id: int) -> dict[str, Any]:
-    """Constructor parameters the run config sets for a generator of ``kind``."""
+def generator_params(
+    settings: RunSettings, kind: str, partition_id: int, num_real: int
+) -> dict[str, Any]:
+    """Constructor parameters the run config sets for a generator of ``kind``; a CVAE
+    epoch draws as many examples from the mixture as the client has real ones, and at
+    least :data:`MIN_GENERATOR_BATCHES` batches (so that small clients' generators learn)."""
     seed = round_seed(settings.seed, partition_id, 0)
     if kind.startswith("cvae"):
         return {
             "epochs": settings.generator_epochs,
             "latent_dim": settings.latent_dim,
+            "hidden_dim": settings.generator_hidden,
+            "batch_size": settings.generator_batch_size,
+            "learning_rate": settings.generator_learning_rate,
+            "latent_prior": settings.latent_prior,
+            "kl_weight": settings.kl_weight,
+            "epoch_size": max(num_real, MIN_GENERATOR_BATCHES * settings.generator_batch_size),
             "seed": seed,
         }
     if kind == "gmm":
@@ -60,24 +73,36 @@ def synthetic_client(
     config make heterogeneous federations), restored from ``context.state``."""
     shape, num_classes = data.train.image_shape, data.train.num_classes
     kind = settings.kind_for(settings.generator, partition_id)
-    generator = build_generator(
-        kind, num_classes, shape, **generator_params(settings, kind, partition_id)
-    )
+    params = generator_params(settings, kind, partition_id, len(data.train))
+    generator = build_generator(kind, num_classes, shape, **params)
     classifier = None
     if settings.kind_for(settings.classifier, partition_id) == "model":
         torch.manual_seed(round_seed(settings.seed, partition_id, 0))
         classifier = build_model(shape, num_classes)
-    return SyntheticSampleClient(
+    learner = SyntheticLearner(
         generator,
         classifier,
         data,
         context.state,
         partition_id=partition_id,
+        training=ClassifierTraining(
+            local_epochs=settings.local_epochs,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            momentum=settings.momentum,
+            temperature=settings.distill_temperature,
+        ),
+        sample_labels=settings.sample_labels,
+        seed=settings.seed,
+        global_test=load_global_test(settings) if settings.client_global_eval else None,
+    )
+    return SyntheticSampleClient(
+        learner,
         sample_dtype=settings.sample_dtype,
         samples_per_round=settings.samples_per_client,
-        local_epochs=settings.local_epochs,
-        **settings.sgd_params(),
-        global_test=load_global_test(settings) if settings.client_global_eval else None,
+        soft_labels=settings.soft_labels,
+        top_k=settings.soft_label_top_k,
+        seed=settings.seed,
     )
 
 

@@ -26,7 +26,7 @@ def matches(config: dict[str, Any], cell: Cell) -> bool:
     included (the output folder aside). A key the file lacks (written before the key
     existed) matches if the cell leaves it at its default."""
     defaults = RunSettings().to_run_config()
-    expected = cell.settings.to_run_config() | {"strategy": cell.strategy}
+    expected = cell.settings.to_run_config() | {"strategy": cell.base}
     return all(
         config.get(key, defaults[key]) == value
         for key, value in expected.items()
@@ -67,7 +67,7 @@ class FlowerCellRunner:
     def __call__(self, cell: Cell) -> None:
         """Run ``cell``; raises ``RuntimeError`` if Flower reports a failure."""
         started = time.perf_counter()
-        if cell.strategy == CENTRALIZED:
+        if cell.base == CENTRALIZED:
             with PeakRSS(lambda: [os.getpid()]) as memory:
                 path = run_centralized(cell.settings, cell.federation_config["num-supernodes"])
         else:

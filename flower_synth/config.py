@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -10,10 +11,13 @@ from typing import Any
 from flower_synth.data.partition import PARTITIONERS
 from flower_synth.data.sources import DATASETS
 from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
-from flower_synth.generative import GENERATORS
+from flower_synth.generative import DENSITY_GENERATORS, GENERATORS
+from flower_synth.generative.cvae import LATENT_PRIORS
 from flower_synth.models.dual_head import PREDICTION_HEADS
 from flower_synth.payload import SAMPLE_DTYPES
 from flower_synth.prototypes import COVARIANCE_TYPES, PROTOTYPE_DTYPES
+from flower_synth.synthetic.learner import SAMPLE_LABELS
+from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS
 
 STRATEGIES = ("fedavg", "fedprox", "synthetic", "gmm-prototype", "fedproto", "local-only")
 OWN_MODEL_STRATEGIES = ("gmm-prototype", "fedproto", "local-only")  # no global model
@@ -56,10 +60,24 @@ class RunSettings:
     trust: str = "uniform"
     self_trust: float = 0.5
     sample_dtype: str = "uint8"
-    generator_epochs: int = 5
+    generator_epochs: int = 1
     latent_dim: int = 20
+    generator_hidden: int = 256
+    generator_batch_size: int = 256
+    generator_learning_rate: float = 0.003
+    latent_prior: str = "class"
+    kl_weight: float = 1.0
+    sample_labels: str = "real"
+    sample_allocation: str = "size"
+    soft_labels: bool = True
+    soft_label_top_k: int = 0
+    distill_temperature: float = 1.0
     server_epochs: int = 2
+    replay_rounds: int = 5
+    server_weight_decay: float = 5e-4
+    server_lr_decay: float = 1.0
     client_global_eval: bool = True
+    client_global_eval_every: int = 1
     record_pool_means: bool = False
     # prototype strategies
     prototype_dtype: str = "float16"
@@ -97,11 +115,31 @@ class RunSettings:
         for kind in per_partition(self.classifier):
             _check_choice("classifier", kind, CLASSIFIERS)
         _check_choice("sample-dtype", self.sample_dtype, SAMPLE_DTYPES)
+        _check_choice("latent-prior", self.latent_prior, LATENT_PRIORS)
+        _check_choice("sample-labels", self.sample_labels, SAMPLE_LABELS)
+        _check_choice("sample-allocation", self.sample_allocation, SAMPLE_ALLOCATIONS)
+        self._check_bayes_classifiers()
+        if self.generator_learning_rate <= 0:
+            raise ValueError(
+                f"generator-learning-rate must be > 0, got {self.generator_learning_rate}"
+            )
+        if self.distill_temperature <= 0:
+            raise ValueError(f"distill-temperature must be > 0, got {self.distill_temperature}")
+        if not 0.0 < self.server_lr_decay <= 1.0:
+            raise ValueError(f"server-lr-decay must lie in (0, 1], got {self.server_lr_decay}")
         if self.trust not in TRUST_MODES:
             parse_trust_matrix(self.trust)
         if not 0.0 < self.self_trust <= 1.0:
             raise ValueError(f"self-trust must lie in (0, 1], got {self.self_trust}")
-        for key in ("samples_per_client", "generator_epochs", "latent_dim"):
+        for key in (
+            "samples_per_client",
+            "generator_epochs",
+            "latent_dim",
+            "generator_hidden",
+            "generator_batch_size",
+            "replay_rounds",
+            "client_global_eval_every",
+        ):
             if getattr(self, key) < 1:
                 raise ValueError(f"{_key(key)} must be >= 1, got {getattr(self, key)}")
         _check_choice("prototype-dtype", self.prototype_dtype, PROTOTYPE_DTYPES)
@@ -117,9 +155,28 @@ class RunSettings:
             "dr_lambda",
             "fusion_tau",
             "proto_lambda",
+            "soft_label_top_k",
+            "kl_weight",
+            "server_weight_decay",
         ):
             if getattr(self, key) < 0:
                 raise ValueError(f"{_key(key)} must be >= 0, got {getattr(self, key)}")
+
+    def _check_bayes_classifiers(self) -> None:
+        """``classifier='bayes'`` needs a generator with a class posterior on the same
+        partitions (lists repeat round-robin, so every pairing is checked)."""
+        generators, classifiers = per_partition(self.generator), per_partition(self.classifier)
+        for index in range(math.lcm(len(generators), len(classifiers))):
+            generator = self.kind_for(self.generator, index)
+            if (
+                self.kind_for(self.classifier, index) == "bayes"
+                and generator not in DENSITY_GENERATORS
+            ):
+                raise ValueError(
+                    f"classifier 'bayes' classifies with the generator's posterior, which "
+                    f"{generator!r} does not have (partition {index} of the lists); pair "
+                    f"'bayes' with one of {', '.join(DENSITY_GENERATORS)} or use 'model'"
+                )
 
     def sgd_params(self) -> dict[str, Any]:
         """``batch_size``, ``learning_rate``, ``momentum`` and ``seed``: the keyword

@@ -36,10 +36,12 @@ class PartitionSpec:
 class ExperimentConfig:
     """The schema of ``simulations/*.yaml`` (unknown keys and wrong types are errors).
 
-    ``strategies`` maps each strategy to its own run-config overrides; ``run_config``
-    applies to every Flower run and ``federation`` to every federation config (e.g.
-    ``client-resources-num-cpus``). ``output_dir`` holds one folder per cell,
-    ``report.md`` and the plots.
+    ``strategies`` maps each strategy to its own run-config overrides; a key
+    ``NAME@VARIANT`` (e.g. ``synthetic@hard-labels``) is one more run of strategy
+    ``NAME`` with other overrides, with a folder and a report row of its own (for
+    ablations). ``run_config`` applies to every Flower run and ``federation`` to every
+    federation config (e.g. ``client-resources-num-cpus``). ``output_dir`` holds one
+    folder per cell, ``report.md`` and the plots.
     """
 
     name: str = "experiment"
@@ -57,9 +59,15 @@ class ExperimentConfig:
     federation: dict[str, Any] = field(default_factory=dict)
 
 
+def base_strategy(key: str) -> str:
+    """The strategy an experiment's strategy key runs: ``NAME`` of ``NAME@VARIANT``."""
+    return key.split("@", 1)[0]
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One run of the grid."""
+    """One run of the grid. ``strategy`` is the experiment's key (``NAME`` or
+    ``NAME@VARIANT``); :attr:`base` the strategy it runs."""
 
     partition: str
     strategy: str
@@ -74,9 +82,14 @@ class Cell:
         return f"{self.partition}/{self.strategy}/seed{self.seed}"
 
     @property
+    def base(self) -> str:
+        """The strategy this cell runs (``centralized`` or a run-config strategy)."""
+        return base_strategy(self.strategy)
+
+    @property
     def settings(self) -> RunSettings:
         """The run config as typed settings (a centralized cell keeps FedAvg's SGD)."""
-        strategy = "fedavg" if self.strategy == CENTRALIZED else self.strategy
+        strategy = "fedavg" if self.base == CENTRALIZED else self.base
         return RunSettings.from_run_config(self.run_config | {"strategy": strategy})
 
 
@@ -93,9 +106,12 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
 def validate(config: ExperimentConfig) -> None:
     """Reject unknown strategies and partitioners, duplicate partition names, and
     run-config keys or values that the app would refuse."""
-    unknown = sorted(set(config.strategies) - set(EXPERIMENT_STRATEGIES))
+    unknown = sorted(k for k in config.strategies if base_strategy(k) not in EXPERIMENT_STRATEGIES)
     if unknown:
-        raise ValueError(f"unknown strategies {unknown}; choose from {EXPERIMENT_STRATEGIES}")
+        raise ValueError(
+            f"unknown strategies {unknown}; choose from {EXPERIMENT_STRATEGIES} "
+            "(a variant is NAME@VARIANT)"
+        )
     names = [p.name for p in config.partitions]
     if len(set(names)) != len(names):
         raise ValueError(f"partition names must be unique, got {names}")
@@ -154,7 +170,7 @@ def expand(
                     | partition_run_config(partition)
                     | dict(config.run_config)
                     | dict(overrides or {})
-                    | {"strategy": strategy, "output-dir": str(directory)}
+                    | {"strategy": base_strategy(strategy), "output-dir": str(directory)}
                 )
                 federation = {"num-supernodes": config.num_clients} | dict(config.federation)
                 cells.append(

@@ -19,11 +19,23 @@ def weighted_train_loss(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]
 def stateful_client_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
     """``train_loss`` (weighted) plus ``client_rounds_min``/``_max``: how many rounds the
     least and most experienced client has fitted, counted in each client's own state
-    (equal to the server round when client state persists across rounds)."""
+    (equal to the server round when client state persists across rounds); and where
+    clients report it, ``label_agreement``: the share of all generated samples whose
+    soft label agrees with their class (weighted by ``generated_samples``), with the
+    clients' ``_min`` and ``_max``."""
     rounds = [int(m["client_rounds"]) for _, m in results if "client_rounds" in m]
     metrics = weighted_train_loss(results)
     if rounds:
         metrics |= {"client_rounds_min": min(rounds), "client_rounds_max": max(rounds)}
+    agreement = [
+        (float(m["label_agreement"]), int(m.get("generated_samples", 1)))
+        for _, m in results
+        if "label_agreement" in m
+    ]
+    if agreement:
+        total = sum(n for _, n in agreement)
+        metrics |= spread("label_agreement", [a for a, _ in agreement])
+        metrics["label_agreement"] = sum(a * n for a, n in agreement) / total if total else 0.0
     return metrics
 
 
@@ -52,8 +64,17 @@ def clients_global_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Sca
 
 
 def client_evaluation(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
-    """Personalized and global accuracy of clients that keep their own models."""
-    return personalized_accuracy(results) | clients_global_accuracy(results)
+    """Personalized and global accuracy of clients that keep their own models (and,
+    where they report it, their global accuracy without prior correction)."""
+    uncorrected = [
+        float(m["global_accuracy_uncorrected"])
+        for _, m in results
+        if "global_accuracy_uncorrected" in m
+    ]
+    metrics = personalized_accuracy(results) | clients_global_accuracy(results)
+    if uncorrected:
+        metrics["clients_global_accuracy_uncorrected"] = sum(uncorrected) / len(uncorrected)
+    return metrics
 
 
 def clients_as_global_evaluation(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:

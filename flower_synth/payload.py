@@ -1,8 +1,21 @@
 """Synthetic samples on the wire: encoding, decoding and validation.
 
-A payload is two arrays, ``[samples, labels]``: images as ``uint8`` (values 0..255
-for pixel intensities in [0, 1]) or features as ``float16``, and ``int32`` labels.
-The server validates every payload it receives before it enters a pool.
+A payload is a list of arrays in one of three layouts:
+
+* ``[samples, labels]``: hard labels only;
+* ``[samples, labels, probabilities]``: with soft labels, the generating client's
+  class probabilities for every sample as ``float16`` ``(N, C)``, each row a
+  distribution;
+* ``[samples, labels, top_classes, top_probabilities]``: soft labels cut to the ``k``
+  most probable classes (``uint8`` ``(N, k)`` class indices, distinct within a row,
+  and their ``float16`` probabilities); the rest of each row's mass is spread evenly
+  over the other classes when decoded.
+
+``samples`` are images as ``uint8`` (values 0..255 for intensities in [0, 1]) or
+``float16`` (features, or images whose moments must survive quantisation); ``labels``
+are ``int32`` and name the class each sample was generated for. Every payload a
+server or client receives goes through :func:`validate_payload` before anything else
+touches it.
 """
 
 from __future__ import annotations
@@ -14,6 +27,13 @@ import numpy as np
 
 SAMPLE_DTYPES = ("uint8", "float16")
 LABEL_DTYPE = np.dtype(np.int32)
+PROBABILITY_DTYPE = np.dtype(np.float16)
+TOP_CLASS_DTYPE = np.dtype(np.uint8)
+# float16 rounding of a row of probabilities: its sum may miss 1 by this much.
+PROBABILITY_SUM_TOLERANCE = 1e-2
+# float16 images may leave [0, 1] (a Gaussian model's samples do), by at most this much
+# on either side: room for honest samples, none for values that swamp a model.
+FLOAT16_IMAGE_MARGIN = 8.0
 
 
 class PayloadError(ValueError):
@@ -22,37 +42,64 @@ class PayloadError(ValueError):
 
 @dataclass(frozen=True)
 class SampleBatch:
-    """Decoded samples (float32, images in [0, 1]) with int64 labels."""
+    """Decoded samples (float32, images in [0, 1]) with int64 labels and, where the
+    sender gave them, float32 class probabilities ``(N, C)`` (soft labels)."""
 
     samples: np.ndarray
     labels: np.ndarray
+    probabilities: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def take(self, indices: np.ndarray) -> SampleBatch:
         """The samples at ``indices``."""
-        return SampleBatch(self.samples[indices], self.labels[indices])
+        soft = None if self.probabilities is None else self.probabilities[indices]
+        return SampleBatch(self.samples[indices], self.labels[indices], soft)
+
+    def targets(self, num_classes: int) -> np.ndarray:
+        """Training targets ``(N, num_classes)``: the soft labels, else one-hot labels."""
+        if self.probabilities is not None:
+            return self.probabilities
+        return np.eye(num_classes, dtype=np.float32)[self.labels]
 
     @staticmethod
     def concatenate(batches: Sequence[SampleBatch], sample_shape: tuple[int, ...]) -> SampleBatch:
-        """All ``batches`` in order (an empty batch of ``sample_shape`` if there are none)."""
+        """All ``batches`` in order (an empty batch of ``sample_shape`` if there are none).
+
+        Soft labels are kept when some batch has them; batches without get one-hot rows.
+        """
         if not batches:
             return SampleBatch(np.zeros((0, *sample_shape), np.float32), np.zeros(0, np.int64))
+        soft = [b.probabilities for b in batches if b.probabilities is not None]
+        probabilities = None
+        if soft:
+            num_classes = soft[0].shape[1]
+            probabilities = np.concatenate([b.targets(num_classes) for b in batches])
         return SampleBatch(
             np.concatenate([b.samples for b in batches]),
             np.concatenate([b.labels for b in batches]),
+            probabilities,
         )
 
 
-def encode_samples(samples: np.ndarray, labels: np.ndarray, dtype: str) -> list[np.ndarray]:
-    """``[samples, labels]`` ready to send.
+def encode_samples(
+    samples: np.ndarray,
+    labels: np.ndarray,
+    dtype: str,
+    probabilities: np.ndarray | None = None,
+    top_k: int = 0,
+) -> list[np.ndarray]:
+    """The arrays to send (layouts in the module docstring).
 
     Args:
         samples: float array; images in [0, 1].
         labels: integer class labels.
         dtype: ``"uint8"`` (clipped to [0, 1] and quantised to 256 levels: images) or
             ``"float16"`` (unclipped: features, or images whose moments must survive).
+        probabilities: ``(N, C)`` soft labels to send with the samples, or None.
+        top_k: send only the ``k`` most probable classes of each row (``0``, or ``k``
+            not below the number of classes: the full rows).
     """
     if dtype == "uint8":
         encoded = np.round(np.clip(samples, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -61,14 +108,48 @@ def encode_samples(samples: np.ndarray, labels: np.ndarray, dtype: str) -> list[
     else:
         choices = ", ".join(SAMPLE_DTYPES)
         raise ValueError(f"unknown sample dtype {dtype!r}; choose one of {choices}")
-    return [encoded, labels.astype(LABEL_DTYPE)]
+    arrays = [encoded, labels.astype(LABEL_DTYPE)]
+    if probabilities is None:
+        return arrays
+    num_classes = probabilities.shape[1]
+    if not 0 < top_k < num_classes:
+        return [*arrays, probabilities.astype(PROBABILITY_DTYPE)]
+    if num_classes > np.iinfo(TOP_CLASS_DTYPE).max + 1:
+        raise ValueError(f"top-k soft labels need at most 256 classes, got {num_classes}")
+    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+    top_probabilities = np.take_along_axis(probabilities, top, axis=1)
+    return [*arrays, top.astype(TOP_CLASS_DTYPE), top_probabilities.astype(PROBABILITY_DTYPE)]
 
 
-def decode_samples(arrays: Sequence[np.ndarray]) -> SampleBatch:
-    """The inverse of :func:`encode_samples` (no validation: see :func:`validate_payload`)."""
-    samples, labels = arrays
+def decode_samples(arrays: Sequence[np.ndarray], num_classes: int | None = None) -> SampleBatch:
+    """The inverse of :func:`encode_samples` (no validation: see :func:`validate_payload`).
+
+    ``num_classes`` is needed to decode top-k soft labels (full rows carry it).
+    """
+    samples, labels = arrays[0], arrays[1]
     decoded = samples.astype(np.float32) / 255.0 if samples.dtype == np.uint8 else samples
-    return SampleBatch(decoded.astype(np.float32), labels.astype(np.int64))
+    probabilities = None
+    if len(arrays) == 3:
+        probabilities = arrays[2].astype(np.float32)
+    elif len(arrays) == 4:
+        if num_classes is None:
+            raise ValueError("decoding top-k soft labels needs num_classes")
+        probabilities = expand_top_k(arrays[2], arrays[3], num_classes)
+    if probabilities is not None:
+        probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
+    return SampleBatch(decoded.astype(np.float32), labels.astype(np.int64), probabilities)
+
+
+def expand_top_k(classes: np.ndarray, probabilities: np.ndarray, num_classes: int) -> np.ndarray:
+    """Full ``(N, num_classes)`` rows from top-k classes and probabilities: the mass
+    the top ``k`` leave is spread evenly over the other classes."""
+    rows, k = classes.shape
+    full = np.zeros((rows, num_classes), np.float32)
+    given = probabilities.astype(np.float32)
+    rest = np.clip(1.0 - given.sum(axis=1, keepdims=True), 0.0, None) / max(num_classes - k, 1)
+    full += rest
+    np.put_along_axis(full, classes.astype(np.int64), given, axis=1)
+    return full
 
 
 def validate_payload(
@@ -81,12 +162,15 @@ def validate_payload(
 
     Raises:
         PayloadError: wrong number of arrays, dtypes or shapes; labels outside
-            ``[0, num_classes)``; non-finite values; no samples or more than
-            ``max_samples``.
+            ``[0, num_classes)``; non-finite values; float16 images outside [0, 1]
+            widened by :data:`FLOAT16_IMAGE_MARGIN`; no samples or more than
+            ``max_samples``; soft labels that are not distributions over the classes.
     """
-    if len(arrays) != 2:
-        raise PayloadError(f"expected 2 arrays [samples, labels], got {len(arrays)}")
-    samples, labels = arrays
+    if len(arrays) not in (2, 3, 4):
+        raise PayloadError(
+            f"expected 2 to 4 arrays [samples, labels, soft labels...], got {len(arrays)}"
+        )
+    samples, labels = arrays[0], arrays[1]
     if samples.dtype.name not in SAMPLE_DTYPES:
         raise PayloadError(f"samples must be uint8 or float16, got {samples.dtype}")
     if tuple(samples.shape[1:]) != tuple(sample_shape):
@@ -104,6 +188,70 @@ def validate_payload(
         raise PayloadError(
             f"labels must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]"
         )
-    if samples.dtype == np.float16 and not np.isfinite(samples).all():
+    if samples.dtype == np.float16:
+        _check_float16_samples(samples, image=len(sample_shape) == 3)
+    if len(arrays) == 3:
+        _check_probability_rows(arrays[2], len(labels), num_classes)
+    if len(arrays) == 4:
+        _check_top_k(arrays[2], arrays[3], len(labels), num_classes)
+    return decode_samples(arrays, num_classes)
+
+
+def _check_float16_samples(samples: np.ndarray, image: bool) -> None:
+    if not np.isfinite(samples).all():
         raise PayloadError("samples contain NaN or infinite values")
-    return decode_samples(arrays)
+    low, high = -FLOAT16_IMAGE_MARGIN, 1.0 + FLOAT16_IMAGE_MARGIN
+    if image and (samples.min() < low or samples.max() > high):
+        raise PayloadError(
+            f"float16 image samples must lie in [{low:g}, {high:g}] (intensities in [0, 1]), "
+            f"got [{float(samples.min()):g}, {float(samples.max()):g}]"
+        )
+
+
+def _check_probability_values(probabilities: np.ndarray, shape: tuple[int, int]) -> None:
+    if probabilities.dtype != PROBABILITY_DTYPE or probabilities.shape != shape:
+        raise PayloadError(
+            f"soft labels must be float16 of shape {shape}, "
+            f"got {probabilities.dtype} {probabilities.shape}"
+        )
+    if not np.isfinite(probabilities).all():
+        raise PayloadError("soft labels contain NaN or infinite values")
+    if probabilities.min() < 0 or probabilities.max() > 1:
+        raise PayloadError(
+            f"soft labels must lie in [0, 1], got [{float(probabilities.min()):g}, "
+            f"{float(probabilities.max()):g}]"
+        )
+
+
+def _check_probability_rows(probabilities: np.ndarray, rows: int, num_classes: int) -> None:
+    _check_probability_values(probabilities, (rows, num_classes))
+    sums = probabilities.astype(np.float64).sum(axis=1)
+    worst = float(np.abs(sums - 1.0).max())
+    if worst > PROBABILITY_SUM_TOLERANCE:
+        raise PayloadError(
+            f"every soft-label row must sum to 1 (within {PROBABILITY_SUM_TOLERANCE}); "
+            f"a row is off by {worst:.3g}"
+        )
+
+
+def _check_top_k(
+    classes: np.ndarray, probabilities: np.ndarray, rows: int, num_classes: int
+) -> None:
+    if classes.dtype != TOP_CLASS_DTYPE or classes.ndim != 2 or len(classes) != rows:
+        raise PayloadError(
+            f"top-k classes must be uint8 of shape ({rows}, k), got {classes.dtype} {classes.shape}"
+        )
+    k = classes.shape[1]
+    if not 0 < k < num_classes:
+        raise PayloadError(f"top-k soft labels need 0 < k < {num_classes}, got k={k}")
+    if classes.max() >= num_classes:
+        raise PayloadError(f"top-k classes must lie in [0, {num_classes}), got {classes.max()}")
+    ordered = np.sort(classes, axis=1)
+    if (ordered[:, 1:] == ordered[:, :-1]).any():
+        raise PayloadError("top-k classes must be distinct within a row")
+    _check_probability_values(probabilities, (rows, k))
+    excess = float(probabilities.astype(np.float64).sum(axis=1).max()) - 1.0
+    if excess > PROBABILITY_SUM_TOLERANCE:
+        raise PayloadError(
+            f"top-k soft labels must sum to at most 1; a row sums to {1 + excess:.3g}"
+        )

@@ -97,6 +97,8 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
 
     ``seconds_per_round`` is the median over the rounds after the first (round 1 also
     pays for starting Ray and loading data), or round 1's time if it is the only one.
+    ``final_*`` figures are the last round that has them (clients may score the global
+    test set only every few rounds).
     """
     rounds = data["rounds"]
 
@@ -114,6 +116,9 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
         "final_global_accuracy": last("global_accuracy"),
         "best_global_accuracy": max(accuracies) if accuracies else None,
         "final_personalized_accuracy": last("personalized_accuracy"),
+        "final_clients_global_accuracy": last("clients_global_accuracy"),
+        "final_clients_global_uncorrected": last("clients_global_accuracy_uncorrected"),
+        "final_label_agreement": last("label_agreement"),
         "mb_per_round": sum(exchanged) / len(exchanged) / 1e6 if exchanged else None,
         "total_mb": sum(exchanged) / 1e6,
         "seconds_per_round": statistics.median(steady) if steady else None,

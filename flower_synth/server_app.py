@@ -25,7 +25,6 @@ from flower_synth.metrics import (
 )
 from flower_synth.models import build_dual_head_model, build_model, count_parameters
 from flower_synth.payload import SampleBatch
-from flower_synth.pooled_classifier import PooledClassifierEvaluation
 from flower_synth.results import RunRecorder, results_file_name
 from flower_synth.strategies import (
     FedProtoStrategy,
@@ -35,6 +34,7 @@ from flower_synth.strategies import (
     SyntheticSampleStrategy,
 )
 from flower_synth.strategies.synthetic import PoolCallback
+from flower_synth.synthetic.server_classifier import PooledClassifier
 from flower_synth.training import evaluate, get_weights, set_weights
 
 EvaluateFn = Callable[[int, NDArrays, dict[str, Scalar]], tuple[float, dict[str, Scalar]]]
@@ -79,24 +79,48 @@ def build_baseline_strategy(
     return FedAvg(**common)
 
 
-def record_pool_means(recorder: RunRecorder, num_classes: int) -> PoolCallback:
-    """``on_pools`` callback: record every pool's mean sample and label frequencies
-    (the mean parameters the equilibrium analysis compares)."""
+def record_pools(recorder: RunRecorder, num_classes: int, means: bool) -> PoolCallback:
+    """``on_pools`` callback: record the label agreement each client reported this
+    round, and with ``means`` every pool's mean sample and label frequencies (the mean
+    parameters the equilibrium analysis compares), keyed by partition id."""
 
-    def callback(server_round: int, pools: dict[str, SampleBatch]) -> None:
-        recorder.update(
-            server_round,
-            pool_means={
-                key: pool.samples.reshape(len(pool), -1).mean(axis=0, dtype=np.float64).tolist()
+    def name(key: str) -> str:
+        return key.removeprefix("partition-")
+
+    def callback(server_round: int, pools: dict[str, SampleBatch], metrics: dict) -> None:
+        values: dict = {
+            "label_agreement_by_client": {
+                name(key): m["label_agreement"]
+                for key, m in metrics.items()
+                if "label_agreement" in m
+            }
+        }
+        if means:
+            values["pool_means"] = {
+                name(key): pool.samples.reshape(len(pool), -1)
+                .mean(axis=0, dtype=np.float64)
+                .tolist()
                 for key, pool in pools.items()
-            },
-            pool_label_frequencies={
-                key: (np.bincount(pool.labels, minlength=num_classes) / len(pool)).tolist()
+            }
+            values["pool_label_frequencies"] = {
+                name(key): (np.bincount(pool.labels, minlength=num_classes) / len(pool)).tolist()
                 for key, pool in pools.items()
-            },
-        )
+            }
+        recorder.update(server_round, **values)
 
     return callback
+
+
+def global_eval_config(settings: RunSettings) -> Callable[[int], dict[str, Scalar]]:
+    """``on_evaluate_config_fn``: clients score their own models on the global test set
+    in rounds divisible by ``client-global-eval-every`` and in the last round."""
+
+    def config(server_round: int) -> dict[str, Scalar]:
+        every = settings.client_global_eval_every
+        last = server_round == settings.num_server_rounds
+        return {"global_eval": server_round % every == 0 or last}
+
+    return config
 
 
 def build_synthetic_strategy(
@@ -104,16 +128,19 @@ def build_synthetic_strategy(
 ) -> SyntheticSampleStrategy:
     """The synthetic-sample strategy; its global model is a classifier trained on the
     pooled synthetic samples (``server-epochs`` per round; 0 turns it off)."""
-    evaluation = None
+    classifier = None
     if settings.server_epochs > 0:
-        evaluation = PooledClassifierEvaluation(
+        classifier = PooledClassifier(
             model,
             test,
             epochs=settings.server_epochs,
+            replay_rounds=settings.replay_rounds,
+            weight_decay=settings.server_weight_decay,
+            lr_decay=settings.server_lr_decay,
+            temperature=settings.distill_temperature,
             **settings.sgd_params(),
         )
     trust = settings.trust if settings.trust in TRUST_MODES else parse_trust_matrix(settings.trust)
-    on_pools = record_pool_means(recorder, test.num_classes) if settings.record_pool_means else None
     return SyntheticSampleStrategy(
         sample_shape=test.image_shape,
         num_classes=test.num_classes,
@@ -122,13 +149,16 @@ def build_synthetic_strategy(
         trust=trust,
         self_trust=settings.self_trust,
         sample_dtype=settings.sample_dtype,
+        sample_allocation=settings.sample_allocation,
+        soft_label_top_k=settings.soft_label_top_k,
         fraction_fit=settings.fraction_fit,
         fraction_evaluate=settings.fraction_evaluate,
         min_available_clients=settings.min_available_clients,
-        evaluate_fn=evaluation,
-        on_pools=on_pools,
+        server_classifier=classifier,
+        on_pools=record_pools(recorder, test.num_classes, settings.record_pool_means),
         fit_metrics_aggregation_fn=stateful_client_fit_metrics,
         evaluate_metrics_aggregation_fn=client_evaluation,
+        on_evaluate_config_fn=global_eval_config(settings),
         seed=settings.seed,
     )
 
@@ -142,6 +172,7 @@ def build_own_model_strategy(settings: RunSettings, feature_dim: int, num_classe
         min_available_clients=settings.min_available_clients,
         fit_metrics_aggregation_fn=stateful_client_fit_metrics,
         evaluate_metrics_aggregation_fn=clients_as_global_evaluation,
+        on_evaluate_config_fn=global_eval_config(settings),
     )
     if settings.strategy == "local-only":
         return LocalOnlyStrategy(**sampling)

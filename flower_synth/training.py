@@ -14,10 +14,12 @@ from torch.utils.data import (
     RandomSampler,
     SequentialSampler,
     TensorDataset,
+    WeightedRandomSampler,
 )
 from torchvision.transforms import v2
 
 from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.distillation import distillation_loss
 
 EVAL_BATCH_SIZE = 1000
 
@@ -34,26 +36,40 @@ def make_loader(
     shuffle: bool,
     seed: int = 0,
     weights: np.ndarray | None = None,
+    draws: int | None = None,
 ) -> DataLoader:
-    """Batches of ``(inputs, labels, weights)`` for images ``samples`` in [0, 1].
+    """Batches of ``(inputs, targets, weights)`` for images ``samples`` in [0, 1].
 
     Inputs are normalised to [-1, 1] (torchvision's ``Normalize``), the scale of every
-    model here. ``weights`` (per example, default 1) are rescaled to mean 1, so a
-    weighted mean loss per batch estimates the weighted objective. Shuffling uses a
-    generator seeded by ``seed``; whole batches are indexed at once (a
-    ``BatchSampler`` as sampler), much faster on CPU than per-example collation.
+    model here. ``labels`` are ``(N,)`` class indices or ``(N, C)`` probability rows
+    (soft targets, trained on with the distillation loss).
+
+    Without ``draws``, a pass visits every example once and ``weights`` (per example,
+    default 1), rescaled to mean 1, weigh the loss, so a weighted mean loss per batch
+    estimates the weighted objective. With ``draws``, a pass draws that many examples
+    with replacement in proportion to ``weights`` (``WeightedRandomSampler``) and the
+    loss is unweighted: the same objective at a cost set by ``draws``, not by the data.
+
+    Shuffling and drawing use a generator seeded by ``seed``; whole batches are indexed
+    at once (a ``BatchSampler`` as sampler), much faster on CPU than per-example collation.
     """
     inputs = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
     channels = inputs.shape[1]
     inputs = v2.Normalize([0.5] * channels, [0.5] * channels)(inputs)
     weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
-    weights = torch.from_numpy((weights / weights.mean()).astype(np.float32))
-    dataset = TensorDataset(inputs, torch.from_numpy(labels.astype(np.int64)), weights)
-    order = (
-        RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-        if shuffle
-        else SequentialSampler(dataset)
+    targets = torch.from_numpy(
+        labels.astype(np.float32) if labels.ndim == 2 else labels.astype(np.int64)
     )
+    generator = torch.Generator().manual_seed(seed)
+    if draws is not None:
+        order = WeightedRandomSampler(weights, draws, replacement=True, generator=generator)
+        weights = np.ones(len(labels))
+    elif shuffle:
+        order = RandomSampler(range(len(labels)), generator=generator)
+    else:
+        order = SequentialSampler(range(len(labels)))
+    loss_weights = torch.from_numpy((weights / weights.mean()).astype(np.float32))
+    dataset = TensorDataset(inputs, targets, loss_weights)
     sampler = BatchSampler(order, batch_size, drop_last=False)
     return DataLoader(dataset, sampler=sampler, batch_size=None)
 
@@ -107,11 +123,20 @@ def train(
     feature_loss: FeatureLoss | None = None,
     pseudo: PseudoFeatures | None = None,
     seed: int = 0,
+    temperature: float = 1.0,
+    weight_decay: float = 0.0,
 ) -> float:
     """SGD on (example-weighted) cross-entropy for ``epochs`` epochs; returns the mean
-    loss of the last epoch. ``model`` must have ``features`` and ``head``.
+    loss of the last epoch.
 
-    Optional terms:
+    Batches with soft targets (``(N, C)`` rows) are trained on with
+    :func:`~flower_synth.distillation.distillation_loss` at ``temperature``; hard
+    labels with cross-entropy. ``weight_decay`` is SGD's L2 penalty.
+
+    A model with ``features`` and ``head`` is trained through them (its learnable head,
+    whatever its ``forward`` predicts with); any other module through ``forward``.
+
+    Optional terms (they need a ``model`` with ``features`` and ``head``):
 
     * ``proximal_mu > 0``: the FedProx term ``mu/2 * ||w - w_start||^2``, ``w_start``
       being the weights the model had when this call began (the global model);
@@ -122,7 +147,9 @@ def train(
       with ``seed`` and the epoch); the head's cross-entropy is averaged over the real
       and pseudo examples of a batch together.
     """
-    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=learning_rate, momentum=momentum, weight_decay=weight_decay
+    )
     anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None
     criterion = nn.CrossEntropyLoss(reduction="none")
     model.train()
@@ -132,8 +159,11 @@ def train(
         extra = pseudo.batches(len(loader), seed + epoch) if pseudo is not None else None
         for step, (images, labels, weights) in enumerate(loader):
             optimizer.zero_grad()
-            features = model.features(images)
-            per_example = criterion(model.head(features), labels)
+            features, logits = forward_split(model, images)
+            if labels.ndim == 2:
+                per_example = distillation_loss(logits, labels, temperature)
+            else:
+                per_example = criterion(logits, labels)
             if feature_loss is not None:
                 per_example = per_example + feature_loss(features, labels)
             losses = [weights * per_example]
@@ -152,6 +182,17 @@ def train(
             count += len(labels)
         epoch_loss = total / max(count, 1)
     return epoch_loss
+
+
+def forward_split(
+    model: nn.Module, images: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """``(features, logits)`` of ``images``: through ``model.features`` and
+    ``model.head`` where the model has them, else ``(None, model(images))``."""
+    if hasattr(model, "features") and hasattr(model, "head"):
+        features = model.features(images)
+        return features, model.head(features)
+    return None, model(images)
 
 
 @torch.no_grad()

@@ -32,6 +32,16 @@ def test_ints_become_floats_and_unknown_keys_are_ignored() -> None:
         ({"fraction-fit": 0.0}, r"fraction-fit must lie in \(0, 1\]"),
         ({"num-server-rounds": 0}, "num-server-rounds must be >= 1"),
         ({"learning-rate": -0.1}, "learning-rate must be > 0"),
+        ({"classifier": "bayes"}, "'cvae' does not have"),
+        ({"generator": "gmm,cvae", "classifier": "bayes"}, r"'cvae' does not have \(partition 1"),
+        ({"sample-labels": "uniform"}, "unknown sample-labels"),
+        ({"sample-allocation": "random"}, "unknown sample-allocation"),
+        ({"latent-prior": "vamp"}, "unknown latent-prior"),
+        ({"distill-temperature": 0.0}, "distill-temperature must be > 0"),
+        ({"server-lr-decay": 1.5}, r"server-lr-decay must lie in \(0, 1\]"),
+        ({"replay-rounds": 0}, "replay-rounds must be >= 1"),
+        ({"client-global-eval-every": 0}, "client-global-eval-every must be >= 1"),
+        ({"soft-label-top-k": -1}, "soft-label-top-k must be >= 0"),
     ],
 )
 def test_bad_values_are_named(run_config: dict, message: str) -> None:
@@ -44,3 +54,8 @@ def test_wrong_type_says_how_to_quote() -> None:
         RunSettings.from_run_config({"seed": "1"})
     with pytest.raises(TypeError, match="'download' must be bool"):
         RunSettings.from_run_config({"download": 1})
+
+
+def test_bayes_classifiers_pair_with_density_generators() -> None:
+    settings = RunSettings(generator="gaussian,gmm,cvae", classifier="bayes,bayes,model")
+    assert settings.kind_for(settings.classifier, 2) == "model"

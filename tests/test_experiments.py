@@ -98,3 +98,16 @@ def test_shipped_experiments_load() -> None:
         assert len(expand(config)) == cells
     fmnist = load_experiment(PROJECT_ROOT / "simulations" / "fmnist.yaml")
     assert fmnist.rounds == 30 and fmnist.local_epochs == 2 and fmnist.num_clients == 10
+
+
+def test_a_variant_is_one_more_run_of_its_strategy(grid_file: Path, tmp_path: Path) -> None:
+    config = load_experiment(grid_file, ["strategies.gmm-prototype@no-dr={dr-lambda: 0.0}"])
+    cells = expand(config, strategies=["gmm-prototype@no-dr"], partitions=["iid"])
+    (variant,) = cells
+    assert variant.name == "iid/gmm-prototype@no-dr/seed0"
+    assert variant.base == "gmm-prototype" and variant.settings.strategy == "gmm-prototype"
+    assert variant.run_config["strategy"] == "gmm-prototype"
+    assert variant.run_config["dr-lambda"] == 0.0
+    assert variant.directory == tmp_path / "out" / "iid" / "gmm-prototype@no-dr" / "seed0"
+    with pytest.raises(ValueError, match="a variant is NAME@VARIANT"):
+        load_experiment(grid_file, ["strategies.fedsgd@fast={}"])

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flower_synth.payload import PayloadError, decode_samples, encode_samples, validate_payload
+from flower_synth.payload import (
+    PayloadError,
+    SampleBatch,
+    decode_samples,
+    encode_samples,
+    validate_payload,
+)
 
 SHAPE = (1, 8, 8)
 
@@ -13,6 +19,13 @@ SHAPE = (1, 8, 8)
 def valid_arrays(n: int = 5) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [rng.integers(0, 256, (n, *SHAPE), dtype=np.uint8), np.arange(n, dtype=np.int32) % 10]
+
+
+def soft_labels(n: int = 5, classes: int = 10) -> np.ndarray:
+    """Rows of a softmax: each a distribution, the true class (i % 10) most likely."""
+    logits = np.random.default_rng(2).normal(size=(n, classes))
+    logits[np.arange(n), np.arange(n) % classes] += 3.0
+    return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
 
 
 def test_uint8_images_round_trip_losslessly() -> None:
@@ -41,10 +54,86 @@ def test_valid_payload_passes() -> None:
     assert len(batch) == 5 and batch.samples.max() <= 1.0
 
 
+def test_soft_labels_round_trip_in_float16() -> None:
+    images, labels = valid_arrays()
+    probabilities = soft_labels()
+    arrays = encode_samples(images / 255.0, labels, "uint8", probabilities)
+    assert [a.dtype for a in arrays] == [np.uint8, np.int32, np.float16]
+    assert arrays[2].nbytes == 5 * 10 * 2  # two bytes per class per sample
+    batch = validate_payload(arrays, SHAPE, num_classes=10, max_samples=10)
+    assert np.allclose(batch.probabilities, probabilities, atol=1e-3)
+    assert np.allclose(batch.probabilities.sum(axis=1), 1.0, atol=1e-6)
+    assert np.array_equal(batch.targets(10), batch.probabilities)
+
+
+def test_top_k_soft_labels_keep_the_top_classes_and_spread_the_rest() -> None:
+    images, labels = valid_arrays()
+    probabilities = soft_labels()
+    arrays = encode_samples(images / 255.0, labels, "uint8", probabilities, top_k=2)
+    assert arrays[2].dtype == np.uint8 and arrays[2].shape == (5, 2)
+    assert arrays[3].dtype == np.float16 and arrays[3].shape == (5, 2)
+    batch = validate_payload(arrays, SHAPE, num_classes=10, max_samples=10)
+    top = np.argsort(-probabilities, axis=1)[:, :2]
+    assert np.array_equal(np.argsort(-batch.probabilities, axis=1)[:, :2], top)
+    kept = np.take_along_axis(probabilities, top, axis=1)
+    assert np.allclose(np.take_along_axis(batch.probabilities, top, axis=1), kept, atol=1e-3)
+    rest = (1 - kept.sum(axis=1)) / 8
+    others = np.ones_like(probabilities, dtype=bool)
+    np.put_along_axis(others, top, False, axis=1)
+    assert np.allclose(batch.probabilities[others].reshape(5, 8), rest[:, None], atol=1e-3)
+
+
+def test_hard_and_soft_batches_concatenate_with_one_hot_rows() -> None:
+    hard = decode_samples(valid_arrays(3))
+    soft = decode_samples(encode_samples(hard.samples, hard.labels, "uint8", soft_labels(3)))
+    both = SampleBatch.concatenate([hard, soft], SHAPE)
+    assert both.probabilities.shape == (6, 10)
+    assert np.array_equal(both.probabilities[:3], np.eye(10)[hard.labels])
+    assert np.allclose(both.probabilities[3:], soft.probabilities)
+
+
+def test_float16_images_may_leave_the_unit_range_within_the_margin() -> None:
+    images = np.full((2, *SHAPE), -0.7, np.float16)
+    batch = validate_payload([images, np.zeros(2, np.int32)], SHAPE, 10, max_samples=2)
+    assert batch.samples.min() == pytest.approx(-0.7, abs=1e-3)
+
+
 def corrupt(kind: str) -> list[np.ndarray]:
     images, labels = valid_arrays()
+    probabilities = soft_labels().astype(np.float16)
+    top = encode_samples(images / 255.0, labels, "uint8", soft_labels(), top_k=3)
     if kind == "count":
         return [images]
+    if kind == "too-many-arrays":
+        return [images, labels, probabilities, probabilities, probabilities]
+    if kind == "float16-poison":
+        return [np.full(images.shape, 6e4, np.float16), labels]
+    if kind == "float16-negative-poison":
+        return [np.full(images.shape, -1e4, np.float16), labels]
+    if kind == "soft-dtype":
+        return [images, labels, probabilities.astype(np.float32)]
+    if kind == "soft-shape":
+        return [images, labels, probabilities[:, :9]]
+    if kind == "soft-nan":
+        probabilities[1, 2] = np.nan
+        return [images, labels, probabilities]
+    if kind == "soft-negative":
+        probabilities[0, 0] = -0.5
+        probabilities[0, 1] += 0.5
+        return [images, labels, probabilities]
+    if kind == "soft-sum":
+        return [images, labels, (probabilities * 0.8).astype(np.float16)]
+    if kind == "top-duplicate":
+        top[2][0, 1] = top[2][0, 0]
+        return top
+    if kind == "top-range":
+        top[2][0, 0] = 12
+        return top
+    if kind == "top-sum":
+        top[3][:] = 0.6
+        return top
+    if kind == "top-k-size":
+        return [images, labels, np.tile(np.arange(10, dtype=np.uint8), (5, 1)), probabilities]
     if kind == "dtype":
         return [images.astype(np.float64), labels]
     if kind == "shape":
@@ -70,7 +159,19 @@ def corrupt(kind: str) -> list[np.ndarray]:
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
-        ("count", "expected 2 arrays"),
+        ("count", "expected 2 to 4 arrays"),
+        ("too-many-arrays", "expected 2 to 4 arrays"),
+        ("float16-poison", r"must lie in \[-8, 9\]"),
+        ("float16-negative-poison", r"must lie in \[-8, 9\]"),
+        ("soft-dtype", "float16 of shape"),
+        ("soft-shape", r"float16 of shape \(5, 10\)"),
+        ("soft-nan", "soft labels contain NaN"),
+        ("soft-negative", r"must lie in \[0, 1\]"),
+        ("soft-sum", "must sum to 1"),
+        ("top-duplicate", "distinct"),
+        ("top-range", r"top-k classes must lie in \[0, 10\)"),
+        ("top-sum", "at most 1"),
+        ("top-k-size", "0 < k < 10"),
         ("dtype", "uint8 or float16"),
         ("shape", r"shape \(N, 1, 8, 8\)"),
         ("label-dtype", "int32"),

@@ -26,7 +26,9 @@ def fixture_sweep(tmp_path: Path, rounds: int, seeds: list[int]) -> ExperimentCo
     )
 
 
-def write_run(cell, accuracies, personalized, bytes_per_round, seconds, peak_mb=None) -> None:
+def write_run(
+    cell, accuracies, personalized, bytes_per_round, seconds, peak_mb=None, **extra
+) -> None:
     recorder = RunRecorder(
         cell.directory / "run.json",
         config=cell.settings.to_run_config() | {"strategy": cell.strategy},
@@ -41,6 +43,7 @@ def write_run(cell, accuracies, personalized, bytes_per_round, seconds, peak_mb=
             bytes_down=bytes_per_round // 2,
             bytes_up=bytes_per_round // 2,
             seconds=secs,
+            **{key: values[server_round - 1] for key, values in extra.items()},
         )
     if peak_mb is not None:
         add_measurements(recorder.path, peak_rss_mb=peak_mb)
@@ -69,20 +72,32 @@ def test_report_tables_plots_and_unfinished_runs(tmp_path: Path) -> None:
     write_run(
         fedavg1, [0.5, 0.85, 0.84], [0.6, 0.7, 0.9], 2_000_000, [40.0, 11.0, 13.0], peak_mb=1000
     )
-    write_run(gmm0, [0.3, 0.35, 0.4], [0.9, 0.95, 0.97], 200_000, [15.0, 16.0, 17.0])
+    write_run(
+        gmm0,
+        [0.3, 0.35, 0.4],
+        [0.9, 0.95, 0.97],
+        200_000,
+        [15.0, 16.0, 17.0],
+        clients_global_accuracy=[0.3, 0.35, 0.4],
+        label_agreement=[0.5, 0.7, None],  # the last round that has a figure counts
+        clients_global_accuracy_uncorrected=[0.2, 0.3, 0.35],
+    )
     # gmm1 never finished: it must be listed, not filled in.
     report = write_report(config, [fedavg0, gmm0, fedavg1, gmm1]).read_text()
 
-    # fedavg: final 80 / 84 %, best 80 / 85 %, personalized 80 / 90 %, 6 MB each;
-    # 80 % first reached after 3 rounds (6 MB) and 2 rounds (4 MB); median of rounds 2-3:
-    # 11 and 12 s.
+    # fedavg: final 80 / 84 %, best 80 / 85 %, personalized 80 / 90 %, 2 MB a round,
+    # 6 MB each; 80 % (and fedavg's final mean 82 % - 5 = 77 %) first reached after 3
+    # rounds (6 MB) and 2 rounds (4 MB); median of rounds 2-3: 11 and 12 s.
     assert (
-        "| fedavg | 2/2 | 82.00 ± 2.83 | 82.50 ± 3.54 | 85.00 ± 7.07 | 6.00 ± 0.00 "
-        "| 5.0 ± 1.4 (2/2) | 11.5 ± 0.7 | 1.00x | 1000 |"
+        "| fedavg | 2/2 | 82.00 ± 2.83 | 82.50 ± 3.54 | 85.00 ± 7.07 | n/a | 2.00 ± 0.00 "
+        "| 6.00 ± 0.00 | 5.0 ± 1.4 (2/2) | 5.0 ± 1.4 (2/2) | 11.5 ± 0.7 | 1.00x | 1000 |"
     ) in report
     assert (
-        "| gmm-prototype | 1/2 | 40.00 | 40.00 | 97.00 | 0.60 | not reached | 16.5 | 1.43x | n/a |"
+        "| gmm-prototype | 1/2 | 40.00 | 40.00 | 97.00 | 40.00 | 0.20 | 0.60 | not reached "
+        "| not reached | 16.5 | 1.43x | n/a |"
     ) in report
+    assert "| gmm-prototype | 70.00 | 40.00 | 35.00 |" in report  # the samples table
+    assert "| MB to fedavg - 5 |" in report
     assert "## Unfinished runs\n\n- dir/gmm-prototype/seed1" in report
     assert "MB to 80 %" in report
     assert (tmp_path / "sweep" / "dir.png").stat().st_size > 10_000
@@ -101,7 +116,8 @@ def test_filtered_compare_reports_the_whole_experiment(tmp_path: Path) -> None:
     assert main(["compare", str(experiment), "--strategies", "gmm-prototype", "--report-only"]) == 0
 
     report = (tmp_path / "sweep" / "report.md").read_text()
-    assert "| fedavg | 1/1 | 80.00 | 80.00 | 80.00 | 4.00 |" in report
+    assert "| fedavg | 1/1 | 80.00 | 80.00 | 80.00 | n/a | 2.00 | 4.00 |" in report
     assert (
-        "| gmm-prototype | 1/1 | 40.00 | 40.00 | 95.00 | 0.40 | not reached | 16.0 | 1.60x |"
+        "| gmm-prototype | 1/1 | 40.00 | 40.00 | 95.00 | n/a | 0.20 | 0.40 | not reached "
+        "| not reached | 16.0 | 1.60x |"
     ) in report

@@ -1,4 +1,5 @@
-"""SyntheticSampleClient: mixture weighting, payloads, state across rebuilt clients."""
+"""SyntheticSampleClient and its SyntheticLearner: mixture weighting, soft labels,
+label agreement, prior correction, state across rebuilt clients."""
 
 from __future__ import annotations
 
@@ -8,67 +9,133 @@ import torch
 from flwr.app import RecordDict
 
 from flower_synth.clients import SyntheticSampleClient
-from flower_synth.clients.synthetic_client import CLASSIFIER_STATE, GENERATOR_STATE
 from flower_synth.config import RunSettings
 from flower_synth.data import load_client_data, load_global_test
-from flower_synth.generative import ClassConditionalGaussian
+from flower_synth.generative import ClassConditionalGaussian, ConditionalVAE
 from flower_synth.models import build_model
-from flower_synth.payload import encode_samples
+from flower_synth.payload import encode_samples, validate_payload
+from flower_synth.synthetic.learner import (
+    CLASSIFIER_STATE,
+    GENERATOR_STATE,
+    ClassifierTraining,
+    SyntheticLearner,
+    mixture_weights,
+)
+
+TRAINING = ClassifierTraining(local_epochs=5, learning_rate=0.05)
 
 
-def make_client(settings: RunSettings, state: RecordDict, with_model: bool, seed: int = 0):
+def make_client(
+    settings: RunSettings,
+    state: RecordDict,
+    with_model: bool,
+    seed: int = 0,
+    sample_labels: str = "real",
+    **options,
+) -> SyntheticSampleClient:
     data = load_client_data(settings, 0, 3)
     torch.manual_seed(seed)
     model = build_model(data.train.image_shape, 10) if with_model else None
-    return SyntheticSampleClient(
+    learner = SyntheticLearner(
         ClassConditionalGaussian(10),
         model,
         data,
         state,
-        sample_dtype="uint8",
-        samples_per_round=200,
-        local_epochs=5,
-        learning_rate=0.05,
+        partition_id=0,
+        training=TRAINING,
+        sample_labels=sample_labels,
+        global_test=load_global_test(settings),
     )
+    return SyntheticSampleClient(learner, samples_per_round=200, **options)
 
 
-def test_fit_returns_uint8_samples_and_state_survives_a_rebuild(digits_settings) -> None:
+def test_mixture_weights_give_real_data_a_ii_and_received_the_rest() -> None:
+    weights = mixture_weights(num_real=4, num_received=6, self_trust=0.3)
+    assert weights[:4] == pytest.approx([0.075] * 4)
+    assert weights[4:] == pytest.approx([0.7 / 6] * 6)
+    assert weights.sum() == pytest.approx(1.0)
+    assert mixture_weights(5, 0, self_trust=0.3) == pytest.approx([0.2] * 5)  # nothing received
+
+
+def test_fit_returns_samples_with_soft_labels_and_state_survives_a_rebuild(digits_settings) -> None:
     state = RecordDict()
     client = make_client(digits_settings, state, with_model=True)
     arrays, num_examples, metrics = client.fit([], {"server_round": 1, "num_samples": 150})
-    samples, labels = arrays
-    assert samples.dtype == np.uint8 and samples.shape == (150, 1, 8, 8)
-    assert labels.dtype == np.int32 and set(labels) <= set(client.data.train.labels)
-    assert num_examples == len(client.data.train)
+    assert [a.dtype for a in arrays] == [np.uint8, np.int32, np.float16]
+    batch = validate_payload(arrays, (1, 8, 8), 10, max_samples=150)  # a valid payload
+    assert len(batch) == 150 and num_examples == len(client.learner.data.train)
     assert metrics["partition_id"] == 0 and metrics["received_samples"] == 0
+    # soft labels are the classifier's: they mostly agree with the generated labels
+    assert metrics["label_agreement"] > 0.8
+    agreement = np.mean(batch.probabilities.argmax(axis=1) == batch.labels)
+    assert agreement == pytest.approx(metrics["label_agreement"], abs=0.02)
     assert GENERATOR_STATE in state and CLASSIFIER_STATE in state
 
     rebuilt = make_client(digits_settings, state, with_model=True, seed=99)  # other init
-    first = client.generator.sample(40, random_state=3)
-    second = rebuilt.generator.sample(40, random_state=3)
+    first = client.learner.generator.sample(40, random_state=3)
+    second = rebuilt.learner.generator.sample(40, random_state=3)
     assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
-    for a, b in zip(client.classifier.parameters(), rebuilt.classifier.parameters(), strict=True):
+    for a, b in zip(
+        client.learner.classifier.parameters(), rebuilt.learner.classifier.parameters(), strict=True
+    ):
         assert torch.equal(a, b)
     _, n_test, evaluation = rebuilt.evaluate([], {})
-    assert n_test == len(rebuilt.data.test)
+    assert n_test == len(rebuilt.learner.data.test)
     assert evaluation["accuracy"] > 0.6
+    assert {"global_accuracy", "global_accuracy_uncorrected"} <= evaluation.keys()
+
+
+def test_generated_labels_follow_the_real_class_counts(digits_settings) -> None:
+    client = make_client(digits_settings, RecordDict(), with_model=False)
+    counts = client.learner.data.train.class_counts()
+    arrays, _, _ = client.fit([], {"server_round": 1, "num_samples": 1000})
+    generated = np.bincount(arrays[1], minlength=10)
+    assert np.abs(generated - 1000 * counts / counts.sum()).max() <= 1  # exact, up to rounding
 
 
 def test_received_samples_get_weight_one_minus_self_trust(digits_settings) -> None:
-    client = make_client(digits_settings, RecordDict(), with_model=False)
-    real_frequency = np.bincount(client.data.train.labels, minlength=10) / len(client.data.train)
+    client = make_client(digits_settings, RecordDict(), with_model=False, sample_labels="prior")
+    train = client.learner.data.train
+    real_frequency = np.bincount(train.labels, minlength=10) / len(train)
     received = encode_samples(np.full((300, 1, 8, 8), 0.25), np.full(300, 9), "uint8")
-    _, _, metrics = client.fit(received, {"server_round": 2, "self_trust": 0.7, "num_samples": 10})
+    arrays, _, metrics = client.fit(
+        received, {"server_round": 2, "self_trust": 0.7, "num_samples": 400}
+    )
     assert metrics["received_samples"] == 300
-    prior = client.generator.class_prior_
+    prior = client.learner.generator.class_prior_
     assert prior[9] == pytest.approx(0.7 * real_frequency[9] + 0.3, abs=1e-9)
     assert prior[0] == pytest.approx(0.7 * real_frequency[0], abs=1e-9)
+    # sample_labels="prior": the game's label mix, received class 9 included
+    assert np.mean(arrays[1] == 9) == pytest.approx(prior[9], abs=0.08)
+
+
+def test_hard_labels_only_when_soft_labels_are_off(digits_settings) -> None:
+    client = make_client(digits_settings, RecordDict(), with_model=False, soft_labels=False)
+    arrays, _, _ = client.fit([], {"server_round": 1, "num_samples": 20})
+    assert len(arrays) == 2
+
+
+def test_a_client_that_never_trained_reports_no_accuracy(digits_settings) -> None:
+    client = make_client(digits_settings, RecordDict(), with_model=True)
+    assert client.evaluate([], {}) == (0.0, 0, {})
+
+
+def test_global_evaluation_only_when_the_round_asks(digits_settings) -> None:
+    client = make_client(digits_settings, RecordDict(), with_model=False)
+    client.fit([], {"server_round": 1})
+    _, _, metrics = client.evaluate([], {"global_eval": False})
+    assert "accuracy" in metrics and "global_accuracy" not in metrics
 
 
 def test_bayes_classifier_scores_the_global_test_set(digits_settings) -> None:
     client = make_client(digits_settings, RecordDict(), with_model=False)
-    client.global_test = load_global_test(digits_settings)
     client.fit([], {"server_round": 1})
     _, _, metrics = client.evaluate([], {})
     assert metrics["accuracy"] > 0.6
     assert 0.1 < metrics["global_accuracy"] < metrics["accuracy"] + 0.3
+
+
+def test_bayes_classifier_needs_a_generator_with_a_posterior(digits_settings) -> None:
+    data = load_client_data(digits_settings, 0, 3)
+    with pytest.raises(ValueError, match="does not have; give a torch classifier"):
+        SyntheticLearner(ConditionalVAE(10, (1, 8, 8)), None, data, RecordDict(), partition_id=0)

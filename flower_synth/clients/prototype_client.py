@@ -123,10 +123,11 @@ class PrototypeClient(NumPyClient):
     def evaluate(
         self, parameters: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, int, dict[str, Scalar]]:
-        """The client's own model on its local test split (``accuracy``) and, if set,
-        the global test set (``global_accuracy``)."""
+        """The client's own model on its local test split (``accuracy``) and, if set
+        and the config's ``global_eval`` (default true) asks, the global test set
+        (``global_accuracy``)."""
         metrics: dict[str, Scalar] = {}
-        if self.global_test is not None:
+        if self.global_test is not None and bool(config.get("global_eval", True)):
             metrics["global_accuracy"] = evaluate(self.model, self.global_test)[1]
         if len(self.data.test) == 0:
             return 0.0, 0, metrics

@@ -10,6 +10,7 @@ from flower_synth.generative.gaussian import ClassConditionalGaussian
 from flower_synth.generative.gmm import ClassConditionalGMM
 
 __all__ = [
+    "DENSITY_GENERATORS",
     "GENERATORS",
     "ClassConditionalGMM",
     "ClassConditionalGaussian",
@@ -20,6 +21,7 @@ __all__ = [
 ]
 
 GENERATORS = ("gaussian", "gaussian-full", "gmm", "cvae", "cvae-conv")
+DENSITY_GENERATORS = ("gaussian", "gaussian-full", "gmm")  # with a class posterior
 
 
 def build_generator(

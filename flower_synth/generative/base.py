@@ -175,7 +175,8 @@ class GenerativeModel(abc.ABC):
 
     @abc.abstractmethod
     def _fit(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray) -> None:
-        """Fit on validated float64 ``X``, int64 ``y`` and float64 ``weight``."""
+        """Fit on validated float ``X`` (float32 or float64), int64 ``y`` and float64
+        ``weight``."""
 
     @abc.abstractmethod
     def _sample_rows(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -217,7 +218,7 @@ class GenerativeModel(abc.ABC):
                 f"X has shape {X.shape}, expected (N, *sample_shape_) = "
                 f"(N, {', '.join(map(str, self.sample_shape_))})"
             )
-        return check_finite("X", X).reshape(len(X), -1)
+        return check_finite("X", X).reshape(len(X), -1).astype(np.float64, copy=False)
 
 
 class DensityModel(GenerativeModel):
@@ -259,8 +260,8 @@ def check_fit_inputs(
         n_classes: Number of classes.
 
     Returns:
-        ``(X, y, weight)`` as float64, int64 and float64 arrays (weight all ones if
-        ``sample_weight`` is None).
+        ``(X, y, weight)``: X as floats (see :func:`check_finite`), y int64 and weight
+        float64 (all ones if ``sample_weight`` is None).
 
     Raises:
         ValueError: Naming the first problem found.
@@ -286,7 +287,7 @@ def check_fit_inputs(
             f"sample_weight has shape {weight.shape} but X has {len(X)} rows; "
             "pass one weight per row of X"
         )
-    weight = check_finite("sample_weight", weight)
+    weight = check_finite("sample_weight", weight).astype(np.float64, copy=False)
     if np.any(weight < 0):
         raise ValueError(
             f"sample_weight has {int(np.sum(weight < 0))} negative entries; weights must be >= 0"
@@ -297,10 +298,13 @@ def check_fit_inputs(
 
 
 def check_finite(name: str, values: np.ndarray) -> np.ndarray:
-    """``values`` as float64, or ``ValueError`` if not numeric or not all finite."""
+    """``values`` as floats (float32 and float64 kept, anything else as float64), or
+    ``ValueError`` if not numeric or not all finite. Images stay float32: converting
+    them costs more than the checks."""
     if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
         raise ValueError(f"{name} must hold numbers, got dtype {values.dtype}")
-    values = values.astype(np.float64, copy=False)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
     bad = int(np.sum(~np.isfinite(values)))
     if bad:
         raise ValueError(

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from flower_synth.generative.base import (
     GenerativeModel,
@@ -17,120 +16,49 @@ from flower_synth.generative.base import (
     check_number,
     require_keys,
 )
-
-
-class CVAENetwork(nn.Module):
-    """Encoder ``q(z | x, y)`` and decoder ``p(x | z, y)``: one-hidden-layer MLPs.
-
-    Both take the flattened image (or latent code) with the one-hot label appended.
-
-    Args:
-        n_features: Pixels per image, ``C * H * W``.
-        n_classes: Length of the one-hot label.
-        latent_dim: Dimension of ``z``.
-        hidden_dim: Width of the hidden layers.
-    """
-
-    def __init__(self, n_features: int, n_classes: int, latent_dim: int, hidden_dim: int) -> None:
-        super().__init__()
-        self.encoder = nn.Sequential(
-            nn.Linear(n_features + n_classes, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, 2 * latent_dim),
-        )
-        self.decoder = nn.Sequential(
-            nn.Linear(latent_dim + n_classes, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, n_features),
-        )
-
-    def encode(self, x: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of ``q(z | x, y)``, each ``(N, latent_dim)``."""
-        mean, log_var = self.encoder(torch.cat([x, onehot], dim=1)).chunk(2, dim=1)
-        return mean, log_var
-
-    def decode(self, z: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits of ``p(x | z, y)``, ``(N, n_features)``."""
-        return self.decoder(torch.cat([z, onehot], dim=1))
-
-
-class ConvCVAENetwork(nn.Module):
-    """Encoder and decoder with two stride-2 convolutions each (DCGAN-style), for
-    images whose side is divisible by 4; same interface as :class:`CVAENetwork`.
-
-    Args:
-        image_shape: ``(C, H, W)`` of the images.
-        n_classes: Length of the one-hot label.
-        latent_dim: Dimension of ``z``.
-        hidden_dim: Width of the fully connected layer between convolutions and ``z``.
-    """
-
-    def __init__(
-        self, image_shape: tuple[int, int, int], n_classes: int, latent_dim: int, hidden_dim: int
-    ) -> None:
-        super().__init__()
-        channels, height, width = image_shape
-        if height % 4 or width % 4:
-            raise ValueError(f"the conv CVAE needs H and W divisible by 4, got {height}x{width}")
-        self.image_shape = image_shape
-        self.grid = (64, height // 4, width // 4)
-        flat = int(np.prod(self.grid))
-        self.encoder_conv = nn.Sequential(
-            nn.Conv2d(channels, 32, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
-        self.encoder_head = nn.Sequential(
-            nn.Linear(flat + n_classes, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, 2 * latent_dim),
-        )
-        self.decoder_head = nn.Sequential(
-            nn.Linear(latent_dim + n_classes, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, flat),
-            nn.ReLU(),
-        )
-        self.decoder_conv = nn.Sequential(
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1),
-            nn.Flatten(),
-        )
-
-    def encode(self, x: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of ``q(z | x, y)`` for flattened images ``x``."""
-        features = self.encoder_conv(x.view(len(x), *self.image_shape))
-        mean, log_var = self.encoder_head(torch.cat([features, onehot], dim=1)).chunk(2, dim=1)
-        return mean, log_var
-
-    def decode(self, z: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits of ``p(x | z, y)``, flattened to ``(N, C * H * W)``."""
-        grid = self.decoder_head(torch.cat([z, onehot], dim=1)).view(len(z), *self.grid)
-        return self.decoder_conv(grid)
-
+from flower_synth.generative.cvae_networks import ConvCVAENetwork, CVAENetwork
+from flower_synth.generative.gaussian import ClassConditionalGaussian
+from flower_synth.generative.torch_state import (
+    RNG_KEY,
+    generator_array,
+    load_optimizer_arrays,
+    optimizer_arrays,
+    restore_generator,
+)
 
 ARCHITECTURES = ("mlp", "conv")
+LATENT_PRIORS = ("class", "standard")
+LATENT_PREFIX = "latent."
+# Ridge on the per-class latent covariances (the standard prior has variance 1).
+LATENT_REG_COVAR = 1e-2
 
 
 class ConditionalVAE(GenerativeModel):
     """A CVAE with a Bernoulli likelihood per pixel, trained with Adam on the negative ELBO.
 
     The per-image loss is the binary cross-entropy of the reconstruction (summed over
-    pixels) plus ``KL(q(z | x, y) || N(0, I))``, in nats. ``sample_weight`` weighs the
-    per-image losses: weights are rescaled to mean 1 over the rows with positive
-    weight (rows with weight 0 are dropped), and each batch minimises the mean of
-    ``weight * loss``, so an epoch minimises the weighted mean loss.
+    pixels) plus ``kl_weight`` times ``KL(q(z | x, y) || N(0, I))``, in nats.
 
-    The network and its Adam optimiser are created on the first fit and kept: every
-    fit call trains ``epochs`` more passes from the current weights (a warm start
-    across federated rounds). Initialisation, shuffling and the reparameterisation
-    noise come from ``seed`` (the global torch RNG is left as it was), so equal seeds
-    and equal calls give equal models. ``get_state`` holds the network weights, not
-    the optimiser: a model restored with ``set_state`` restarts Adam's moments and
-    its shuffling stream from ``seed`` on its next fit.
+    **Sampling.** With ``latent_prior="class"`` (the default), every fit ends by fitting
+    one full-covariance Gaussian per class to the encoder's posterior means of the
+    (weighted) training images, and samples of class ``c`` decode ``z`` drawn from
+    class ``c``'s Gaussian: the latent code then agrees with the label instead of
+    coming from ``N(0, I)``, where the class's posterior mass need not be. With
+    ``"standard"``, ``z ~ N(0, I)``. Samples are the decoder's Bernoulli means.
+
+    **Weights and cost.** ``sample_weight`` weighs the images. Without ``epoch_size``,
+    an epoch visits every row with positive weight once and minimises the weighted
+    mean loss (weights rescaled to mean 1). With ``epoch_size``, an epoch draws that
+    many rows with replacement in proportion to the weights and minimises their plain
+    mean loss: the same objective, at a cost that does not grow with the data passed in.
+
+    **State.** The network, its Adam optimiser and its random stream are created on
+    the first fit and kept: every fit trains ``epochs`` more passes from where the last
+    stopped (a warm start across federated rounds). :meth:`get_state` holds all three
+    and the latent Gaussians, so a model rebuilt from its state (as a Flower client is,
+    every round) continues exactly; shuffles and noise differ from fit to fit.
+    Initialisation and the first stream come from ``seed`` (the global torch RNG is
+    left as it was).
 
     Classes without weight in a fit get prior 0; the decoder still generates them
     when requested by ``labels`` once they had weight in some fit.
@@ -142,10 +70,14 @@ class ConditionalVAE(GenerativeModel):
         hidden_dim: Width of the encoder's and decoder's hidden layer.
         architecture: ``"mlp"`` (:class:`CVAENetwork`) or ``"conv"``
             (:class:`ConvCVAENetwork`, for image sides divisible by 4).
-        epochs: Passes over the data per fit call.
+        epochs: Passes per fit call.
         batch_size: Images per Adam step.
         learning_rate: Adam's step size.
-        seed: Seed of the initialisation, the shuffling and the training noise.
+        seed: Seed of the initialisation and of the first random stream.
+        latent_prior: ``"class"`` or ``"standard"`` (see Sampling).
+        kl_weight: Weight of the KL term (1 is the ELBO; below 1 trades prior fit for
+            sharper reconstructions, which the class prior can afford).
+        epoch_size: Rows drawn per epoch, or None for one pass over the data.
 
     Attributes:
         last_fit_loss_: Weighted mean loss (negative ELBO per image, nats) of the last
@@ -165,6 +97,9 @@ class ConditionalVAE(GenerativeModel):
         batch_size: int = 128,
         learning_rate: float = 1e-3,
         seed: int = 0,
+        latent_prior: str = "class",
+        kl_weight: float = 1.0,
+        epoch_size: int | None = None,
     ) -> None:
         self.n_classes = n_classes
         self.image_shape = image_shape
@@ -175,9 +110,13 @@ class ConditionalVAE(GenerativeModel):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.seed = seed
+        self.latent_prior = latent_prior
+        self.kl_weight = kl_weight
+        self.epoch_size = epoch_size
         self._network: CVAENetwork | ConvCVAENetwork | None = None
         self._optimizer: torch.optim.Adam | None = None
         self._generator: torch.Generator | None = None
+        self._latent: ClassConditionalGaussian | None = None
 
     def reconstruction_loss(self, X: np.ndarray, y: np.ndarray) -> float:
         """Mean binary cross-entropy per image of decoding the encoder mean of ``X``.
@@ -211,6 +150,10 @@ class ConditionalVAE(GenerativeModel):
         check_int("batch_size", self.batch_size, minimum=1)
         check_number("learning_rate", self.learning_rate, positive=True)
         check_int("seed", self.seed, minimum=0)
+        check_choice("latent_prior", self.latent_prior, LATENT_PRIORS)
+        check_number("kl_weight", self.kl_weight, positive=False)
+        if self.epoch_size is not None:
+            check_int("epoch_size", self.epoch_size, minimum=1)
 
     def _tensors(self, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Flattened float32 images and one-hot labels, after checking shape and range."""
@@ -237,47 +180,89 @@ class ConditionalVAE(GenerativeModel):
                 int(np.prod(self.image_shape)), self.n_classes, self.latent_dim, self.hidden_dim
             )
 
+    def _build_optimizer(self) -> torch.optim.Adam:
+        return torch.optim.Adam(self._network.parameters(), lr=self.learning_rate)
+
     def _fit(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray) -> None:
         keep = weight > 0
-        x, onehot = self._tensors(X[keep], y[keep])
-        weight = torch.as_tensor(weight[keep] / weight[keep].mean(), dtype=torch.float32)
+        if not keep.all():
+            X, y, weight = X[keep], y[keep], weight[keep]
+        x, onehot = self._tensors(X, y)
+        weight = torch.as_tensor(weight / weight.mean(), dtype=torch.float32)
         if self._network is None:
             self._network = self._build_network()
         if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(self._network.parameters(), lr=self.learning_rate)
+            self._optimizer = self._build_optimizer()
         if self._generator is None:
             self._generator = torch.Generator().manual_seed(self.seed)
         for _ in range(self.epochs):
+            if self.epoch_size is None:
+                order, scale = torch.randperm(len(x), generator=self._generator), weight
+            else:
+                order = torch.multinomial(
+                    weight, self.epoch_size, replacement=True, generator=self._generator
+                )
+                scale = torch.ones_like(weight)
             total = 0.0
-            for batch in torch.randperm(len(x), generator=self._generator).split(self.batch_size):
-                loss = torch.mean(weight[batch] * self._negative_elbo(x[batch], onehot[batch]))
+            for batch in order.split(self.batch_size):
+                loss = torch.mean(scale[batch] * self._negative_elbo(x[batch], onehot[batch]))
                 self._optimizer.zero_grad()
                 loss.backward()
                 self._optimizer.step()
                 total += loss.item() * len(batch)
-            self.last_fit_loss_ = total / len(x)
+            self.last_fit_loss_ = total / len(order)
+        if self.latent_prior == "class":
+            self._fit_latent_prior(x, onehot, y, weight.numpy())
+
+    def _fit_latent_prior(
+        self, x: torch.Tensor, onehot: torch.Tensor, y: np.ndarray, weight: np.ndarray
+    ) -> None:
+        """One Gaussian per class on the posterior means of the training images."""
+        with torch.no_grad():
+            means = torch.cat(
+                [
+                    self._network.encode(part, hot)[0]
+                    for part, hot in zip(x.split(1024), onehot.split(1024), strict=True)
+                ]
+            )
+        if self._latent is None:
+            self._latent = self._latent_model()
+        self._latent.fit(means.numpy().astype(np.float64), y, sample_weight=weight)
+
+    def _latent_model(self) -> ClassConditionalGaussian:
+        return ClassConditionalGaussian(self.n_classes, "full", reg_covar=LATENT_REG_COVAR)
 
     def _negative_elbo(self, x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        """Per-image negative ELBO with one reparameterised draw of ``z``."""
+        """Per-image negative ELBO (KL weighted) with one reparameterised draw of ``z``."""
         mean, log_var = self._network.encode(x, onehot)
         noise = torch.randn(mean.shape, generator=self._generator)
         logits = self._network.decode(mean + torch.exp(0.5 * log_var) * noise, onehot)
         reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
         kl = 0.5 * torch.sum(mean**2 + log_var.exp() - 1.0 - log_var, dim=1)
-        return reconstruction + kl
+        return reconstruction + self.kl_weight * kl
 
     def _sample_rows(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
+        if self.latent_prior == "class":
+            z = torch.as_tensor(self._latent.sample(len(y), labels=y, random_state=rng)[0])
+        else:
+            generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
+            z = torch.randn(len(y), self.latent_dim, generator=generator)
         onehot = F.one_hot(torch.as_tensor(y), self.n_classes).float()
         with torch.no_grad():
-            z = torch.randn(len(y), self.latent_dim, generator=generator)
-            return torch.sigmoid(self._network.decode(z, onehot)).numpy()
+            return torch.sigmoid(self._network.decode(z.float(), onehot)).numpy()
 
     def _model_state(self) -> dict[str, np.ndarray]:
-        return {
+        state = {
             key: value.detach().cpu().numpy().copy()
             for key, value in self._network.state_dict().items()
         }
+        if self._optimizer is not None:
+            state |= optimizer_arrays(self._optimizer)
+        if self._generator is not None:
+            state[RNG_KEY] = generator_array(self._generator)
+        if self._latent is not None:
+            state |= {LATENT_PREFIX + k: v for k, v in self._latent.get_state().items()}
+        return state
 
     def _load_model_state(self, state: Mapping[str, np.ndarray]) -> None:
         if self.sample_shape_ != tuple(self.image_shape):
@@ -295,4 +280,20 @@ class ConditionalVAE(GenerativeModel):
                 f"state does not fit this network ({error}); construct the model with the "
                 "same architecture, latent_dim and hidden_dim as the one that produced the state"
             ) from error
-        self._network, self._optimizer, self._generator = network, None, None
+        self._network = network
+        self._optimizer = self._build_optimizer()
+        if not load_optimizer_arrays(self._optimizer, state):
+            self._optimizer = None
+        self._generator = restore_generator(self.seed, state)
+        latent = {
+            k[len(LATENT_PREFIX) :]: v for k, v in state.items() if k.startswith(LATENT_PREFIX)
+        }
+        self._latent = None
+        if latent:
+            self._latent = self._latent_model()
+            self._latent.set_state(latent)
+        elif self.latent_prior == "class":
+            raise ValueError(
+                "state holds no latent class prior; it was saved by a model with "
+                "latent_prior='standard': construct this one the same way"
+            )

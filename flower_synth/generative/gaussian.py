@@ -66,7 +66,7 @@ class ClassConditionalGaussian(DensityModel):
         return (self.n_classes, n_features, n_features)
 
     def _fit(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray) -> None:
-        X = X.reshape(len(X), -1)
+        X = X.reshape(len(X), -1).astype(np.float64, copy=False)
         n_features = X.shape[1]
         if self.is_fitted and self.covariances_.shape == self._covariance_shape(n_features):
             means, covariances = self.means_.copy(), self.covariances_.copy()

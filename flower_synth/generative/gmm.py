@@ -109,7 +109,7 @@ class ClassConditionalGMM(DensityModel):
         return np.zeros(weight_shape), np.zeros(mean_shape), covariances
 
     def _fit(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray) -> None:
-        X = X.reshape(len(X), -1)
+        X = X.reshape(len(X), -1).astype(np.float64, copy=False)
         blank = self._blank_parameters(X.shape[1])
         keep_previous = self.is_fitted and self.covariances_.shape == blank[2].shape
         previous = (self.weights_, self.means_, self.covariances_) if keep_previous else blank

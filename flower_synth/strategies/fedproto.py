@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from flwr.common import FitRes, NDArrays, Scalar
+from flwr.server.client_proxy import ClientProxy
 
 from flower_synth.prototypes import (
     ClassPrototypes,
@@ -42,7 +43,7 @@ class FedProtoStrategy(PrototypeExchangeStrategy[ClassPrototypes]):
     def __repr__(self) -> str:
         return f"FedProtoStrategy(feature_dim={self.feature_dim}, dtype={self.dtype!r})"
 
-    def decode(self, arrays: NDArrays, res: FitRes) -> ClassPrototypes:
+    def decode(self, client: ClientProxy, arrays: NDArrays, res: FitRes) -> ClassPrototypes:
         """Validate one client's prototypes (:func:`~flower_synth.prototypes.decode_prototypes`)."""
         return decode_prototypes(arrays, self.num_classes, self.feature_dim)
 

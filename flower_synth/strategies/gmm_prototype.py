@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from flwr.common import FitRes, NDArrays, Scalar
+from flwr.server.client_proxy import ClientProxy
 
 from flower_synth.prototypes import (
     ClassMixtures,
@@ -72,7 +73,7 @@ class GMMPrototypeStrategy(PrototypeExchangeStrategy[ClassMixtures]):
             f"covariance={self.covariance!r})"
         )
 
-    def decode(self, arrays: NDArrays, res: FitRes) -> ClassMixtures:
+    def decode(self, client: ClientProxy, arrays: NDArrays, res: FitRes) -> ClassMixtures:
         """Validate one client's mixtures (see :func:`~flower_synth.prototypes.decode_mixtures`)."""
         return decode_mixtures(
             arrays, self.num_classes, self.feature_dim, self.covariance, self.max_client_components

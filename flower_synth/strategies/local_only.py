@@ -36,7 +36,7 @@ class LocalOnlyStrategy(ModelFreeStrategy):
         accepted, rejected = self.accept(results, self.decode)
         return None, {"rejected_payloads": rejected} | self.fit_metrics(accepted)
 
-    def decode(self, arrays: NDArrays, res: FitRes) -> None:
+    def decode(self, client: ClientProxy, arrays: NDArrays, res: FitRes) -> None:
         """Local-only clients send nothing; anything else is rejected."""
         if arrays:
             raise PayloadError(f"local-only clients send nothing, got {len(arrays)} arrays")

@@ -27,6 +27,8 @@ from flower_synth.metrics import MetricsAggregationFn
 
 EMPTY_PARAMETERS = Parameters(tensors=[], tensor_type="numpy.ndarray")
 
+ConfigFn = Callable[[int], dict[str, Scalar]]
+
 Decoded = TypeVar("Decoded")
 
 
@@ -42,6 +44,8 @@ class ModelFreeStrategy(Strategy):
         fraction_fit, fraction_evaluate, min_fit_clients, min_evaluate_clients,
         min_available_clients: client sampling, as in flwr's ``FedAvg``.
         fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn: as in ``FedAvg``.
+        on_fit_config_fn, on_evaluate_config_fn: functions of the round returning
+            config entries added to every fit / evaluate instruction, as in ``FedAvg``.
     """
 
     def __init__(
@@ -54,6 +58,8 @@ class ModelFreeStrategy(Strategy):
         min_available_clients: int = 1,
         fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
         evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        on_fit_config_fn: ConfigFn | None = None,
+        on_evaluate_config_fn: ConfigFn | None = None,
     ) -> None:
         super().__init__()
         self.fraction_fit = fraction_fit
@@ -63,6 +69,8 @@ class ModelFreeStrategy(Strategy):
         self.min_available_clients = min_available_clients
         self.fit_metrics_aggregation_fn = fit_metrics_aggregation_fn
         self.evaluate_metrics_aggregation_fn = evaluate_metrics_aggregation_fn
+        self.on_fit_config_fn = on_fit_config_fn
+        self.on_evaluate_config_fn = on_evaluate_config_fn
 
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
         """No global model: start from empty parameters (nothing is asked of clients)."""
@@ -84,16 +92,22 @@ class ModelFreeStrategy(Strategy):
         """The same fit instruction (``arrays`` and ``server_round``) for every client
         sampled for training."""
         clients = self.sample_clients(client_manager, self.fraction_fit, self.min_fit_clients)
-        ins = FitIns(ndarrays_to_parameters(arrays), {"server_round": server_round})
+        ins = FitIns(ndarrays_to_parameters(arrays), self.fit_config(server_round))
         return [(client, ins) for client in clients]
+
+    def fit_config(self, server_round: int, **entries: Scalar) -> dict[str, Scalar]:
+        """A fit instruction's config: ``server_round``, ``entries`` and what
+        ``on_fit_config_fn`` adds."""
+        extra = self.on_fit_config_fn(server_round) if self.on_fit_config_fn else {}
+        return {"server_round": server_round, **entries, **extra}
 
     def accept(
         self,
         results: list[tuple[ClientProxy, FitRes]],
-        decode: Callable[[NDArrays, FitRes], Decoded],
+        decode: Callable[[ClientProxy, NDArrays, FitRes], Decoded],
     ) -> tuple[list[tuple[ClientProxy, FitRes, Decoded]], int]:
-        """Decode every fit result with ``decode`` (which validates and raises
-        ``ValueError``, e.g. ``PayloadError``, on a malformed payload).
+        """Decode every fit result with ``decode(client, arrays, result)`` (which
+        validates and raises ``ValueError``, e.g. ``PayloadError``, on a malformed payload).
 
         Returns the accepted results with their decoded payloads, and how many were
         rejected; each rejection is logged with the reason. Never raises.
@@ -101,7 +115,7 @@ class ModelFreeStrategy(Strategy):
         accepted, rejected = [], 0
         for client, res in results:
             try:
-                decoded = decode(parameters_to_ndarrays(res.parameters), res)
+                decoded = decode(client, parameters_to_ndarrays(res.parameters), res)
             except ValueError as error:  # PayloadError, or arrays that do not deserialize
                 rejected += 1
                 log(WARNING, "Rejected payload of node %s: %s", client.cid, error)
@@ -126,7 +140,8 @@ class ModelFreeStrategy(Strategy):
         clients = self.sample_clients(
             client_manager, self.fraction_evaluate, self.min_evaluate_clients
         )
-        ins = EvaluateIns(EMPTY_PARAMETERS, {"server_round": server_round})
+        extra = self.on_evaluate_config_fn(server_round) if self.on_evaluate_config_fn else {}
+        ins = EvaluateIns(EMPTY_PARAMETERS, {"server_round": server_round, **extra})
         return [(client, ins) for client in clients]
 
     def aggregate_evaluate(

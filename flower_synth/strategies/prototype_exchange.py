@@ -36,7 +36,7 @@ class PrototypeExchangeStrategy(ModelFreeStrategy, Generic[Summary]):
         self.global_summary: Summary | None = None
 
     @abstractmethod
-    def decode(self, arrays: NDArrays, res: FitRes) -> Summary:
+    def decode(self, client: ClientProxy, arrays: NDArrays, res: FitRes) -> Summary:
         """Validate and decode one client's payload (raise ``PayloadError`` if bad)."""
 
     @abstractmethod

@@ -1,0 +1,248 @@
+"""The client side of synthetic-sample exchange, free of Flower's client APIs.
+
+A :class:`SyntheticLearner` owns a generative model and a classifier. Each round it
+learns from its real data mixed with the samples it received, then generates the
+samples it sends; both Flower adapters (the legacy ``NumPyClient`` and the Message-API
+handlers) only decode what arrives and encode what leaves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from flwr.app import RecordDict
+from flwr.common import Scalar
+from torch import nn
+
+from flower_synth.allocation import labels_in_proportion
+from flower_synth.data.federated import ClientData
+from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.distillation import adjust_prior
+from flower_synth.generative import DensityModel, GenerativeModel
+from flower_synth.payload import SampleBatch
+from flower_synth.state import count_round, load_arrays, load_module, save_arrays, save_module
+from flower_synth.training import class_probabilities, make_loader, score, to_unit_range, train
+
+GENERATOR_STATE = "synthetic.generator"
+CLASSIFIER_STATE = "synthetic.classifier"
+PROGRESS_STATE = "synthetic.progress"
+PRIOR_STATE = "synthetic.prior"
+SAMPLE_LABELS = ("real", "prior")
+
+
+def mixture_weights(num_real: int, num_received: int, self_trust: float) -> np.ndarray:
+    """Per-example weights of the trust-weighted mixture: real data share ``a_ii``,
+    received samples share ``1 - a_ii`` (all on real data when nothing was received)."""
+    if num_received == 0:
+        return np.full(num_real, 1.0 / num_real)
+    return np.concatenate(
+        [
+            np.full(num_real, self_trust / num_real),
+            np.full(num_received, (1 - self_trust) / num_received),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class ClassifierTraining:
+    """How a synthetic-exchange client trains its classifier.
+
+    Every epoch draws as many examples as the client has real ones from the
+    trust-weighted mixture (so a round costs what a FedAvg client's costs); received
+    samples with soft labels are learnt with the distillation loss at ``temperature``.
+    """
+
+    local_epochs: int = 2
+    batch_size: int = 64
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    temperature: float = 1.0
+
+
+class SyntheticLearner:
+    """One client of synthetic-sample exchange: generator, classifier and their state.
+
+    ``fit`` fits the generator on the mixture of the real training split (weight
+    ``a_ii``) and the received samples (weight ``1 - a_ii``), trains the classifier on
+    the same mixture, and generates this round's samples: labels follow the real
+    class counts (``sample_labels="real"``) or the generator's own prior, the class mix
+    of the mixture it learnt (``"prior"``: the game of Schlesinger & Flach exactly).
+    Each sample carries the classifier's class probabilities (soft labels) as they
+    are, with the classifier's own training prior: moving them to a uniform prior
+    divides by the tiny prior of classes a client barely holds, which turns a sure
+    call into a wrong one. ``label_agreement`` is the share of samples whose soft
+    label's most probable class is the class they were generated for.
+
+    The classifier learns with the mixture's label mix as its prior. ``evaluate``
+    scores it on the local test split with that prior replaced by the client's real
+    label mix (logit adjustment; ``accuracy``), and on the global test set with a
+    uniform prior (``global_accuracy``; ``global_accuracy_uncorrected`` without).
+
+    Args:
+        generator: any :class:`GenerativeModel` (``fit``/``sample``).
+        classifier: a torch classifier on images normalised to [-1, 1], or None to
+            classify with the generator's Bayes posterior (the generator must then be
+            a :class:`DensityModel`).
+        data: the client's training split and local test split.
+        state: where everything persists between rounds (the node's ``Context.state``).
+        partition_id: this client's identity: reported, and part of every round's seed.
+        training: classifier training settings.
+        sample_labels: ``"real"`` or ``"prior"`` (see above).
+        seed: run seed.
+        global_test: the global test set, for ``global_accuracy``.
+
+    Raises:
+        ValueError: a Bayes classifier over a generator without a posterior, or an
+            unknown ``sample_labels``.
+    """
+
+    def __init__(
+        self,
+        generator: GenerativeModel,
+        classifier: nn.Module | None,
+        data: ClientData,
+        state: RecordDict,
+        *,
+        partition_id: int,
+        training: ClassifierTraining | None = None,
+        sample_labels: str = "real",
+        seed: int = 0,
+        global_test: ImageDataset | None = None,
+    ) -> None:
+        if classifier is None and not isinstance(generator, DensityModel):
+            raise ValueError(
+                f"classifier=None classifies with the generator's posterior, which "
+                f"{type(generator).__name__} does not have; give a torch classifier or use "
+                "a generator with a class posterior (gaussian, gaussian-full, gmm)"
+            )
+        if sample_labels not in SAMPLE_LABELS:
+            raise ValueError(f"sample_labels must be one of {SAMPLE_LABELS}, got {sample_labels!r}")
+        self.generator = generator
+        self.classifier = classifier
+        self.data = data
+        self.state = state
+        self.partition_id = partition_id
+        self.training = training or ClassifierTraining()
+        self.sample_labels = sample_labels
+        self.seed = seed
+        self.global_test = global_test
+        self.num_classes = data.train.num_classes
+        generator_state = load_arrays(state, GENERATOR_STATE)
+        if generator_state is not None:
+            self.generator.set_state(generator_state)
+        if classifier is not None:
+            load_module(state, CLASSIFIER_STATE, classifier)
+
+    @property
+    def real_prior(self) -> np.ndarray:
+        """The label mix of the client's real training split."""
+        counts = self.data.train.class_counts()
+        return counts / counts.sum()
+
+    @property
+    def trained_prior(self) -> np.ndarray | None:
+        """The label mix the classifier last learnt with (None before the first fit)."""
+        stored = load_arrays(self.state, PRIOR_STATE)
+        return None if stored is None else stored["trained"]
+
+    def fit(
+        self,
+        received: SampleBatch | None,
+        self_trust: float,
+        num_samples: int,
+        seed: int,
+    ) -> tuple[SampleBatch, dict[str, Scalar]]:
+        """Learn from real + received data; return the new samples and the metrics
+        ``partition_id``, ``received_samples``, ``client_rounds``,
+        ``generated_samples``, ``label_agreement`` (and ``train_loss`` with a torch
+        classifier)."""
+        real = SampleBatch(to_unit_range(self.data.train), self.data.train.labels)
+        mixture = SampleBatch.concatenate(
+            [real] if received is None else [real, received], real.samples.shape[1:]
+        )
+        num_received = len(mixture) - len(real)
+        weights = mixture_weights(len(real), num_received, self_trust)
+        self.generator.fit(mixture.samples, mixture.labels, sample_weight=weights)
+        targets = mixture.targets(self.num_classes)
+        metrics: dict[str, Scalar] = {
+            "partition_id": self.partition_id,
+            "received_samples": num_received,
+            "client_rounds": count_round(self.state, PROGRESS_STATE),
+        }
+        if self.classifier is not None:
+            metrics["train_loss"] = self._train_classifier(mixture, targets, weights, seed)
+            save_module(self.state, CLASSIFIER_STATE, self.classifier)
+        trained_prior = weights @ targets / weights.sum()
+        if self.classifier is None:
+            trained_prior = self.generator.class_prior_
+        save_arrays(self.state, PRIOR_STATE, {"trained": trained_prior})
+        save_arrays(self.state, GENERATOR_STATE, self.generator.get_state())
+        generated = self._generate(num_samples, seed)
+        metrics["generated_samples"] = len(generated)
+        metrics["label_agreement"] = float(
+            np.mean(generated.probabilities.argmax(axis=1) == generated.labels)
+        )
+        return generated, metrics
+
+    def _train_classifier(
+        self, mixture: SampleBatch, targets: np.ndarray, weights: np.ndarray, seed: int
+    ) -> float:
+        settings = self.training
+        loader = make_loader(
+            mixture.samples,
+            targets,
+            settings.batch_size,
+            shuffle=True,
+            seed=seed,
+            weights=weights,
+            draws=len(self.data.train),
+        )
+        return train(
+            self.classifier,
+            loader,
+            settings.local_epochs,
+            settings.learning_rate,
+            settings.momentum,
+            temperature=settings.temperature,
+        )
+
+    def _generate(self, num_samples: int, seed: int) -> SampleBatch:
+        """This round's samples, with the classifier's class probabilities."""
+        rng = np.random.default_rng(seed)
+        labels = None
+        if self.sample_labels == "real":
+            labels = labels_in_proportion(num_samples, self.data.train.class_counts(), rng)
+        samples, labels = self.generator.sample(num_samples, labels=labels, random_state=rng)
+        return SampleBatch(samples, labels, self.probabilities(samples).astype(np.float32))
+
+    def probabilities(self, samples: np.ndarray) -> np.ndarray:
+        """Class probabilities of images ``samples`` in [0, 1] under the classifier (its
+        torch model, else the generator's Bayes posterior), with its training prior."""
+        if self.classifier is None:
+            return self.generator.predict_proba(samples)
+        return class_probabilities(self.classifier, samples)
+
+    def evaluate(self, global_eval: bool = True) -> tuple[float, int, dict[str, Scalar]]:
+        """``(loss, test examples, metrics)`` of the classifier: ``accuracy`` on the
+        local test split with the real prior, ``global_accuracy`` (uniform prior) and
+        ``global_accuracy_uncorrected`` on the global test set when ``global_eval`` and
+        a global test set is given. A client that has not trained yet reports nothing."""
+        trained = self.trained_prior
+        if trained is None:
+            return 0.0, 0, {}
+        metrics: dict[str, Scalar] = {}
+        if global_eval and self.global_test is not None:
+            probabilities = self.probabilities(to_unit_range(self.global_test))
+            labels = self.global_test.labels
+            uniform = np.full(self.num_classes, 1.0 / self.num_classes)
+            metrics["global_accuracy"] = score(
+                adjust_prior(probabilities, trained, uniform), labels
+            )[1]
+            metrics["global_accuracy_uncorrected"] = score(probabilities, labels)[1]
+        if len(self.data.test) == 0:
+            return 0.0, 0, metrics
+        probabilities = self.probabilities(to_unit_range(self.data.test))
+        own = adjust_prior(probabilities, trained, self.real_prior)
+        loss, metrics["accuracy"] = score(own, self.data.test.labels)
+        return loss, len(self.data.test), metrics

@@ -1,0 +1,148 @@
+"""The global model of synthetic-sample exchange: a classifier trained on the server
+only on the clients' synthetic samples, never on real data.
+
+It learns when a round's samples arrive (the strategy calls :meth:`learn` from
+``aggregate_fit``) and is scored on a held-out real test set when the strategy
+evaluates (:meth:`evaluate`). It trains on a replay buffer of recent rounds, drawn
+class-balanced, with soft labels where the senders gave them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+from flwr.common import Scalar
+from torch import nn
+
+from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.payload import SampleBatch
+from flower_synth.training import evaluate, make_loader, train
+
+
+class PoolLearner(Protocol):
+    """What :class:`~flower_synth.strategies.SyntheticSampleStrategy` does on the server
+    with the samples: learn from every round's new pools, and report an evaluation."""
+
+    def learn(self, server_round: int, batches: Sequence[SampleBatch]) -> dict[str, Scalar]:
+        """Learn from the pools accepted in ``server_round``; return metrics."""
+
+    def evaluate(self, server_round: int) -> tuple[float, dict[str, Scalar]] | None:
+        """``(loss, metrics)`` of what was learnt, or None."""
+
+
+class ReplayBuffer:
+    """The samples of the last ``rounds`` rounds (older rounds fall out)."""
+
+    def __init__(self, rounds: int) -> None:
+        if rounds < 1:
+            raise ValueError(f"a replay buffer keeps at least 1 round, got {rounds}")
+        self.rounds: deque[SampleBatch] = deque(maxlen=rounds)
+
+    def add(self, batches: Sequence[SampleBatch], sample_shape: tuple[int, ...]) -> None:
+        """Keep one round's samples (dropping the oldest round when full)."""
+        self.rounds.append(SampleBatch.concatenate(list(batches), sample_shape))
+
+    def __len__(self) -> int:
+        return sum(len(batch) for batch in self.rounds)
+
+    def contents(self) -> SampleBatch:
+        """Every kept sample, oldest round first."""
+        return SampleBatch.concatenate(list(self.rounds), self.rounds[0].samples.shape[1:])
+
+
+def class_balanced_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-example weights under which every class present has the same total weight."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    return 1.0 / counts[labels]
+
+
+class PooledClassifier:
+    """A :class:`PoolLearner`: the classifier the strategy offers as its global model.
+
+    Each round it adds the new pools to a replay buffer of the last ``replay_rounds``
+    rounds and runs ``epochs`` epochs of SGD, an epoch drawing as many examples as
+    arrived this round from the buffer, class-balanced (each class equally likely,
+    whatever the clients' label mix), with soft labels where the senders gave them
+    (distillation loss at ``temperature``). The step size decays by ``lr_decay`` per
+    round; ``weight_decay`` is SGD's L2 penalty. ``evaluate`` scores it on ``test``
+    (``global_accuracy``). It never sees real training data.
+
+    Args:
+        model: the classifier (e.g. the CNN FedAvg trains).
+        test: the held-out real test set.
+        epochs: epochs per round (0: never trains).
+        replay_rounds: rounds of samples kept for training.
+        batch_size, learning_rate, momentum, weight_decay, lr_decay: SGD.
+        temperature: distillation temperature for soft labels.
+        seed: drawing seed (combined with the round number).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        test: ImageDataset,
+        *,
+        epochs: int = 1,
+        replay_rounds: int = 5,
+        batch_size: int = 64,
+        learning_rate: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        lr_decay: float = 1.0,
+        temperature: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 < lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must lie in (0, 1], got {lr_decay}")
+        self.model = model
+        self.test = test
+        self.epochs = epochs
+        self.buffer = ReplayBuffer(replay_rounds)
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.lr_decay = lr_decay
+        self.temperature = temperature
+        self.seed = seed
+        self.trained = False
+
+    def learn(self, server_round: int, batches: Sequence[SampleBatch]) -> dict[str, Scalar]:
+        """Add this round's pools to the buffer and train on it (see the class)."""
+        arrived = sum(len(batch) for batch in batches)
+        if arrived == 0:
+            return {}
+        self.buffer.add(batches, self.test.image_shape)
+        if self.epochs == 0:
+            return {"replay_samples": len(self.buffer)}
+        pool = self.buffer.contents()
+        loader = make_loader(
+            pool.samples,
+            pool.targets(self.test.num_classes),
+            self.batch_size,
+            shuffle=True,
+            seed=self.seed + server_round,
+            weights=class_balanced_weights(pool.labels, self.test.num_classes),
+            draws=arrived,
+        )
+        loss = train(
+            self.model,
+            loader,
+            self.epochs,
+            self.learning_rate * self.lr_decay ** (server_round - 1),
+            self.momentum,
+            temperature=self.temperature,
+            weight_decay=self.weight_decay,
+        )
+        self.trained = True
+        return {"pool_train_loss": loss, "replay_samples": len(self.buffer)}
+
+    def evaluate(self, server_round: int) -> tuple[float, dict[str, Scalar]] | None:
+        """Loss and ``global_accuracy`` on the test set (None before any training)."""
+        if not self.trained:
+            return None
+        loss, accuracy = evaluate(self.model, self.test)
+        return loss, {"global_accuracy": accuracy}
