@@ -12,6 +12,7 @@ from pathlib import Path
 from flower_synth.compare import FlowerCellRunner, round_progress, run_sweep
 from flower_synth.equilibrium_check import format_equilibrium_table, run_equilibrium_experiment
 from flower_synth.experiments import expand, load_experiment
+from flower_synth.generative.cvae import LATENT_PRIORS
 from flower_synth.generator_bound import generator_bound
 from flower_synth.plotting import plot_runs
 from flower_synth.report import write_report
@@ -89,6 +90,8 @@ def run_generator_bound(args: argparse.Namespace) -> int:
         num_samples=args.samples,
         classifier_epochs=args.classifier_epochs,
         seed=args.seed,
+        soft_labels=args.soft_labels,
+        **({"latent_prior": args.latent_prior} if args.generator.startswith("cvae") else {}),
     )
     print(" ".join(f"{key}={value:.4f}" for key, value in outcome.items()))
     return 0
@@ -147,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     bound.add_argument("--samples", type=int, default=60_000)
     bound.add_argument("--classifier-epochs", type=int, default=5)
     bound.add_argument("--seed", type=int, default=0)
+    bound.add_argument(
+        "--soft-labels", action="store_true", help="a real-data teacher labels the samples"
+    )
+    bound.add_argument("--latent-prior", choices=LATENT_PRIORS, default="class", help="cvae")
     bound.set_defaults(handler=run_generator_bound)
 
     plot = commands.add_parser("plot", help="plot results files")

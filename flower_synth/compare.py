@@ -14,6 +14,7 @@ from flower_synth.centralized import CENTRALIZED, run_centralized
 from flower_synth.config import RunSettings
 from flower_synth.experiments import Cell
 from flower_synth.federation import LocalFederation
+from flower_synth.machine import machine_id
 from flower_synth.memory import PeakRSS
 from flower_synth.results import add_measurements, load_results
 from flower_synth.strategies.metered import ROUND_MARKER
@@ -52,7 +53,8 @@ def finished_results(cell: Cell) -> Path | None:
 class FlowerCellRunner:
     """Runs a cell through Flower's simulation engine: ``flwr run`` against a SuperLink
     of its own (started and stopped by process id for every cell), then stores the
-    peak resident memory of all its processes and the wall time in the results file.
+    peak resident memory of all its processes, the wall time and the machine it ran on in
+    the results file.
 
     Args:
         app_dir: the Flower app (this project's folder).
@@ -91,6 +93,7 @@ class FlowerCellRunner:
             path,
             peak_rss_mb=memory.peak_bytes / 2**20,
             wall_seconds=time.perf_counter() - started,
+            machine=machine_id(),
         )
 
 

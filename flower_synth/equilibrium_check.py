@@ -30,6 +30,9 @@ EXPERIMENT_CONFIG = {
     "generator": "gaussian",
     "classifier": "bayes",
     "sample-dtype": "float16",
+    "sample-labels": "prior",  # the game: every client samples its own model, label mix included
+    "sample-allocation": "equal",
+    "soft-labels": False,
     "server-epochs": 0,
     "client-global-eval": False,
     "record-pool-means": True,

@@ -22,11 +22,14 @@ def stateful_client_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str,
     (equal to the server round when client state persists across rounds); and where
     clients report it, ``label_agreement``: the share of all generated samples whose
     soft label agrees with their class (weighted by ``generated_samples``), with the
-    clients' ``_min`` and ``_max``."""
+    clients' ``_min`` and ``_max``; every ``*_seconds`` metric summed over the clients
+    as ``clients_*_seconds`` (where a round's time goes)."""
     rounds = [int(m["client_rounds"]) for _, m in results if "client_rounds" in m]
     metrics = weighted_train_loss(results)
     if rounds:
         metrics |= {"client_rounds_min": min(rounds), "client_rounds_max": max(rounds)}
+    for key in sorted({k for _, m in results for k in m if k.endswith("_seconds")}):
+        metrics[f"clients_{key}"] = sum(float(m[key]) for _, m in results if key in m)
     agreement = [
         (float(m["label_agreement"]), int(m.get("generated_samples", 1)))
         for _, m in results

@@ -56,6 +56,11 @@ def strategy_figures(runs: Sequence[dict[str, Any]], target: float) -> dict[str,
         "total_mb": present("total_mb"),
         "to_target": [megabytes_to_target(data, target) for data in runs],
         "seconds": present("seconds_per_round"),
+        "timed": [
+            (summary["seconds_per_round"], data.get("measurements", {}).get("machine"))
+            for summary, data in zip(summaries, runs, strict=True)
+            if summary["seconds_per_round"] is not None
+        ],
         "peak_rss": [
             data["measurements"]["peak_rss_mb"]
             for data in runs
@@ -80,9 +85,9 @@ def partition_table(
     ``planned``: runs each strategy should have).
 
     "MB to fedavg - 5" counts the bytes until a run's global accuracy first reaches the
-    baseline's final accuracy (mean over its seeds) minus :data:`BASELINE_MARGIN`."""
-    baseline = figures.get(BASELINE, {}).get("seconds") or []
-    baseline_seconds = statistics.fmean(baseline) if baseline else None
+    baseline's final accuracy (mean over its seeds) minus :data:`BASELINE_MARGIN`.
+    "vs fedavg" divides seconds per round by the baseline's on the same machine
+    (:func:`speed_ratio`)."""
     baseline_final = figures.get(BASELINE, {}).get("final") or []
     near_baseline = statistics.fmean(baseline_final) - BASELINE_MARGIN if baseline_final else None
     lines = [
@@ -98,11 +103,7 @@ def partition_table(
             if near_baseline is not None
             else "n/a"
         )
-        ratio = (
-            f"{statistics.fmean(f['seconds']) / baseline_seconds:.2f}x"
-            if f["seconds"] and baseline_seconds
-            else "n/a"
-        )
+        ratio = speed_ratio(f["timed"], figures.get(BASELINE, {}).get("timed") or [])
         peak = f"{max(f['peak_rss']):.0f}" if f["peak_rss"] else "n/a"
         cells = [
             strategy,
@@ -121,6 +122,25 @@ def partition_table(
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def speed_ratio(
+    timed: Sequence[tuple[float, str | None]], baseline: Sequence[tuple[float, str | None]]
+) -> str:
+    """Mean over runs of seconds per round divided by the baseline's mean on the same
+    machine (``timed``: ``(seconds, machine)`` per run); runs with no baseline run on
+    their machine, or with no machine recorded, are left out: seconds measured on
+    different machines never share a ratio. ``n/a`` if no run is left."""
+    by_machine: dict[str, list[float]] = {}
+    for seconds, machine in baseline:
+        if machine is not None:
+            by_machine.setdefault(machine, []).append(seconds)
+    ratios = [
+        seconds / statistics.fmean(by_machine[machine])
+        for seconds, machine in timed
+        if machine in by_machine
+    ]
+    return f"{statistics.fmean(ratios):.2f}x" if ratios else "n/a"
 
 
 def samples_table(figures: dict[str, dict[str, Any]]) -> str | None:
@@ -164,7 +184,9 @@ def write_report(config: ExperimentConfig, cells: Sequence[Cell]) -> Path:
         "strategy corrects it); MB count array bytes sent both ways, and 'MB to fedavg - "
         "5' counts them until a run's global accuracy reaches FedAvg's final accuracy "
         "minus 5 points; s / round is the median round after the first (which also "
-        "starts Ray and loads data); peak RSS sums every process of the run.",
+        "starts Ray and loads data), and 'vs fedavg' divides it by FedAvg's on the same "
+        "machine only ('n/a' where FedAvg was not timed on the machine a run was); peak "
+        "RSS sums every process of the run.",
     ]
     unfinished = []
     for partition in dict.fromkeys(cell.partition for cell in cells):

@@ -29,6 +29,8 @@ DIGITS_RUN = {
 }
 
 SYNTHETIC_RUN = {"strategy": "synthetic", "generator": "cvae", "generator-epochs": 20}
+# A digits sample on the wire: uint8 8x8 image, int32 label, float16 soft label over 10 classes.
+SAMPLE_BYTES = 64 + 4 + 2 * 10
 
 pytestmark = pytest.mark.slow
 
@@ -117,8 +119,9 @@ def test_deployment_with_superlink_and_two_supernodes(tmp_path: Path) -> None:
     synthetic = single_results_file(tmp_path / "synthetic")
     first, second = synthetic["rounds"]
     assert first["bytes_down"] == 0
-    assert first["bytes_up"] == second["bytes_up"] == nodes * samples * (64 + 4)
-    assert second["bytes_down"] == nodes * samples * (64 + 4)  # each gets the other's pool
+    # round 2 asks each node for its share of 2 x 300 by data size: the total holds
+    assert first["bytes_up"] == second["bytes_up"] == nodes * samples * SAMPLE_BYTES
+    assert second["bytes_down"] == nodes * samples * SAMPLE_BYTES  # each gets the other's pool
     # Each node's state survived between rounds outside the simulation engine.
     assert (first["client_rounds_min"], second["client_rounds_min"]) == (1, 2)
     assert second["global_accuracy"] > 0.3
@@ -147,14 +150,16 @@ def test_synthetic_exchange_learns_digits(
         "num-server-rounds": rounds,
     }
     data = simulate(tmp_path, run_config, clients)
-    sample_bytes = samples * (64 + 4)  # uint8 8x8 image + int32 label
+    sample_bytes = samples * SAMPLE_BYTES
     for record in data["rounds"]:
         assert record["fit_failures"] == 0
         assert record["bytes_up"] == clients * sample_bytes
         expected_down = 0 if record["round"] == 1 else clients * (clients - 1) * sample_bytes
         assert record["bytes_down"] == expected_down
         assert record["client_rounds_min"] == record["round"]
+        assert record["label_agreement"] > 0.5  # chance is 0.1
     final = data["rounds"][-1]
+    assert set(final["label_agreement_by_client"]) == {"0", "1", "2"}
     # Server classifier trained only on the pooled synthetic samples; chance is 0.1.
     assert final["global_accuracy"] > 0.6
     # Every client learns: the weakest one's own model, on its local and the global test set.

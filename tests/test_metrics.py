@@ -9,14 +9,31 @@ from flower_synth.metrics import client_evaluation, stateful_client_fit_metrics
 
 def test_label_agreement_is_the_share_of_all_samples_with_the_clients_spread() -> None:
     results = [
-        (100, {"label_agreement": 0.9, "generated_samples": 900, "client_rounds": 3}),
-        (10, {"label_agreement": 0.1, "generated_samples": 100, "client_rounds": 3}),
+        (
+            100,
+            {
+                "label_agreement": 0.9,
+                "generated_samples": 900,
+                "client_rounds": 3,
+                "generator_seconds": 1.5,
+            },
+        ),
+        (
+            10,
+            {
+                "label_agreement": 0.1,
+                "generated_samples": 100,
+                "client_rounds": 3,
+                "generator_seconds": 0.25,
+            },
+        ),
         (50, {"train_loss": 1.0, "client_rounds": 2}),
     ]
     metrics = stateful_client_fit_metrics(results)
     assert metrics["label_agreement"] == pytest.approx((0.9 * 900 + 0.1 * 100) / 1000)
     assert (metrics["label_agreement_min"], metrics["label_agreement_max"]) == (0.1, 0.9)
     assert (metrics["client_rounds_min"], metrics["client_rounds_max"]) == (2, 3)
+    assert metrics["clients_generator_seconds"] == 1.75  # summed: where the round's time goes
 
 
 def test_client_evaluation_reports_corrected_and_uncorrected_global_accuracy() -> None:

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from flower_synth.cli import main
 from flower_synth.experiments import ExperimentConfig, PartitionSpec, expand
-from flower_synth.report import mean_std, megabytes_to_target, write_report
+from flower_synth.report import mean_std, megabytes_to_target, speed_ratio, write_report
 from flower_synth.results import RunRecorder, add_measurements
 
 
@@ -27,7 +27,7 @@ def fixture_sweep(tmp_path: Path, rounds: int, seeds: list[int]) -> ExperimentCo
 
 
 def write_run(
-    cell, accuracies, personalized, bytes_per_round, seconds, peak_mb=None, **extra
+    cell, accuracies, personalized, bytes_per_round, seconds, peak_mb=None, machine="m1", **extra
 ) -> None:
     recorder = RunRecorder(
         cell.directory / "run.json",
@@ -45,8 +45,8 @@ def write_run(
             seconds=secs,
             **{key: values[server_round - 1] for key, values in extra.items()},
         )
-    if peak_mb is not None:
-        add_measurements(recorder.path, peak_rss_mb=peak_mb)
+    measurements = {"machine": machine} | ({} if peak_mb is None else {"peak_rss_mb": peak_mb})
+    add_measurements(recorder.path, **measurements)
 
 
 def test_mean_std_and_megabytes_to_target() -> None:
@@ -121,3 +121,11 @@ def test_filtered_compare_reports_the_whole_experiment(tmp_path: Path) -> None:
         "| gmm-prototype | 1/1 | 40.00 | 40.00 | 95.00 | n/a | 0.20 | 0.40 | not reached "
         "| not reached | 16.0 | 1.60x |"
     ) in report
+
+
+def test_seconds_per_round_share_a_ratio_only_within_one_machine() -> None:
+    baseline = [(10.0, "a"), (12.0, "a"), (20.0, "b"), (99.0, None)]
+    # 22 s on a (FedAvg 11 s there) and 30 s on b (FedAvg 20 s): 2.0x and 1.5x
+    assert speed_ratio([(22.0, "a"), (30.0, "b")], baseline) == "1.75x"
+    assert speed_ratio([(22.0, "a"), (50.0, "c")], baseline) == "2.00x"  # c has no FedAvg
+    assert speed_ratio([(50.0, "c"), (40.0, None)], baseline) == "n/a"

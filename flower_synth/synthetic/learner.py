@@ -8,6 +8,7 @@ handlers) only decode what arrives and encode what leaves.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,8 +156,11 @@ class SyntheticLearner:
     ) -> tuple[SampleBatch, dict[str, Scalar]]:
         """Learn from real + received data; return the new samples and the metrics
         ``partition_id``, ``received_samples``, ``client_rounds``,
-        ``generated_samples``, ``label_agreement`` (and ``train_loss`` with a torch
-        classifier)."""
+        ``generated_samples``, ``label_agreement``, the seconds spent fitting the
+        generator, training the classifier and generating (``generator_seconds``,
+        ``classifier_seconds``, ``sampling_seconds``), and ``train_loss`` with a torch
+        classifier."""
+        started = time.perf_counter()
         real = SampleBatch(to_unit_range(self.data.train), self.data.train.labels)
         mixture = SampleBatch.concatenate(
             [real] if received is None else [real, received], real.samples.shape[1:]
@@ -164,21 +168,26 @@ class SyntheticLearner:
         num_received = len(mixture) - len(real)
         weights = mixture_weights(len(real), num_received, self_trust)
         self.generator.fit(mixture.samples, mixture.labels, sample_weight=weights)
+        fitted = time.perf_counter()
         targets = mixture.targets(self.num_classes)
         metrics: dict[str, Scalar] = {
             "partition_id": self.partition_id,
             "received_samples": num_received,
             "client_rounds": count_round(self.state, PROGRESS_STATE),
+            "generator_seconds": fitted - started,
         }
         if self.classifier is not None:
             metrics["train_loss"] = self._train_classifier(mixture, targets, weights, seed)
             save_module(self.state, CLASSIFIER_STATE, self.classifier)
+        trained = time.perf_counter()
+        metrics["classifier_seconds"] = trained - fitted
         trained_prior = weights @ targets / weights.sum()
         if self.classifier is None:
             trained_prior = self.generator.class_prior_
         save_arrays(self.state, PRIOR_STATE, {"trained": trained_prior})
         save_arrays(self.state, GENERATOR_STATE, self.generator.get_state())
         generated = self._generate(num_samples, seed)
+        metrics["sampling_seconds"] = time.perf_counter() - trained
         metrics["generated_samples"] = len(generated)
         metrics["label_agreement"] = float(
             np.mean(generated.probabilities.argmax(axis=1) == generated.labels)

@@ -9,6 +9,7 @@ class-balanced, with soft labels where the senders gave them.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
@@ -118,6 +119,7 @@ class PooledClassifier:
         self.buffer.add(batches, self.test.image_shape)
         if self.epochs == 0:
             return {"replay_samples": len(self.buffer)}
+        started = time.perf_counter()
         pool = self.buffer.contents()
         loader = make_loader(
             pool.samples,
@@ -138,7 +140,11 @@ class PooledClassifier:
             weight_decay=self.weight_decay,
         )
         self.trained = True
-        return {"pool_train_loss": loss, "replay_samples": len(self.buffer)}
+        return {
+            "pool_train_loss": loss,
+            "replay_samples": len(self.buffer),
+            "server_classifier_seconds": time.perf_counter() - started,
+        }
 
     def evaluate(self, server_round: int) -> tuple[float, dict[str, Scalar]] | None:
         """Loss and ``global_accuracy`` on the test set (None before any training)."""
