@@ -4,9 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from flwr.app import MetricRecord, RecordDict
 from flwr.common import Metrics, Scalar
 
 MetricsAggregationFn = Callable[[list[tuple[int, Metrics]]], dict[str, Scalar]]
+
+
+def for_messages(fn: MetricsAggregationFn) -> Callable[[list[RecordDict], str], MetricRecord]:
+    """``fn`` as a Message-API aggregation function (``train_metrics_aggr_fn`` /
+    ``evaluate_metrics_aggr_fn`` of flwr's Message-API strategies): every reply's one
+    ``MetricRecord``, its ``weighted_by_key`` taken as the example count, goes to ``fn``
+    as ``(num_examples, metrics)``; where replies carry a ``loss`` (evaluation), their
+    example-weighted mean is added as ``personalized_loss``."""
+
+    def aggregate(contents: list[RecordDict], weighted_by_key: str) -> MetricRecord:
+        pairs = []
+        for content in contents:
+            for record in content.metric_records.values():
+                metrics = dict(record)
+                pairs.append((int(metrics.pop(weighted_by_key, 0)), metrics))
+        result = dict(fn(pairs))
+        losses = [(n, float(m["loss"])) for n, m in pairs if n > 0 and "loss" in m]
+        if losses:
+            total = sum(n for n, _ in losses)
+            result["personalized_loss"] = sum(n * loss for n, loss in losses) / total
+        return MetricRecord(result)
+
+    return aggregate
 
 
 def weighted_train_loss(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:

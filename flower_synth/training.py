@@ -16,12 +16,13 @@ from torch.utils.data import (
     TensorDataset,
     WeightedRandomSampler,
 )
-from torchvision.transforms import v2
 
 from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.distillation import distillation_loss
+from flower_synth.normalization import SYMMETRIC, Normalization
 
 EVAL_BATCH_SIZE = 1000
+Device = str | torch.device
 
 
 def to_unit_range(data: ImageDataset) -> np.ndarray:
@@ -37,11 +38,12 @@ def make_loader(
     seed: int = 0,
     weights: np.ndarray | None = None,
     draws: int | None = None,
+    normalization: Normalization = SYMMETRIC,
 ) -> DataLoader:
     """Batches of ``(inputs, targets, weights)`` for images ``samples`` in [0, 1].
 
-    Inputs are normalised to [-1, 1] (torchvision's ``Normalize``), the scale of every
-    model here. ``labels`` are ``(N,)`` class indices or ``(N, C)`` probability rows
+    Inputs are normalised with ``normalization`` (default: to [-1, 1], the scale of
+    every model here). ``labels`` are ``(N,)`` class indices or ``(N, C)`` probability rows
     (soft targets, trained on with the distillation loss).
 
     Without ``draws``, a pass visits every example once and ``weights`` (per example,
@@ -55,7 +57,7 @@ def make_loader(
     """
     inputs = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
     channels = inputs.shape[1]
-    inputs = v2.Normalize([0.5] * channels, [0.5] * channels)(inputs)
+    inputs = normalization.transform(channels)(inputs)
     weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
     targets = torch.from_numpy(
         labels.astype(np.float32) if labels.ndim == 2 else labels.astype(np.int64)
@@ -125,13 +127,15 @@ def train(
     seed: int = 0,
     temperature: float = 1.0,
     weight_decay: float = 0.0,
+    device: Device = "cpu",
 ) -> float:
     """SGD on (example-weighted) cross-entropy for ``epochs`` epochs; returns the mean
     loss of the last epoch.
 
     Batches with soft targets (``(N, C)`` rows) are trained on with
     :func:`~flower_synth.distillation.distillation_loss` at ``temperature``; hard
-    labels with cross-entropy. ``weight_decay`` is SGD's L2 penalty.
+    labels with cross-entropy. ``weight_decay`` is SGD's L2 penalty. The model is
+    moved to ``device`` and every batch with it.
 
     A model with ``features`` and ``head`` is trained through them (its learnable head,
     whatever its ``forward`` predicts with); any other module through ``forward``.
@@ -147,6 +151,7 @@ def train(
       with ``seed`` and the epoch); the head's cross-entropy is averaged over the real
       and pseudo examples of a batch together.
     """
+    model.to(device)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=learning_rate, momentum=momentum, weight_decay=weight_decay
     )
@@ -157,7 +162,8 @@ def train(
     for epoch in range(epochs):
         total, count = 0.0, 0
         extra = pseudo.batches(len(loader), seed + epoch) if pseudo is not None else None
-        for step, (images, labels, weights) in enumerate(loader):
+        for step, batch in enumerate(loader):
+            images, labels, weights = (tensor.to(device) for tensor in batch)
             optimizer.zero_grad()
             features, logits = forward_split(model, images)
             if labels.ndim == 2:
@@ -168,7 +174,7 @@ def train(
                 per_example = per_example + feature_loss(features, labels)
             losses = [weights * per_example]
             if extra is not None:
-                pseudo_features, pseudo_labels = extra[step]
+                pseudo_features, pseudo_labels = (tensor.to(device) for tensor in extra[step])
                 losses.append(criterion(model.head(pseudo_features), pseudo_labels))
             loss = torch.cat(losses).mean()
             if anchor is not None:
@@ -196,21 +202,38 @@ def forward_split(
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, samples: np.ndarray) -> np.ndarray:
+def predict(
+    function: Callable[[torch.Tensor], torch.Tensor],
+    samples: np.ndarray,
+    normalization: Normalization = SYMMETRIC,
+    device: Device = "cpu",
+) -> np.ndarray:
+    """``function`` of images ``samples`` in [0, 1], batch by batch, as a numpy array."""
+    labels = np.zeros(len(samples), np.int64)
+    batches = make_loader(samples, labels, EVAL_BATCH_SIZE, False, normalization=normalization)
+    return np.concatenate([function(inputs.to(device)).cpu().numpy() for inputs, _, _ in batches])
+
+
+def extract_features(
+    model: nn.Module,
+    samples: np.ndarray,
+    normalization: Normalization = SYMMETRIC,
+    device: Device = "cpu",
+) -> np.ndarray:
     """``model.features`` of images ``samples`` in [0, 1], as float32 ``(N, d)``."""
-    model.eval()
-    labels = np.zeros(len(samples), np.int64)
-    batches = make_loader(samples, labels, EVAL_BATCH_SIZE, shuffle=False)
-    return np.concatenate([model.features(inputs).numpy() for inputs, _, _ in batches])
+    model.to(device).eval()
+    return predict(model.features, samples, normalization, device)
 
 
-@torch.no_grad()
-def class_probabilities(model: nn.Module, samples: np.ndarray) -> np.ndarray:
+def class_probabilities(
+    model: nn.Module,
+    samples: np.ndarray,
+    normalization: Normalization = SYMMETRIC,
+    device: Device = "cpu",
+) -> np.ndarray:
     """Softmax outputs of ``model`` for images ``samples`` in [0, 1], ``(N, classes)``."""
-    model.eval()
-    labels = np.zeros(len(samples), np.int64)
-    batches = make_loader(samples, labels, EVAL_BATCH_SIZE, shuffle=False)
-    return np.concatenate([torch.softmax(model(inputs), dim=1).numpy() for inputs, _, _ in batches])
+    model.to(device).eval()
+    return predict(lambda x: torch.softmax(model(x), dim=1), samples, normalization, device)
 
 
 def score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -220,8 +243,14 @@ def score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return loss, float((probabilities.argmax(axis=1) == labels).mean())
 
 
-def evaluate(model: nn.Module, data: ImageDataset) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module,
+    data: ImageDataset,
+    normalization: Normalization = SYMMETRIC,
+    device: Device = "cpu",
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``data``."""
     if len(data) == 0:
         return float("nan"), float("nan")
-    return score(class_probabilities(model, to_unit_range(data)), data.labels)
+    probabilities = class_probabilities(model, to_unit_range(data), normalization, device)
+    return score(probabilities, data.labels)

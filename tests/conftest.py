@@ -10,7 +10,7 @@ from flwr.common import Code, FitRes, Scalar, Status, ndarrays_to_parameters
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 
-from flower_synth.config import RunSettings
+from flower_synth.app.config import RunSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

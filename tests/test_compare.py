@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from flower_synth.compare import finished_results, run_sweep
-from flower_synth.experiments import Cell, ExperimentConfig, PartitionSpec, expand
+from flower_synth.bench.compare import finished_results, run_sweep
+from flower_synth.bench.experiments import Cell, ExperimentConfig, PartitionSpec, expand
 from flower_synth.results import RunRecorder
 
 

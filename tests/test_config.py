@@ -7,7 +7,7 @@ import tomllib
 import pytest
 from conftest import PROJECT_ROOT
 
-from flower_synth.config import RunSettings
+from flower_synth.app.config import RunSettings
 
 
 def test_pyproject_run_config_matches_settings_defaults() -> None:

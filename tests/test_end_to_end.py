@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT_ROOT
 
-from flower_synth.cli import main
-from flower_synth.equilibrium_check import run_equilibrium_experiment
-from flower_synth.federation import LocalFederation
-from flower_synth.processes import family
+from flower_synth.bench.cli import main
+from flower_synth.bench.equilibrium_check import run_equilibrium_experiment
+from flower_synth.bench.federation import LocalFederation
+from flower_synth.bench.processes import family
 from flower_synth.results import load_results
 
 DIGITS_MLP_PARAMETERS = 17_226
@@ -264,7 +264,7 @@ partitions: [{{name: dir, partitioner: dirichlet, alpha: 0.5, seeds: [0]}}]
 strategies: {{fedavg: {{}}}}
 """
     )
-    command = [sys.executable, "-m", "flower_synth.cli", "compare", str(experiment)]
+    command = [sys.executable, "-m", "flower_synth.bench.cli", "compare", str(experiment)]
     command += ["--app-dir", str(PROJECT_ROOT)]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True

@@ -8,7 +8,7 @@ import pytest
 from conftest import PROJECT_ROOT
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from flower_synth.experiments import expand, load_experiment
+from flower_synth.bench.experiments import expand, load_experiment
 
 GRID = """
 name: grid

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from flower_synth.app.config import RunSettings
 from flower_synth.clients import FedAvgClient
-from flower_synth.config import RunSettings
 from flower_synth.data import load_client_data
 from flower_synth.models import build_model
 from flower_synth.training import evaluate, get_weights
 
 
 def make_client(settings: RunSettings, partition_id: int = 0) -> FedAvgClient:
-    data = load_client_data(settings, partition_id, 3)
+    data = load_client_data(settings.partition_scheme(3), partition_id)
     torch.manual_seed(0)
     model = build_model(data.train.image_shape, data.train.num_classes)
     return FedAvgClient(
@@ -23,11 +23,11 @@ def make_client(settings: RunSettings, partition_id: int = 0) -> FedAvgClient:
 
 def test_fit_lowers_training_loss_and_reports_it(digits_settings: RunSettings) -> None:
     client = make_client(digits_settings)
-    start = get_weights(client.model)
-    loss_before, _ = evaluate(client.model, client.data.train)
+    start = get_weights(client.learner.model)
+    loss_before, _ = evaluate(client.learner.model, client.learner.data.train)
     weights, n_examples, metrics = client.fit(start, {"server_round": 1})
-    loss_after, accuracy_after = evaluate(client.model, client.data.train)
-    assert n_examples == len(client.data.train)
+    loss_after, accuracy_after = evaluate(client.learner.model, client.learner.data.train)
+    assert n_examples == len(client.learner.data.train)
     assert loss_after < 0.5 * loss_before
     assert accuracy_after > 0.6
     assert metrics["train_loss"] < loss_before
@@ -38,7 +38,7 @@ def test_evaluate_reports_local_test_accuracy(digits_settings: RunSettings) -> N
     client = make_client(digits_settings)
     weights, _, _ = client.fit(client.get_parameters({}), {"server_round": 1})
     loss, n_examples, metrics = client.evaluate(weights, {})
-    assert n_examples == len(client.data.test) > 0
+    assert n_examples == len(client.learner.data.test) > 0
     assert metrics["accuracy"] > 0.5
     assert loss > 0
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flower_synth.federation import LocalFederation
-from flower_synth.processes import ProcessGroup
+from flower_synth.bench.federation import LocalFederation
+from flower_synth.bench.processes import ProcessGroup
 
 
 def test_interrupt_while_starting_stops_the_superlink(

@@ -472,7 +472,7 @@ def test_build_generator_errors() -> None:
 
 
 def test_generator_bound_on_digits_is_well_above_chance() -> None:
-    from flower_synth.generator_bound import generator_bound
+    from flower_synth.bench.generator_bound import generator_bound
 
     outcome = generator_bound("digits", "gaussian", num_samples=2000, classifier_epochs=10)
     assert outcome["test_accuracy"] > 0.7  # chance is 0.1; real-data training gives ~0.95

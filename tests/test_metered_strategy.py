@@ -11,9 +11,10 @@ from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.strategy import FedAvg
 
+from flower_synth.metering import parameters_nbytes as payload_nbytes
+from flower_synth.metering import parameters_serialized_nbytes as serialized_nbytes
 from flower_synth.results import ROUND_KEYS, RunRecorder
 from flower_synth.strategies import MeteredStrategy
-from flower_synth.strategies.metered import payload_nbytes, serialized_nbytes
 
 
 def test_payload_bytes_exclude_headers() -> None:

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from flower_synth.config import RunSettings
+from flower_synth.app.config import RunSettings
 from flower_synth.data import load_client_data, load_dataset
 from flower_synth.data.federated import load_partitions
 from flower_synth.data.partition import (
@@ -75,17 +75,18 @@ def test_local_test_split_keeps_label_proportions() -> None:
 
 def test_client_data_is_identical_across_calls_and_partitions_sum_up() -> None:
     settings = RunSettings(dataset="digits", partitioner="dirichlet", seed=5)
-    a = load_client_data(settings, 1, 3)
-    b = load_client_data(dataclasses.replace(settings), 1, 3)
+    a = load_client_data(settings.partition_scheme(3), 1)
+    b = load_client_data(dataclasses.replace(settings).partition_scheme(3), 1)
     assert np.array_equal(a.train.labels, b.train.labels)
     assert np.array_equal(a.train.images, b.train.images)
     total = sum(
-        len(load_client_data(settings, pid, 3).train) + len(load_client_data(settings, pid, 3).test)
+        len(load_client_data(settings.partition_scheme(3), pid).train)
+        + len(load_client_data(settings.partition_scheme(3), pid).test)
         for pid in range(3)
     )
-    assert total == sum(len(p) for p in load_partitions(settings, 3)) == 1437
+    assert total == sum(len(p) for p in load_partitions(settings.partition_scheme(3))) == 1437
 
 
 def test_partition_id_out_of_range_names_the_node_config() -> None:
     with pytest.raises(ValueError, match="partition-id"):
-        load_client_data(RunSettings(dataset="digits"), 3, 3)
+        load_client_data(RunSettings(dataset="digits").partition_scheme(3), 3)

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from flower_synth.processes import ProcessGroup, family
+from flower_synth.bench.processes import ProcessGroup, family
 
 # A parent with a plain child, a child in a session of its own, and an orphan (its
 # parent shell exits at once, so it is re-parented away from the tree), then sleeps.

@@ -9,8 +9,8 @@ import pytest
 import torch
 from flwr.app import RecordDict
 
+from flower_synth.app.config import RunSettings
 from flower_synth.clients import FedProtoClient, GMMPrototypeClient
-from flower_synth.config import RunSettings
 from flower_synth.data import load_client_data
 from flower_synth.models import (
     DualHeadClassifier,
@@ -86,7 +86,7 @@ def client_settings(digits_settings: RunSettings) -> RunSettings:
 def gmm_client(settings: RunSettings, state: RecordDict, partition_id: int = 0, **options):
     torch.manual_seed(0)
     model = build_dual_head_model(DIGITS_SHAPE, 10, etf_seed=0)
-    data = load_client_data(settings, partition_id, 4)
+    data = load_client_data(settings.partition_scheme(4), partition_id)
     return GMMPrototypeClient(
         model, data, state, partition_id=partition_id, local_epochs=1, **options
     )
@@ -98,7 +98,9 @@ def global_mixtures_for_all_classes(settings: RunSettings) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     features = rng.normal(size=(500, 64)) + np.repeat(np.arange(10), 50)[:, None]
     labels = np.repeat(np.arange(10), 50)
-    return encode_mixtures(fit_class_mixtures(features, labels, 10, 2), client.prototype_dtype)
+    return encode_mixtures(
+        fit_class_mixtures(features, labels, 10, 2), client.learner.prototype_dtype
+    )
 
 
 @pytest.mark.parametrize("per_class", [0, 40])
@@ -106,13 +108,13 @@ def test_gmm_client_tops_classes_up_as_configured(
     client_settings: RunSettings, per_class: int
 ) -> None:
     client = gmm_client(client_settings, RecordDict(), pseudo_per_class=per_class)
-    counts = np.bincount(client.data.train.labels, minlength=10)
+    counts = np.bincount(client.learner.data.train.labels, minlength=10)
     target = per_class or counts.max()
     _, _, metrics = client.fit(
         global_mixtures_for_all_classes(client_settings), {"server_round": 2}
     )
     assert metrics["pseudo_features"] == np.maximum(target - counts, 0).sum()
-    terms = client.training_terms(global_mixtures_for_all_classes(client_settings), seed=1)
+    terms = client.learner.training_terms(global_mixtures_for_all_classes(client_settings), seed=1)
     drawn = np.bincount(terms["pseudo"].labels, minlength=10)
     np.testing.assert_array_equal(drawn, np.maximum(target - counts, 0))
     if per_class == 0:  # class-balanced: real + pseudo equal for every class
@@ -127,20 +129,20 @@ def test_gmm_client_uploads_mixtures_of_its_classes_and_keeps_its_model(
     arrays, num_examples, metrics = client.fit([], {"server_round": 1})
     assert "pseudo_features" not in metrics and metrics["client_rounds"] == 1
     mixtures = decode_mixtures(arrays, 10, 64, max_components_per_class=3)
-    counts = np.bincount(client.data.train.labels, minlength=10)
+    counts = np.bincount(client.learner.data.train.labels, minlength=10)
     np.testing.assert_array_equal(mixtures.class_counts, np.where(counts >= 10, counts, 0))
     assert num_examples == counts.sum()
     assert all(a.dtype.name in ("int32", "float16") for a in arrays)
-    trained = get_weights(client.model)
+    trained = get_weights(client.learner.model)
     rebuilt = gmm_client(client_settings, state, partition_id=1)
-    for before, after in zip(trained, get_weights(rebuilt.model), strict=True):
+    for before, after in zip(trained, get_weights(rebuilt.learner.model), strict=True):
         np.testing.assert_array_equal(before, after)
     assert rebuilt.fit([], {"server_round": 2})[2]["client_rounds"] == 2
 
 
 def test_gmm_client_learns_its_local_classes(client_settings: RunSettings) -> None:
     client = gmm_client(client_settings, RecordDict(), learning_rate=0.05)
-    client.local_epochs = 10
+    client.learner.local_epochs = 10
     client.fit([], {"server_round": 1})
     _, _, metrics = client.evaluate([], {})
     assert metrics["accuracy"] > 0.8  # local test split, same label distribution
@@ -148,9 +150,14 @@ def test_gmm_client_learns_its_local_classes(client_settings: RunSettings) -> No
 
 def fedproto_client(settings: RunSettings, proto_lambda: float) -> FedProtoClient:
     torch.manual_seed(0)
-    data = load_client_data(settings, 0, 4)
+    data = load_client_data(settings.partition_scheme(4), 0)
     return FedProtoClient(
-        build_model(DIGITS_SHAPE, 10), data, RecordDict(), proto_lambda=proto_lambda, local_epochs=3
+        build_model(DIGITS_SHAPE, 10),
+        data,
+        RecordDict(),
+        partition_id=0,
+        proto_lambda=proto_lambda,
+        local_epochs=3,
     )
 
 
@@ -158,8 +165,8 @@ def test_fedproto_client_uploads_its_class_means(client_settings: RunSettings) -
     client = fedproto_client(client_settings, 1.0)
     arrays, _, _ = client.fit([], {"server_round": 1})
     prototypes = decode_prototypes(arrays, 10, 64)
-    features = extract_features(client.model, to_unit_range(client.data.train))
-    labels = client.data.train.labels
+    features = extract_features(client.learner.model, to_unit_range(client.learner.data.train))
+    labels = client.learner.data.train.labels
     np.testing.assert_array_equal(prototypes.labels, np.unique(labels))
     for label, mean in zip(prototypes.labels, prototypes.means, strict=True):
         np.testing.assert_allclose(
@@ -178,7 +185,7 @@ def test_fedproto_regulariser_pulls_features_to_the_global_prototypes(
     def distance_after_training(proto_lambda: float) -> float:
         client = fedproto_client(client_settings, proto_lambda)
         client.fit(received, {"server_round": 2})
-        features = extract_features(client.model, to_unit_range(client.data.train))
-        return float(((features - target.means[client.data.train.labels]) ** 2).mean())
+        features = extract_features(client.learner.model, to_unit_range(client.learner.data.train))
+        return float(((features - target.means[client.learner.data.train.labels]) ** 2).mean())
 
     assert distance_after_training(10.0) < 0.5 * distance_after_training(0.0)

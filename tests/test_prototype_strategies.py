@@ -81,7 +81,7 @@ def test_gmm_strategy_rejects_malformed_payloads_and_keeps_previous_summaries() 
     results = [(proxies[0], fit_result(bad, {})), (proxies[1], fit_result(wrong_width, {}))]
     _, metrics = strategy.aggregate_fit(2, results, [])
     assert metrics["rejected_payloads"] == 2
-    assert strategy.summaries["node-0"].labels.tolist() == [0, 0]  # previous summary kept
+    assert strategy.exchange.summaries["node-0"].labels.tolist() == [0, 0]  # previous summary kept
     assert metrics["global_classes"] == 2
 
 
@@ -91,7 +91,7 @@ def test_gmm_strategy_rejects_more_components_than_clients_may_send() -> None:
     _, metrics = strategy.aggregate_fit(
         1, [(proxies[0], fit_result(one_class_mixture(0, 0, 10), {}))], []
     )
-    assert metrics["rejected_payloads"] == 1 and strategy.global_summary is None
+    assert metrics["rejected_payloads"] == 1 and strategy.exchange.global_summary is None
 
 
 def test_invalid_gmm_strategy_settings_are_named() -> None:

@@ -9,9 +9,9 @@ import torch
 from conftest import fit_result, idle_federation
 from flwr.app import RecordDict
 
-from flower_synth.centralized import run_centralized
+from flower_synth.app.config import RunSettings
+from flower_synth.bench.centralized import run_centralized
 from flower_synth.clients import LocalOnlyClient
-from flower_synth.config import RunSettings
 from flower_synth.data import load_client_data
 from flower_synth.models import build_model
 from flower_synth.results import load_results
@@ -38,9 +38,14 @@ def test_local_only_strategy_sends_nothing_and_rejects_payloads() -> None:
 
 def test_local_only_client_learns_alone(digits_settings: RunSettings) -> None:
     torch.manual_seed(0)
-    data = load_client_data(digits_settings, 1, 3)
+    data = load_client_data(digits_settings.partition_scheme(3), 1)
     client = LocalOnlyClient(
-        build_model((1, 8, 8), 10), data, RecordDict(), local_epochs=5, learning_rate=0.05
+        build_model((1, 8, 8), 10),
+        data,
+        RecordDict(),
+        partition_id=1,
+        local_epochs=5,
+        learning_rate=0.05,
     )
     for server_round in (1, 2):
         arrays, num_examples, metrics = client.fit([], {"server_round": server_round})

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from flower_synth.cli import main
-from flower_synth.experiments import ExperimentConfig, PartitionSpec, expand
-from flower_synth.report import mean_std, megabytes_to_target, speed_ratio, write_report
+from flower_synth.bench.cli import main
+from flower_synth.bench.experiments import ExperimentConfig, PartitionSpec, expand
+from flower_synth.bench.report import mean_std, megabytes_to_target, speed_ratio, write_report
 from flower_synth.results import RunRecorder, add_measurements
 
 

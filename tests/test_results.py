@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flower_synth.cli import main
-from flower_synth.plotting import plot_runs
+from flower_synth.bench.cli import main
+from flower_synth.bench.plotting import plot_runs
 from flower_synth.results import RunRecorder, format_summary_table, load_results, summarize
 
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from flwr.app import RecordDict
+from torch import nn
 
+from flower_synth.app.config import RunSettings
 from flower_synth.clients import SyntheticSampleClient
-from flower_synth.config import RunSettings
 from flower_synth.data import load_client_data, load_global_test
 from flower_synth.generative import ClassConditionalGaussian, ConditionalVAE
 from flower_synth.models import build_model
@@ -33,10 +34,10 @@ def make_client(
     sample_labels: str = "real",
     **options,
 ) -> SyntheticSampleClient:
-    data = load_client_data(settings, 0, 3)
+    data = load_client_data(settings.partition_scheme(3), 0)
     torch.manual_seed(seed)
     model = build_model(data.train.image_shape, 10) if with_model else None
-    learner = SyntheticLearner(
+    return SyntheticSampleClient(
         ClassConditionalGaussian(10),
         model,
         data,
@@ -44,9 +45,10 @@ def make_client(
         partition_id=0,
         training=TRAINING,
         sample_labels=sample_labels,
-        global_test=load_global_test(settings),
+        samples_per_round=200,
+        global_test=load_global_test(settings.data_source),
+        **options,
     )
-    return SyntheticSampleClient(learner, samples_per_round=200, **options)
 
 
 def test_mixture_weights_give_real_data_a_ii_and_received_the_rest() -> None:
@@ -117,7 +119,7 @@ def test_hard_labels_only_when_soft_labels_are_off(digits_settings) -> None:
 
 def test_a_client_that_never_trained_reports_no_accuracy(digits_settings) -> None:
     client = make_client(digits_settings, RecordDict(), with_model=True)
-    assert client.evaluate([], {}) == (0.0, 0, {})
+    assert client.evaluate([], {}) == (0.0, 0, {"accuracy": 0.0})  # weight 0: left out
 
 
 def test_global_evaluation_only_when_the_round_asks(digits_settings) -> None:
@@ -136,6 +138,25 @@ def test_bayes_classifier_scores_the_global_test_set(digits_settings) -> None:
 
 
 def test_bayes_classifier_needs_a_generator_with_a_posterior(digits_settings) -> None:
-    data = load_client_data(digits_settings, 0, 3)
+    data = load_client_data(digits_settings.partition_scheme(3), 0)
     with pytest.raises(ValueError, match="does not have; give a torch classifier"):
         SyntheticLearner(ConditionalVAE(10, (1, 8, 8)), None, data, RecordDict(), partition_id=0)
+
+
+def test_partition_id_is_required(digits_settings) -> None:
+    data = load_client_data(digits_settings.partition_scheme(3), 0)
+    with pytest.raises(TypeError, match="partition_id"):
+        SyntheticLearner(ClassConditionalGaussian(10), None, data, RecordDict())
+
+
+def test_any_torch_classifier_without_a_feature_split_trains(digits_settings) -> None:
+    """A user's own model (no ``features``/``head``) is trained through ``forward``."""
+    data = load_client_data(digits_settings.partition_scheme(3), 0)
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    client = SyntheticSampleClient(
+        ClassConditionalGaussian(10), plain, data, RecordDict(), partition_id=0, training=TRAINING
+    )
+    client.fit([], {"server_round": 1, "num_samples": 50})
+    _, _, metrics = client.evaluate([], {})
+    assert metrics["accuracy"] > 0.6

@@ -35,7 +35,7 @@ def first_round(strategy, manager, proxies, pool_sizes) -> None:
         (proxy, fit_res(payload(i, pool_sizes[i]), i, num_examples=100 * (i + 1)))
         for i, proxy in enumerate(proxies)
     ]
-    strategy.requested = dict.fromkeys(strategy.requested, max(pool_sizes))
+    strategy.exchange.requested = dict.fromkeys(strategy.exchange.requested, max(pool_sizes))
     _, metrics = strategy.aggregate_fit(1, results, [])
     assert metrics["rejected_payloads"] == 0
     assert metrics["pool_samples"] == sum(pool_sizes)
@@ -122,8 +122,10 @@ def test_malformed_payloads_are_rejected_and_the_round_completes() -> None:
     parameters, metrics = strategy.aggregate_fit(2, results, [])
     assert parameters is None
     assert metrics["rejected_payloads"] == 2
-    assert strategy.pools.pools["partition-0"].samples.max() == 1.0  # replaced
-    assert strategy.pools.pools["partition-1"].labels.tolist() == [1] * 20  # previous pool kept
+    assert strategy.exchange.pools.pools["partition-0"].samples.max() == 1.0  # replaced
+    assert (
+        strategy.exchange.pools.pools["partition-1"].labels.tolist() == [1] * 20
+    )  # previous pool kept
     assert metrics["pool_clients"] == 3
 
 
@@ -134,7 +136,7 @@ def test_a_payload_larger_than_asked_for_is_rejected() -> None:
     results = [(proxies[0], fit_res(payload(0, 11), 0)), (proxies[1], fit_res(payload(1, 10), 1))]
     _, metrics = strategy.aggregate_fit(1, results, [])
     assert metrics["rejected_payloads"] == 1
-    assert list(strategy.pools.pools) == ["partition-1"]
+    assert list(strategy.exchange.pools.pools) == ["partition-1"]
 
 
 @pytest.mark.parametrize("partition", [-1, "0", 2.5, True])
@@ -147,7 +149,9 @@ def test_a_malformed_partition_id_is_the_clients_failure(partition) -> None:
         (proxies[1], fit_res(payload(1, 10), 1)),
     ]
     _, metrics = strategy.aggregate_fit(1, results, [])
-    assert metrics["rejected_payloads"] == 1 and list(strategy.pools.pools) == ["partition-1"]
+    assert metrics["rejected_payloads"] == 1 and list(strategy.exchange.pools.pools) == [
+        "partition-1"
+    ]
 
 
 def test_samples_asked_of_each_client_follow_their_sizes() -> None:
@@ -175,7 +179,7 @@ def test_a_client_rejoining_under_a_new_node_id_leaves_one_pool() -> None:
     results = [(proxies[0], fit_res(payload(0, 20), 0)), (rejoined, fit_res(payload(5, 20), 2))]
     _, metrics = strategy.aggregate_fit(2, results, [])
     assert metrics["pool_clients"] == 3 and metrics["pool_samples"] == 60
-    assert strategy.pools.pools["partition-2"].labels.tolist() == [5] * 20  # replaced
+    assert strategy.exchange.pools.pools["partition-2"].labels.tolist() == [5] * 20  # replaced
     received, _ = downloads(strategy, manager, server_round=3)["node-0"]
     assert set(received.tolist()) == {1, 5}  # the old pool of partition 2 is gone
     own, _ = downloads(strategy, manager, server_round=3)["node-9"]

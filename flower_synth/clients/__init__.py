@@ -1,17 +1,19 @@
-"""Flower ``NumPyClient`` subclasses (client side)."""
+"""Legacy Flower clients (``NumPyClient``), for projects with
+``ClientApp(client_fn=...)``; the Message-API handlers are in
+:mod:`flower_synth.clientapp`. Both serve the same learners (:mod:`flower_synth.learner`)."""
 
 from flower_synth.clients.fedavg_client import FedAvgClient
 from flower_synth.clients.fedproto_client import FedProtoClient
 from flower_synth.clients.gmm_prototype_client import GMMPrototypeClient
+from flower_synth.clients.learner_client import LearnerClient
 from flower_synth.clients.local_only_client import LocalOnlyClient
-from flower_synth.clients.prototype_client import PrototypeClient
 from flower_synth.clients.synthetic_client import SyntheticSampleClient
 
 __all__ = [
     "FedAvgClient",
     "FedProtoClient",
     "GMMPrototypeClient",
+    "LearnerClient",
     "LocalOnlyClient",
-    "PrototypeClient",
     "SyntheticSampleClient",
 ]

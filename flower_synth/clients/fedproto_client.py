@@ -1,65 +1,19 @@
-"""The client of FedProto (Tan et al., AAAI 2022)."""
+"""The legacy Flower client of FedProto."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-from flwr.app import RecordDict
-from flwr.common import NDArrays
-from torch import nn
-
-from flower_synth.clients.prototype_client import PrototypeClient
-from flower_synth.data.federated import ClientData
-from flower_synth.prototypes import class_means, decode_prototypes, encode_prototypes
-
-STATE_KEY = "fedproto"
+from flower_synth.clients.learner_client import LearnerClient
+from flower_synth.prototypes.fedproto_learner import FedProtoLearner
 
 
-class FedProtoClient(PrototypeClient):
-    """Cross-entropy plus ``proto_lambda`` times the squared distance (mean over
-    feature dimensions, as torch's ``MSELoss``) between each example's features and
-    its class's global prototype, for classes that have one; uploads the mean feature
-    of every local class with its count (``[labels, means, counts]``).
+class FedProtoClient(LearnerClient):
+    """A ``NumPyClient`` of FedProto: takes the arguments of
+    :class:`~flower_synth.prototypes.fedproto_learner.FedProtoLearner` (a model with
+    ``features`` and ``head``, data, the node's ``context.state``, ``partition_id=``, ...)."""
 
-    Args:
-        model: torch classifier with ``features`` and ``head``.
-        data, state: as in :class:`PrototypeClient`.
-        proto_lambda: weight of the prototype regulariser.
-        **options: the remaining :class:`PrototypeClient` options.
-    """
+    learner: FedProtoLearner
 
-    def __init__(
-        self,
-        model: nn.Module,
-        data: ClientData,
-        state: RecordDict,
-        *,
-        proto_lambda: float = 1.0,
-        **options: Any,
-    ) -> None:
-        super().__init__(model, data, state, STATE_KEY, **options)
-        if proto_lambda < 0:
-            raise ValueError(f"proto_lambda must be >= 0, got {proto_lambda}")
-        self.proto_lambda = proto_lambda
-
-    def training_terms(self, received: NDArrays, seed: int) -> dict[str, Any]:
-        """The prototype regulariser (none before the first global prototypes)."""
-        if not received or self.proto_lambda == 0:
-            return {}
-        prototypes = decode_prototypes(received, self.num_classes, self.model.feature_dim)
-        table, present = prototypes.table(self.num_classes)
-        table_t, present_t = torch.from_numpy(table), torch.from_numpy(present)
-
-        def prototype_distance(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            distance = (h - table_t[y]).pow(2).mean(dim=1)
-            return self.proto_lambda * distance * present_t[y]
-
-        return {"feature_loss": prototype_distance}
-
-    def summarize(self, seed: int) -> NDArrays:
-        """Mean feature and count of every local class, encoded for the wire."""
-        features, labels = self.training_features()
-        return encode_prototypes(
-            class_means(features, labels, self.num_classes), self.prototype_dtype
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(FedProtoLearner(*args, **kwargs))

@@ -4,68 +4,95 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.data.partition import make_partitioner, partition_indices, split_by_class
 from flower_synth.data.sources import load_dataset
-
-if TYPE_CHECKING:
-    from flower_synth.config import RunSettings
+from flower_synth.normalization import SYMMETRIC, Normalization
 
 
 @dataclass(frozen=True)
 class ClientData:
-    """A client's training split and its local test split (same label distribution)."""
+    """A client's training split and its local test split (same label distribution),
+    with how its classifier's inputs are normalised (:class:`Normalization`; the
+    default maps [0, 1] to [-1, 1]). :func:`~flower_synth.data.client_data_from_loaders`
+    builds one from your own DataLoaders."""
 
     train: ImageDataset
     test: ImageDataset
+    normalization: Normalization = SYMMETRIC
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Which dataset, and where its files are (see :func:`load_dataset`)."""
+
+    name: str
+    data_dir: str = ""
+    download: bool = False
+
+
+@dataclass(frozen=True)
+class PartitionScheme:
+    """How a dataset's training set is split over ``num_partitions`` clients: a
+    flwr-datasets partitioner (``iid``, ``dirichlet`` with ``dirichlet_alpha``,
+    ``pathological`` with ``classes_per_client``) seeded by ``seed``, then each
+    partition split per class into training and local test data
+    (``local_test_fraction`` of each class to the test split)."""
+
+    source: DataSource
+    num_partitions: int
+    partitioner: str = "dirichlet"
+    seed: int = 0
+    dirichlet_alpha: float = 0.5
+    classes_per_client: int = 2
+    local_test_fraction: float = 0.2
 
 
 @lru_cache(maxsize=2)
-def _cached_dataset(name: str, data_dir: str, download: bool) -> tuple[ImageDataset, ImageDataset]:
+def _cached_dataset(source: DataSource) -> tuple[ImageDataset, ImageDataset]:
     # Ray reuses worker processes across rounds and clients: read the files once each.
-    return load_dataset(name, data_dir or None, download)
+    return load_dataset(source.name, source.data_dir or None, source.download)
 
 
 @lru_cache(maxsize=8)
-def _cached_partitions(settings: RunSettings, num_partitions: int) -> tuple[np.ndarray, ...]:
-    train, _ = _cached_dataset(settings.dataset, settings.data_dir, settings.download)
+def _cached_partitions(scheme: PartitionScheme) -> tuple[np.ndarray, ...]:
+    train, _ = _cached_dataset(scheme.source)
     partitioner = make_partitioner(
-        settings.partitioner,
-        num_partitions,
-        seed=settings.seed,
-        dirichlet_alpha=settings.dirichlet_alpha,
-        classes_per_client=settings.classes_per_client,
+        scheme.partitioner,
+        scheme.num_partitions,
+        seed=scheme.seed,
+        dirichlet_alpha=scheme.dirichlet_alpha,
+        classes_per_client=scheme.classes_per_client,
     )
-    return tuple(partition_indices(train.labels, partitioner, settings.seed))
+    return tuple(partition_indices(train.labels, partitioner, scheme.seed))
 
 
-def load_client_data(settings: RunSettings, partition_id: int, num_partitions: int) -> ClientData:
-    """Partition ``partition_id`` of ``num_partitions``, split into train and local test.
+def load_client_data(scheme: PartitionScheme, partition_id: int) -> ClientData:
+    """Partition ``partition_id`` of the scheme, split into train and local test.
 
-    The same settings and partition count give the same split in every process.
+    The same scheme gives the same split in every process.
     """
-    if not 0 <= partition_id < num_partitions:
+    if not 0 <= partition_id < scheme.num_partitions:
         raise ValueError(
-            f"partition-id must lie in [0, {num_partitions}), got {partition_id}; check the "
-            f"node config (`partition-id`, `num-partitions`)"
+            f"partition-id must lie in [0, {scheme.num_partitions}), got {partition_id}; check "
+            f"the node config (`partition-id`, `num-partitions`)"
         )
-    train, _ = _cached_dataset(settings.dataset, settings.data_dir, settings.download)
-    indices = _cached_partitions(settings, num_partitions)[partition_id]
+    train, _ = _cached_dataset(scheme.source)
+    indices = _cached_partitions(scheme)[partition_id]
     train_idx, test_idx = split_by_class(
-        indices, train.labels, settings.local_test_fraction, seed=settings.seed + partition_id
+        indices, train.labels, scheme.local_test_fraction, seed=scheme.seed + partition_id
     )
     return ClientData(train=train.subset(train_idx), test=train.subset(test_idx))
 
 
-def load_global_test(settings: RunSettings) -> ImageDataset:
+def load_global_test(source: DataSource) -> ImageDataset:
     """The dataset's own (class-balanced) test set, used for server-side evaluation."""
-    return _cached_dataset(settings.dataset, settings.data_dir, settings.download)[1]
+    return _cached_dataset(source)[1]
 
 
-def load_partitions(settings: RunSettings, num_partitions: int) -> list[np.ndarray]:
+def load_partitions(scheme: PartitionScheme) -> list[np.ndarray]:
     """Training-set row indices of every partition (for statistics and tests)."""
-    return list(_cached_partitions(settings, num_partitions))
+    return list(_cached_partitions(scheme))

@@ -6,16 +6,20 @@ from torch import nn
 
 from flower_synth.models.cnn import SimpleCNN
 from flower_synth.models.dual_head import DualHeadClassifier, dot_regression_loss, simplex_etf
+from flower_synth.models.feature_split import HookedFeatures, SplitClassifier, require_feature_split
 from flower_synth.models.mlp import DigitsMLP
 
 __all__ = [
     "DigitsMLP",
     "DualHeadClassifier",
+    "HookedFeatures",
     "SimpleCNN",
+    "SplitClassifier",
     "build_dual_head_model",
     "build_model",
     "count_parameters",
     "dot_regression_loss",
+    "require_feature_split",
     "simplex_etf",
 ]
 

@@ -68,6 +68,13 @@ class DualHeadClassifier(nn.Module):
         etf_scale: float = 10.0,
     ) -> None:
         super().__init__()
+        if not isinstance(features, nn.Module):
+            raise TypeError(
+                f"features must be an nn.Module so that it trains and is saved with the "
+                f"model, got a {type(features).__name__}; pass the module (e.g. net.features "
+                "where it is an nn.Sequential), or SplitClassifier(net).features for any "
+                "classifier (flower_synth.models)"
+            )
         if prediction not in PREDICTION_HEADS:
             raise ValueError(
                 f"unknown prediction head {prediction!r}; choose one of {PREDICTION_HEADS}"

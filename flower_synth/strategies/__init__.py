@@ -1,11 +1,13 @@
-"""Flower ``Strategy`` subclasses (server side), one per file."""
+"""Legacy Flower ``Strategy`` classes (``flwr.server.strategy``), one per file, for
+projects with ``ServerApp(server_fn=...)``; the Message-API ones are in
+:mod:`flower_synth.serverapp.strategy`. Both adapt the same algorithms
+(:mod:`flower_synth.exchange`)."""
 
 from flower_synth.strategies.fedproto import FedProtoStrategy
 from flower_synth.strategies.gmm_prototype import GMMPrototypeStrategy
 from flower_synth.strategies.local_only import LocalOnlyStrategy
 from flower_synth.strategies.metered import MeteredStrategy
 from flower_synth.strategies.model_free import ModelFreeStrategy
-from flower_synth.strategies.prototype_exchange import PrototypeExchangeStrategy
 from flower_synth.strategies.synthetic import SyntheticSampleStrategy
 
 __all__ = [
@@ -14,6 +16,5 @@ __all__ = [
     "LocalOnlyStrategy",
     "MeteredStrategy",
     "ModelFreeStrategy",
-    "PrototypeExchangeStrategy",
     "SyntheticSampleStrategy",
 ]

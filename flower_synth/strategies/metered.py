@@ -1,45 +1,18 @@
-"""A strategy wrapper that meters communication and time and records every round."""
+"""A legacy strategy wrapper that meters communication and time and records every round."""
 
 from __future__ import annotations
 
-import time
-from logging import INFO
-
-from flwr.common import (
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    Parameters,
-    Scalar,
-    parameters_to_ndarrays,
-)
-from flwr.common.logger import log
+from flwr.common import EvaluateIns, EvaluateRes, FitIns, FitRes, Parameters, Scalar
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
+from flower_synth.metering import RoundMeter, parameters_nbytes, parameters_serialized_nbytes
 from flower_synth.results import RunRecorder
-
-ROUND_MARKER = "[flower-synth] "  # prefix of the one-line round summary in the server log
-
-
-def payload_nbytes(parameters: Parameters) -> int:
-    """Bytes of array data in ``parameters``: the sum of the arrays' ``nbytes``.
-
-    Serialization headers are excluded, so the figure is the same whatever the wire
-    format; :func:`serialized_nbytes` gives the serialized size.
-    """
-    return sum(array.nbytes for array in parameters_to_ndarrays(parameters))
-
-
-def serialized_nbytes(parameters: Parameters) -> int:
-    """Bytes of ``parameters`` as serialized by Flower (array data plus headers)."""
-    return sum(len(tensor) for tensor in parameters.tensors)
 
 
 class MeteredStrategy(Strategy):
-    """Wrap any Flower strategy; count the bytes it exchanges and time its rounds.
+    """Wrap any legacy Flower strategy; count the bytes it exchanges and time its rounds.
 
     Every hook is delegated to ``strategy`` unchanged. Around it the wrapper records,
     per round, into ``recorder``:
@@ -55,6 +28,9 @@ class MeteredStrategy(Strategy):
     * ``seconds``: wall time from the start of ``configure_fit`` to the end of the
       round's last hook.
 
+    Bytes are read from the arrays' headers (:mod:`flower_synth.metering`), so a payload
+    that does not decode is counted and then rejected by the strategy, never a crash.
+
     Args:
         strategy: the strategy that does the work (e.g. ``flwr.server.strategy.FedAvg``).
         recorder: where round records go (a JSON file rewritten after each hook).
@@ -63,17 +39,10 @@ class MeteredStrategy(Strategy):
     def __init__(self, strategy: Strategy, recorder: RunRecorder) -> None:
         super().__init__()
         self.strategy = strategy
-        self.recorder = recorder
-        self._round_started: dict[int, float] = {}
+        self.meter = RoundMeter(recorder)
 
     def __repr__(self) -> str:
         return f"MeteredStrategy({self.strategy!r})"
-
-    def _record(self, server_round: int, **values: Scalar | None) -> dict:
-        started = self._round_started.get(server_round)
-        if started is not None:
-            values["seconds"] = time.perf_counter() - started
-        return self.recorder.update(server_round, **values)
 
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
         """Delegate: the wrapped strategy's initial global parameters."""
@@ -83,13 +52,14 @@ class MeteredStrategy(Strategy):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
         """Delegate, then count the array bytes of every fit instruction."""
-        self._round_started[server_round] = time.perf_counter()
+        self.meter.start(server_round)
         instructions = self.strategy.configure_fit(server_round, parameters, client_manager)
-        self._record(
+        sent = [ins.parameters for _, ins in instructions]
+        self.meter.record(
             server_round,
             clients_sampled=len(instructions),
-            bytes_down=sum(payload_nbytes(ins.parameters) for _, ins in instructions),
-            bytes_down_serialized=sum(serialized_nbytes(ins.parameters) for _, ins in instructions),
+            bytes_down=sum(map(parameters_nbytes, sent)),
+            bytes_down_serialized=sum(map(parameters_serialized_nbytes, sent)),
         )
         return instructions
 
@@ -100,14 +70,13 @@ class MeteredStrategy(Strategy):
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         """Count the array bytes received, then delegate; record the fit metrics."""
-        bytes_up = sum(payload_nbytes(res.parameters) for _, res in results)
-        bytes_up_serialized = sum(serialized_nbytes(res.parameters) for _, res in results)
+        received = [res.parameters for _, res in results]
         parameters, metrics = self.strategy.aggregate_fit(server_round, results, failures)
         rejected = int((metrics or {}).get("rejected_payloads", 0))
-        self._record(
+        self.meter.record(
             server_round,
-            bytes_up=bytes_up,
-            bytes_up_serialized=bytes_up_serialized,
+            bytes_up=sum(map(parameters_nbytes, received)),
+            bytes_up_serialized=sum(map(parameters_serialized_nbytes, received)),
             fit_failures=len(failures) + rejected,
             **(metrics or {}),
         )
@@ -119,9 +88,9 @@ class MeteredStrategy(Strategy):
         """Delegate, then count the array bytes sent for client-side evaluation."""
         instructions = self.strategy.configure_evaluate(server_round, parameters, client_manager)
         if instructions:
-            self._record(
+            self.meter.record(
                 server_round,
-                bytes_down_evaluate=sum(payload_nbytes(ins.parameters) for _, ins in instructions),
+                bytes_down_evaluate=sum(parameters_nbytes(i.parameters) for _, i in instructions),
             )
         return instructions
 
@@ -133,10 +102,10 @@ class MeteredStrategy(Strategy):
     ) -> tuple[float | None, dict[str, Scalar]]:
         """Delegate; record the aggregated client metrics and log the round summary."""
         loss, metrics = self.strategy.aggregate_evaluate(server_round, results, failures)
-        record = self._record(
+        record = self.meter.record(
             server_round, personalized_loss=loss, evaluate_failures=len(failures), **(metrics or {})
         )
-        log(INFO, "%s%s", ROUND_MARKER, format_round(record))
+        self.meter.log(record)
         return loss, metrics
 
     def evaluate(
@@ -146,22 +115,5 @@ class MeteredStrategy(Strategy):
         outcome = self.strategy.evaluate(server_round, parameters)
         if outcome is not None:
             loss, metrics = outcome
-            self._record(server_round, global_loss=loss, **metrics)
+            self.meter.record(server_round, global_loss=loss, **metrics)
         return outcome
-
-
-def format_round(record: dict) -> str:
-    """One human-readable line summarising a round record."""
-
-    def pct(key: str) -> str:
-        value = record.get(key)
-        return "n/a" if value is None else f"{100 * value:.2f}%"
-
-    def megabytes(key: str) -> str:
-        return f"{(record.get(key) or 0) / 1e6:.2f} MB"
-
-    return (
-        f"round {record['round']}: global acc {pct('global_accuracy')}, personalized acc "
-        f"{pct('personalized_accuracy')}, down {megabytes('bytes_down')}, up "
-        f"{megabytes('bytes_up')}, {record.get('seconds') or 0:.1f} s"
-    )

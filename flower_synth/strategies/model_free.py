@@ -1,18 +1,18 @@
-"""The common part of strategies in which every client keeps its own model and only
-data summaries (samples, prototypes) travel."""
+"""A legacy Flower ``Strategy`` for any :class:`~flower_synth.exchange.ExchangeServer`:
+client sampling, config functions, payload acceptance and client-side evaluation, for
+strategies in which every client keeps its own model and only data summaries travel."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from logging import WARNING
-from typing import TypeVar
+from logging import INFO
+from typing import Any, NotRequired, TypedDict
 
 from flwr.common import (
     EvaluateIns,
     EvaluateRes,
     FitIns,
     FitRes,
-    NDArrays,
     Parameters,
     Scalar,
     ndarrays_to_parameters,
@@ -23,54 +23,83 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
+from flower_synth.exchange import Accepted, ExchangeServer, Reply, accept
 from flower_synth.metrics import MetricsAggregationFn
+from flower_synth.options import refuse_unsupported
 
 EMPTY_PARAMETERS = Parameters(tensors=[], tensor_type="numpy.ndarray")
 
 ConfigFn = Callable[[int], dict[str, Scalar]]
 
-Decoded = TypeVar("Decoded")
+
+class LegacySampling(TypedDict):
+    """Client sampling, metric aggregation and config functions, named as in flwr's
+    ``flwr.server.strategy.FedAvg``."""
+
+    fraction_fit: NotRequired[float]
+    fraction_evaluate: NotRequired[float]
+    min_fit_clients: NotRequired[int]
+    min_evaluate_clients: NotRequired[int]
+    min_available_clients: NotRequired[int]
+    accept_failures: NotRequired[bool]
+    on_fit_config_fn: NotRequired[ConfigFn | None]
+    on_evaluate_config_fn: NotRequired[ConfigFn | None]
+    fit_metrics_aggregation_fn: NotRequired[MetricsAggregationFn | None]
+    evaluate_metrics_aggregation_fn: NotRequired[MetricsAggregationFn | None]
 
 
 class ModelFreeStrategy(Strategy):
-    """Client sampling, payload validation and client-side evaluation for strategies
-    without a global model.
+    """The legacy Flower adapter of an :class:`~flower_synth.exchange.ExchangeServer`.
 
-    Subclasses implement ``configure_fit`` and ``aggregate_fit`` (using
-    :meth:`sample_clients` and :meth:`accept`); evaluation is done by the clients on
-    their own models, with nothing sent but the round number.
+    ``configure_fit`` samples clients and sends each what the exchange says;
+    ``aggregate_fit`` turns every result into a :class:`~flower_synth.exchange.Reply`
+    and lets the exchange decode it (a result that does not decode is that client's
+    failure, logged and counted in ``rejected_payloads``; the round goes on), then
+    aggregates the accepted ones; evaluation is done by the clients on their own models
+    (nothing is sent but the round and what ``on_evaluate_config_fn`` adds), and
+    :meth:`evaluate` is the exchange's own.
 
     Args:
+        exchange: the strategy's algorithm.
         fraction_fit, fraction_evaluate, min_fit_clients, min_evaluate_clients,
-        min_available_clients: client sampling, as in flwr's ``FedAvg``.
-        fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn: as in ``FedAvg``.
-        on_fit_config_fn, on_evaluate_config_fn: functions of the round returning
-            config entries added to every fit / evaluate instruction, as in ``FedAvg``.
+        min_available_clients, accept_failures, on_fit_config_fn, on_evaluate_config_fn,
+        fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn: as in flwr's
+            ``FedAvg`` (same defaults). ``initial_parameters`` and ``evaluate_fn`` are
+            refused with the reason: there is no global model.
     """
 
     def __init__(
         self,
+        exchange: ExchangeServer,
         *,
         fraction_fit: float = 1.0,
         fraction_evaluate: float = 1.0,
-        min_fit_clients: int = 1,
-        min_evaluate_clients: int = 1,
-        min_available_clients: int = 1,
-        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
-        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        min_fit_clients: int = 2,
+        min_evaluate_clients: int = 2,
+        min_available_clients: int = 2,
+        accept_failures: bool = True,
         on_fit_config_fn: ConfigFn | None = None,
         on_evaluate_config_fn: ConfigFn | None = None,
+        fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        **unsupported: Any,
     ) -> None:
         super().__init__()
+        refuse_unsupported(type(self).__name__, unsupported, LegacySampling)
+        self.exchange = exchange
         self.fraction_fit = fraction_fit
         self.fraction_evaluate = fraction_evaluate
         self.min_fit_clients = min_fit_clients
         self.min_evaluate_clients = min_evaluate_clients
         self.min_available_clients = min_available_clients
-        self.fit_metrics_aggregation_fn = fit_metrics_aggregation_fn
-        self.evaluate_metrics_aggregation_fn = evaluate_metrics_aggregation_fn
+        self.accept_failures = accept_failures
         self.on_fit_config_fn = on_fit_config_fn
         self.on_evaluate_config_fn = on_evaluate_config_fn
+        self.fit_metrics_aggregation_fn = fit_metrics_aggregation_fn
+        self.evaluate_metrics_aggregation_fn = evaluate_metrics_aggregation_fn
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.exchange.describe()})"
 
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
         """No global model: start from empty parameters (nothing is asked of clients)."""
@@ -86,55 +115,49 @@ class ModelFreeStrategy(Strategy):
             num_clients=size, min_num_clients=max(size, self.min_available_clients)
         )
 
-    def broadcast_fit(
-        self, server_round: int, client_manager: ClientManager, arrays: NDArrays
+    def configure_fit(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
-        """The same fit instruction (``arrays`` and ``server_round``) for every client
-        sampled for training."""
+        """Send every sampled client what the exchange has for it, with ``server_round``,
+        the exchange's config entries and what ``on_fit_config_fn`` adds."""
         clients = self.sample_clients(client_manager, self.fraction_fit, self.min_fit_clients)
-        ins = FitIns(ndarrays_to_parameters(arrays), self.fit_config(server_round))
-        return [(client, ins) for client in clients]
-
-    def fit_config(self, server_round: int, **entries: Scalar) -> dict[str, Scalar]:
-        """A fit instruction's config: ``server_round``, ``entries`` and what
-        ``on_fit_config_fn`` adds."""
+        plan = self.exchange.instructions(server_round, [client.cid for client in clients])
         extra = self.on_fit_config_fn(server_round) if self.on_fit_config_fn else {}
-        return {"server_round": server_round, **entries, **extra}
+        instructions = []
+        for client in clients:
+            arrays, config = plan[client.cid]
+            config = {"server_round": server_round, **config, **extra}
+            instructions.append((client, FitIns(ndarrays_to_parameters(arrays), config)))
+        return instructions
 
-    def accept(
+    def aggregate_fit(
         self,
+        server_round: int,
         results: list[tuple[ClientProxy, FitRes]],
-        decode: Callable[[ClientProxy, NDArrays, FitRes], Decoded],
-    ) -> tuple[list[tuple[ClientProxy, FitRes, Decoded]], int]:
-        """Decode every fit result with ``decode(client, arrays, result)`` (which
-        validates and raises ``ValueError``, e.g. ``PayloadError``, on a malformed payload).
+        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        """Decode and aggregate the results; returns no parameters (no global model)
+        and the exchange's metrics with ``rejected_payloads``. With
+        ``accept_failures=False`` a round with failures is not aggregated."""
+        if failures and not self.accept_failures:
+            log(INFO, "Round %s not aggregated: %s failures", server_round, len(failures))
+            return None, {}
+        accepted, rejected = accept(results, to_reply, self.exchange.decode)
+        metrics = self.exchange.aggregate(server_round, accepted)
+        return None, {"rejected_payloads": rejected} | metrics | self.fit_metrics(accepted)
 
-        Returns the accepted results with their decoded payloads, and how many were
-        rejected; each rejection is logged with the reason. Never raises.
-        """
-        accepted, rejected = [], 0
-        for client, res in results:
-            try:
-                decoded = decode(client, parameters_to_ndarrays(res.parameters), res)
-            except ValueError as error:  # PayloadError, or arrays that do not deserialize
-                rejected += 1
-                log(WARNING, "Rejected payload of node %s: %s", client.cid, error)
-                continue
-            accepted.append((client, res, decoded))
-        return accepted, rejected
-
-    def fit_metrics(self, accepted: list[tuple[ClientProxy, FitRes, object]]) -> dict[str, Scalar]:
+    def fit_metrics(self, accepted: list[Accepted]) -> dict[str, Scalar]:
         """``fit_metrics_aggregation_fn`` over the accepted results (empty without one)."""
         if self.fit_metrics_aggregation_fn is None or not accepted:
             return {}
         return self.fit_metrics_aggregation_fn(
-            [(res.num_examples, res.metrics) for _, res, _ in accepted]
+            [(item.reply.num_examples, dict(item.reply.metrics)) for item in accepted]
         )
 
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
-        """Ask clients to evaluate their own models (nothing is sent but the round)."""
+        """Ask clients to evaluate their own models (nothing is sent but the config)."""
         if self.fraction_evaluate == 0.0:
             return []
         clients = self.sample_clients(
@@ -164,5 +187,12 @@ class ModelFreeStrategy(Strategy):
     def evaluate(
         self, server_round: int, parameters: Parameters
     ) -> tuple[float, dict[str, Scalar]] | None:
-        """No server-side evaluation (there is no global model)."""
-        return None
+        """The exchange's server-side evaluation (None where it has none)."""
+        return self.exchange.evaluate(server_round)
+
+
+def to_reply(result: tuple[ClientProxy, FitRes]) -> Reply:
+    """A legacy fit result as a :class:`~flower_synth.exchange.Reply` (its arrays
+    deserialised here, so a payload that does not deserialise is rejected)."""
+    client, res = result
+    return Reply(client.cid, parameters_to_ndarrays(res.parameters), res.num_examples, res.metrics)

@@ -2,13 +2,14 @@
 
 A :class:`SyntheticLearner` owns a generative model and a classifier. Each round it
 learns from its real data mixed with the samples it received, then generates the
-samples it sends; both Flower adapters (the legacy ``NumPyClient`` and the Message-API
-handlers) only decode what arrives and encode what leaves.
+samples it sends. It is a :class:`~flower_synth.learner.Learner`: the legacy
+``NumPyClient`` and the Message-API handlers only carry its arrays and config.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,15 +22,26 @@ from flower_synth.data.federated import ClientData
 from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.distillation import adjust_prior
 from flower_synth.generative import DensityModel, GenerativeModel
-from flower_synth.payload import SampleBatch
+from flower_synth.learner import Evaluated, Fitted, round_seed, server_round
+from flower_synth.payload import SampleBatch, encode_samples, validate_payload
 from flower_synth.state import count_round, load_arrays, load_module, save_arrays, save_module
-from flower_synth.training import class_probabilities, make_loader, score, to_unit_range, train
+from flower_synth.training import (
+    Device,
+    class_probabilities,
+    make_loader,
+    score,
+    to_unit_range,
+    train,
+)
 
 GENERATOR_STATE = "synthetic.generator"
 CLASSIFIER_STATE = "synthetic.classifier"
 PROGRESS_STATE = "synthetic.progress"
 PRIOR_STATE = "synthetic.prior"
 SAMPLE_LABELS = ("real", "prior")
+# Received payloads are as large as the server's download budget: a client trusts the
+# server's size and checks everything else.
+UNBOUNDED = 2**62
 
 
 def mixture_weights(num_real: int, num_received: int, self_trust: float) -> np.ndarray:
@@ -80,22 +92,38 @@ class SyntheticLearner:
     label mix (logit adjustment; ``accuracy``), and on the global test set with a
     uniform prior (``global_accuracy``; ``global_accuracy_uncorrected`` without).
 
+    On the wire (:meth:`fit`): it receives a payload of
+    :mod:`flower_synth.payload` (possibly empty) with the config keys ``self_trust``
+    (a_ii), ``num_samples`` and ``server_round``, and returns its samples encoded as
+    ``sample_dtype`` with soft labels (unless ``soft_labels`` is off; only the top
+    ``soft_label_top_k`` per sample if set), the size of its real training split and
+    its metrics. :meth:`evaluate` scores the global test set when the config's
+    ``global_eval`` (default true) asks.
+
     Args:
         generator: any :class:`GenerativeModel` (``fit``/``sample``).
-        classifier: a torch classifier on images normalised to [-1, 1], or None to
-            classify with the generator's Bayes posterior (the generator must then be
-            a :class:`DensityModel`).
-        data: the client's training split and local test split.
+        classifier: any torch classifier on images normalised as ``data.normalization``
+            says (a model with ``features`` and ``head`` is trained through them), or
+            None to classify with the generator's Bayes posterior (the generator must
+            then be a :class:`DensityModel`).
+        data: the client's training split and local test split (from your own loaders:
+            :func:`~flower_synth.data.client_data_from_loaders`).
         state: where everything persists between rounds (the node's ``Context.state``).
-        partition_id: this client's identity: reported, and part of every round's seed.
+        partition_id: this client's identity: the server keys its pool and trust row by
+            it, and every round's seed derives from it; required.
         training: classifier training settings.
         sample_labels: ``"real"`` or ``"prior"`` (see above).
+        sample_dtype: ``"uint8"`` (images) or ``"float16"`` on the wire.
+        samples_per_round: samples to generate when the config does not say.
+        soft_labels: send the classifier's class probabilities with the samples.
+        soft_label_top_k: send only the top k of them per sample (0: all).
         seed: run seed.
         global_test: the global test set, for ``global_accuracy``.
+        device: where the classifier trains and predicts (e.g. ``"cuda"``).
 
     Raises:
-        ValueError: a Bayes classifier over a generator without a posterior, or an
-            unknown ``sample_labels``.
+        ValueError: a Bayes classifier over a generator without a posterior, an
+            unknown ``sample_labels``, or a negative ``partition_id``.
     """
 
     def __init__(
@@ -108,8 +136,13 @@ class SyntheticLearner:
         partition_id: int,
         training: ClassifierTraining | None = None,
         sample_labels: str = "real",
+        sample_dtype: str = "uint8",
+        samples_per_round: int = 1000,
+        soft_labels: bool = True,
+        soft_label_top_k: int = 0,
         seed: int = 0,
         global_test: ImageDataset | None = None,
+        device: Device = "cpu",
     ) -> None:
         if classifier is None and not isinstance(generator, DensityModel):
             raise ValueError(
@@ -119,6 +152,8 @@ class SyntheticLearner:
             )
         if sample_labels not in SAMPLE_LABELS:
             raise ValueError(f"sample_labels must be one of {SAMPLE_LABELS}, got {sample_labels!r}")
+        if partition_id < 0:
+            raise ValueError(f"partition_id must be >= 0, got {partition_id}")
         self.generator = generator
         self.classifier = classifier
         self.data = data
@@ -126,8 +161,13 @@ class SyntheticLearner:
         self.partition_id = partition_id
         self.training = training or ClassifierTraining()
         self.sample_labels = sample_labels
+        self.sample_dtype = sample_dtype
+        self.samples_per_round = samples_per_round
+        self.soft_labels = soft_labels
+        self.soft_label_top_k = soft_label_top_k
         self.seed = seed
         self.global_test = global_test
+        self.device = device
         self.num_classes = data.train.num_classes
         generator_state = load_arrays(state, GENERATOR_STATE)
         if generator_state is not None:
@@ -147,7 +187,29 @@ class SyntheticLearner:
         stored = load_arrays(self.state, PRIOR_STATE)
         return None if stored is None else stored["trained"]
 
-    def fit(
+    def fit(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Fitted:
+        """One round on the wire (see the class docstring)."""
+        train = self.data.train
+        received = None
+        if arrays:
+            received = validate_payload(arrays, train.image_shape, self.num_classes, UNBOUNDED)
+        generated, metrics = self.learn(
+            received,
+            self_trust=float(config.get("self_trust", 1.0)),
+            num_samples=int(config.get("num_samples", self.samples_per_round)),
+            seed=round_seed(self.seed, self.partition_id, server_round(config)),
+        )
+        probabilities = generated.probabilities if self.soft_labels else None
+        payload = encode_samples(
+            generated.samples,
+            generated.labels,
+            self.sample_dtype,
+            probabilities,
+            self.soft_label_top_k,
+        )
+        return Fitted(payload, len(train), metrics)
+
+    def learn(
         self,
         received: SampleBatch | None,
         self_trust: float,
@@ -206,6 +268,7 @@ class SyntheticLearner:
             seed=seed,
             weights=weights,
             draws=len(self.data.train),
+            normalization=self.data.normalization,
         )
         return train(
             self.classifier,
@@ -214,6 +277,7 @@ class SyntheticLearner:
             settings.learning_rate,
             settings.momentum,
             temperature=settings.temperature,
+            device=self.device,
         )
 
     def _generate(self, num_samples: int, seed: int) -> SampleBatch:
@@ -230,18 +294,20 @@ class SyntheticLearner:
         torch model, else the generator's Bayes posterior), with its training prior."""
         if self.classifier is None:
             return self.generator.predict_proba(samples)
-        return class_probabilities(self.classifier, samples)
+        return class_probabilities(self.classifier, samples, self.data.normalization, self.device)
 
-    def evaluate(self, global_eval: bool = True) -> tuple[float, int, dict[str, Scalar]]:
-        """``(loss, test examples, metrics)`` of the classifier: ``accuracy`` on the
-        local test split with the real prior, ``global_accuracy`` (uniform prior) and
-        ``global_accuracy_uncorrected`` on the global test set when ``global_eval`` and
-        a global test set is given. A client that has not trained yet reports nothing."""
+    def evaluate(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Evaluated:
+        """The classifier's loss on the local test split and its metrics: ``accuracy``
+        there with the real prior; ``global_accuracy`` (uniform prior) and
+        ``global_accuracy_uncorrected`` on the global test set when one is given and
+        the config's ``global_eval`` (default true) asks. A client that has not trained
+        yet evaluates nothing: 0 examples and ``accuracy`` 0, which example-weighted
+        aggregation leaves out."""
         trained = self.trained_prior
         if trained is None:
-            return 0.0, 0, {}
+            return Evaluated(0.0, 0, {"accuracy": 0.0})
         metrics: dict[str, Scalar] = {}
-        if global_eval and self.global_test is not None:
+        if bool(config.get("global_eval", True)) and self.global_test is not None:
             probabilities = self.probabilities(to_unit_range(self.global_test))
             labels = self.global_test.labels
             uniform = np.full(self.num_classes, 1.0 / self.num_classes)
@@ -250,8 +316,8 @@ class SyntheticLearner:
             )[1]
             metrics["global_accuracy_uncorrected"] = score(probabilities, labels)[1]
         if len(self.data.test) == 0:
-            return 0.0, 0, metrics
+            return Evaluated(0.0, 0, metrics)
         probabilities = self.probabilities(to_unit_range(self.data.test))
         own = adjust_prior(probabilities, trained, self.real_prior)
         loss, metrics["accuracy"] = score(own, self.data.test.labels)
-        return loss, len(self.data.test), metrics
+        return Evaluated(loss, len(self.data.test), metrics)

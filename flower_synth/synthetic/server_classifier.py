@@ -17,10 +17,13 @@ from typing import Protocol
 import numpy as np
 from flwr.common import Scalar
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.data.loaders import collect
+from flower_synth.normalization import SYMMETRIC, Normalization
 from flower_synth.payload import SampleBatch
-from flower_synth.training import evaluate, make_loader, train
+from flower_synth.training import Device, evaluate, make_loader, train
 
 
 class PoolLearner(Protocol):
@@ -72,8 +75,14 @@ class PooledClassifier:
     (``global_accuracy``). It never sees real training data.
 
     Args:
-        model: the classifier (e.g. the CNN FedAvg trains).
-        test: the held-out real test set.
+        model: the classifier (e.g. the CNN FedAvg trains; any torch module).
+        test: the held-out real test set: an :class:`ImageDataset`, or your own
+            DataLoader / Dataset (read once, see
+            :func:`~flower_synth.data.client_data_from_loaders`).
+        num_classes: needed with a DataLoader or Dataset as ``test``.
+        normalization: how your model's inputs are normalised (with your own loader:
+            the ``mean`` and ``std`` your transform used).
+        device: where the classifier trains and predicts.
         epochs: epochs per round (0: never trains).
         replay_rounds: rounds of samples kept for training.
         batch_size, learning_rate, momentum, weight_decay, lr_decay: SGD.
@@ -84,8 +93,11 @@ class PooledClassifier:
     def __init__(
         self,
         model: nn.Module,
-        test: ImageDataset,
+        test: ImageDataset | DataLoader | Dataset,
         *,
+        num_classes: int | None = None,
+        normalization: Normalization = SYMMETRIC,
+        device: Device = "cpu",
         epochs: int = 1,
         replay_rounds: int = 5,
         batch_size: int = 64,
@@ -98,8 +110,14 @@ class PooledClassifier:
     ) -> None:
         if not 0.0 < lr_decay <= 1.0:
             raise ValueError(f"lr_decay must lie in (0, 1], got {lr_decay}")
+        if not isinstance(test, ImageDataset):
+            if num_classes is None:
+                raise ValueError("give num_classes with a DataLoader or Dataset as test set")
+            test = collect(test, num_classes, normalization)
         self.model = model
         self.test = test
+        self.normalization = normalization
+        self.device = device
         self.epochs = epochs
         self.buffer = ReplayBuffer(replay_rounds)
         self.batch_size = batch_size
@@ -129,6 +147,7 @@ class PooledClassifier:
             seed=self.seed + server_round,
             weights=class_balanced_weights(pool.labels, self.test.num_classes),
             draws=arrived,
+            normalization=self.normalization,
         )
         loss = train(
             self.model,
@@ -138,6 +157,7 @@ class PooledClassifier:
             self.momentum,
             temperature=self.temperature,
             weight_decay=self.weight_decay,
+            device=self.device,
         )
         self.trained = True
         return {
@@ -150,5 +170,5 @@ class PooledClassifier:
         """Loss and ``global_accuracy`` on the test set (None before any training)."""
         if not self.trained:
             return None
-        loss, accuracy = evaluate(self.model, self.test)
+        loss, accuracy = evaluate(self.model, self.test, self.normalization, self.device)
         return loss, {"global_accuracy": accuracy}

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flower_synth.compare import finished_results
-from flower_synth.experiments import Cell, ExperimentConfig
-from flower_synth.plotting import plot_strategies
+from flower_synth.bench.compare import finished_results
+from flower_synth.bench.experiments import Cell, ExperimentConfig
+from flower_synth.bench.plotting import plot_strategies
 from flower_synth.results import load_results, summarize
 
 BASELINE = "fedavg"  # seconds per round are also given relative to this strategy

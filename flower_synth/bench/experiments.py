@@ -14,8 +14,8 @@ from typing import Any
 
 from omegaconf import MISSING, OmegaConf
 
-from flower_synth.centralized import CENTRALIZED
-from flower_synth.config import STRATEGIES, RunSettings
+from flower_synth.app.config import STRATEGIES, RunSettings
+from flower_synth.bench.centralized import CENTRALIZED
 from flower_synth.data.partition import PARTITIONERS
 
 EXPERIMENT_STRATEGIES = (*STRATEGIES, CENTRALIZED)

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flower_synth.centralized import CENTRALIZED, run_centralized
-from flower_synth.config import RunSettings
-from flower_synth.experiments import Cell
-from flower_synth.federation import LocalFederation
-from flower_synth.machine import machine_id
-from flower_synth.memory import PeakRSS
+from flower_synth.app.config import RunSettings
+from flower_synth.bench.centralized import CENTRALIZED, run_centralized
+from flower_synth.bench.experiments import Cell
+from flower_synth.bench.federation import LocalFederation
+from flower_synth.bench.machine import machine_id
+from flower_synth.bench.memory import PeakRSS
+from flower_synth.metering import ROUND_MARKER
 from flower_synth.results import add_measurements, load_results
-from flower_synth.strategies.metered import ROUND_MARKER
 
 CellRunner = Callable[[Cell], None]
 

@@ -9,22 +9,25 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flower_synth.compare import FlowerCellRunner, round_progress, run_sweep
-from flower_synth.equilibrium_check import format_equilibrium_table, run_equilibrium_experiment
-from flower_synth.experiments import expand, load_experiment
+from flower_synth.bench.compare import FlowerCellRunner, round_progress, run_sweep
+from flower_synth.bench.equilibrium_check import (
+    format_equilibrium_table,
+    run_equilibrium_experiment,
+)
+from flower_synth.bench.experiments import expand, load_experiment
+from flower_synth.bench.generator_bound import generator_bound
+from flower_synth.bench.plotting import plot_runs
+from flower_synth.bench.report import write_report
 from flower_synth.generative.cvae import LATENT_PRIORS
-from flower_synth.generator_bound import generator_bound
-from flower_synth.plotting import plot_runs
-from flower_synth.report import write_report
 from flower_synth.results import format_summary_table, load_results, summarize
 
 
 def find_app_dir(start: Path | None = None) -> Path:
     """The Flower app folder: the current folder if it holds the app's pyproject.toml,
     else the checkout this package was installed from (editable install)."""
-    for candidate in (start or Path.cwd(), Path(__file__).resolve().parents[1]):
+    for candidate in (start or Path.cwd(), Path(__file__).resolve().parents[2]):
         pyproject = candidate / "pyproject.toml"
-        if pyproject.is_file() and "flower_synth.server_app:app" in pyproject.read_text():
+        if pyproject.is_file() and "flower_synth.app.server_app:app" in pyproject.read_text():
             return candidate
     raise FileNotFoundError(
         "no flower-synth app folder found: run from the project checkout or pass --app-dir"

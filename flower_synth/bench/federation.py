@@ -3,7 +3,7 @@
 Used by the demo, the tests and the comparison runner. Ports are picked free at
 start; ``FLWR_HOME`` is a folder of the federation's own, holding the connection
 in ``config.toml``; :meth:`LocalFederation.stop` ends exactly the processes it
-started (see :mod:`flower_synth.processes`).
+started (see :mod:`flower_synth.bench.processes`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from flower_synth.processes import ProcessGroup
+from flower_synth.bench.processes import ProcessGroup
 
 CONNECTION_NAME = "flower-synth-local"
 STARTUP_TIMEOUT_SECONDS = 60.0

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from flower_synth.config import RunSettings
+from flower_synth.app.config import RunSettings
+from flower_synth.bench.federation import LocalFederation
 from flower_synth.data import load_client_data
 from flower_synth.equilibrium import contraction_factor, equilibrium_weights, uniform_trust
-from flower_synth.federation import LocalFederation
 from flower_synth.results import load_results
 from flower_synth.training import to_unit_range
 
@@ -44,7 +44,7 @@ def data_moments(settings: RunSettings, num_clients: int) -> np.ndarray:
     frequencies — the mean parameters of the data its model sees at weight a_ii."""
     rows = []
     for partition_id in range(num_clients):
-        train = load_client_data(settings, partition_id, num_clients).train
+        train = load_client_data(settings.partition_scheme(num_clients), partition_id).train
         mean = to_unit_range(train).reshape(len(train), -1).mean(axis=0, dtype=np.float64)
         rows.append(np.concatenate([mean, train.class_counts() / len(train)]))
     return np.stack(rows)

@@ -1,4 +1,5 @@
-"""The Flower ClientApp: one client per partition, found from the node config."""
+"""The Flower ClientApp (Message API): one learner per partition, found from the node
+config, answering ``train`` and ``evaluate`` messages."""
 
 from __future__ import annotations
 
@@ -6,25 +7,30 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from flwr.client import Client, ClientApp
-from flwr.common import Context, Scalar
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+from flwr.common import Scalar
 
-from flower_synth.clients import (
-    FedAvgClient,
-    FedProtoClient,
-    GMMPrototypeClient,
-    LocalOnlyClient,
-    PrototypeClient,
-    SyntheticSampleClient,
+from flower_synth.app.config import OWN_MODEL_STRATEGIES, RunSettings
+from flower_synth.clientapp import (
+    ClassifierTraining,
+    FedAvgLearner,
+    FedProtoLearner,
+    GMMPrototypeLearner,
+    LocalOnlyLearner,
+    SyntheticLearner,
+    evaluate_reply,
+    message_config,
+    train_reply,
 )
-from flower_synth.clients.fedavg_client import round_seed
-from flower_synth.config import OWN_MODEL_STRATEGIES, RunSettings
-from flower_synth.data import ClientData, load_client_data, load_global_test
+from flower_synth.data import ClientData, ImageDataset, load_client_data, load_global_test
 from flower_synth.generative import build_generator
+from flower_synth.learner import Learner, round_seed, server_round
 from flower_synth.models import build_dual_head_model, build_model
-from flower_synth.synthetic.learner import ClassifierTraining, SyntheticLearner
 
 MIN_GENERATOR_BATCHES = 8
+
+app = ClientApp()
 
 
 def node_partition(node_config: Mapping[str, Scalar]) -> tuple[int, int]:
@@ -66,9 +72,13 @@ def generator_params(
     return {}
 
 
-def synthetic_client(
-    settings: RunSettings, data: ClientData, context: Context, partition_id: int
-) -> SyntheticSampleClient:
+def synthetic_learner(
+    settings: RunSettings,
+    data: ClientData,
+    context: Context,
+    partition_id: int,
+    global_test: ImageDataset | None,
+) -> SyntheticLearner:
     """This partition's generator and classifier kinds (per-partition lists in the run
     config make heterogeneous federations), restored from ``context.state``."""
     shape, num_classes = data.train.image_shape, data.train.num_classes
@@ -79,7 +89,7 @@ def synthetic_client(
     if settings.kind_for(settings.classifier, partition_id) == "model":
         torch.manual_seed(round_seed(settings.seed, partition_id, 0))
         classifier = build_model(shape, num_classes)
-    learner = SyntheticLearner(
+    return SyntheticLearner(
         generator,
         classifier,
         data,
@@ -93,23 +103,23 @@ def synthetic_client(
             temperature=settings.distill_temperature,
         ),
         sample_labels=settings.sample_labels,
-        seed=settings.seed,
-        global_test=load_global_test(settings) if settings.client_global_eval else None,
-    )
-    return SyntheticSampleClient(
-        learner,
         sample_dtype=settings.sample_dtype,
         samples_per_round=settings.samples_per_client,
         soft_labels=settings.soft_labels,
-        top_k=settings.soft_label_top_k,
+        soft_label_top_k=settings.soft_label_top_k,
         seed=settings.seed,
+        global_test=global_test,
     )
 
 
-def own_model_client(
-    settings: RunSettings, data: ClientData, context: Context, partition_id: int
-) -> PrototypeClient:
-    """A GMM-prototype, FedProto or local-only client, its model restored from
+def own_model_learner(
+    settings: RunSettings,
+    data: ClientData,
+    context: Context,
+    partition_id: int,
+    global_test: ImageDataset | None,
+) -> Learner:
+    """A GMM-prototype, FedProto or local-only learner, its model restored from
     ``context.state``.
 
     Every client starts from the same initial weights (seeded by the run seed) and,
@@ -121,18 +131,18 @@ def own_model_client(
         partition_id=partition_id,
         local_epochs=settings.local_epochs,
         prototype_dtype=settings.prototype_dtype,
-        global_test=load_global_test(settings) if settings.client_global_eval else None,
+        global_test=global_test,
         **settings.sgd_params(),
     )
     if settings.strategy == "local-only":
-        return LocalOnlyClient(build_model(shape, num_classes), data, context.state, **options)
+        return LocalOnlyLearner(build_model(shape, num_classes), data, context.state, **options)
     if settings.strategy == "fedproto":
         model = build_model(shape, num_classes)
-        return FedProtoClient(
+        return FedProtoLearner(
             model, data, context.state, proto_lambda=settings.proto_lambda, **options
         )
     model = build_dual_head_model(shape, num_classes, settings.seed, settings.prediction_head)
-    return GMMPrototypeClient(
+    return GMMPrototypeLearner(
         model,
         data,
         context.state,
@@ -145,23 +155,44 @@ def own_model_client(
     )
 
 
-def client_fn(context: Context) -> Client:
-    """Build this node's client for the strategy named by the run config."""
+def global_test_due(settings: RunSettings, server_round: int) -> bool:
+    """Whether clients score their own models on the global test set this round: with
+    ``client-global-eval``, in rounds divisible by ``client-global-eval-every`` and in
+    the last round."""
+    every, last = settings.client_global_eval_every, settings.num_server_rounds
+    return settings.client_global_eval and (server_round % every == 0 or server_round == last)
+
+
+def learner_for(context: Context, global_eval: bool = False) -> Learner:
+    """This node's learner for the strategy named by the run config (with the global
+    test set only when ``global_eval``)."""
     settings = RunSettings.from_run_config(context.run_config)
     partition_id, num_partitions = node_partition(context.node_config)
-    data = load_client_data(settings, partition_id, num_partitions)
+    data = load_client_data(settings.partition_scheme(num_partitions), partition_id)
+    global_test = load_global_test(settings.data_source) if global_eval else None
     if settings.strategy == "synthetic":
-        return synthetic_client(settings, data, context, partition_id).to_client()
+        return synthetic_learner(settings, data, context, partition_id, global_test)
     if settings.strategy in OWN_MODEL_STRATEGIES:
-        return own_model_client(settings, data, context, partition_id).to_client()
+        return own_model_learner(settings, data, context, partition_id, global_test)
     model = build_model(data.train.image_shape, data.train.num_classes)
-    return FedAvgClient(
+    return FedAvgLearner(
         model,
         data,
+        partition_id=partition_id,
         local_epochs=settings.local_epochs,
         **settings.sgd_params(),
-        partition_id=partition_id,
-    ).to_client()
+    )
 
 
-app = ClientApp(client_fn=client_fn)
+@app.train()
+def train(message: Message, context: Context) -> Message:
+    """Learn on this node's partition; reply with what the strategy exchanges."""
+    return train_reply(message, learner_for(context))
+
+
+@app.evaluate()
+def evaluate(message: Message, context: Context) -> Message:
+    """Evaluate this node's model (on the global test set too when due)."""
+    settings = RunSettings.from_run_config(context.run_config)
+    due = global_test_due(settings, server_round(message_config(message)))
+    return evaluate_reply(message, learner_for(context, global_eval=due))

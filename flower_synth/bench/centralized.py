@@ -9,7 +9,7 @@ import flwr
 import numpy as np
 import torch
 
-from flower_synth.config import RunSettings
+from flower_synth.app.config import RunSettings
 from flower_synth.data import load_client_data, load_global_test
 from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.models import build_model, count_parameters
@@ -31,13 +31,15 @@ def run_centralized(settings: RunSettings, num_clients: int) -> Path:
     results file's path.
     """
     torch.manual_seed(settings.seed)
-    clients = [load_client_data(settings, pid, num_clients) for pid in range(num_clients)]
+    clients = [
+        load_client_data(settings.partition_scheme(num_clients), pid) for pid in range(num_clients)
+    ]
     pooled = ImageDataset(
         np.concatenate([c.train.images for c in clients]),
         np.concatenate([c.train.labels for c in clients]),
         clients[0].train.num_classes,
     )
-    test = load_global_test(settings)
+    test = load_global_test(settings.data_source)
     model = build_model(pooled.image_shape, pooled.num_classes)
     path = Path(settings.output_dir).expanduser().resolve() / results_file_name(
         CENTRALIZED, settings.dataset, settings.partitioner, settings.seed

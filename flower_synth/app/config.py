@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from flower_synth.data.federated import DataSource, PartitionScheme
 from flower_synth.data.partition import PARTITIONERS
 from flower_synth.data.sources import DATASETS
 from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
@@ -177,6 +178,23 @@ class RunSettings:
                     f"{generator!r} does not have (partition {index} of the lists); pair "
                     f"'bayes' with one of {', '.join(DENSITY_GENERATORS)} or use 'model'"
                 )
+
+    @property
+    def data_source(self) -> DataSource:
+        """The dataset and where its files are (``dataset``, ``data-dir``, ``download``)."""
+        return DataSource(self.dataset, self.data_dir, self.download)
+
+    def partition_scheme(self, num_partitions: int) -> PartitionScheme:
+        """How the run splits the dataset over ``num_partitions`` clients."""
+        return PartitionScheme(
+            self.data_source,
+            num_partitions,
+            partitioner=self.partitioner,
+            seed=self.seed,
+            dirichlet_alpha=self.dirichlet_alpha,
+            classes_per_client=self.classes_per_client,
+            local_test_fraction=self.local_test_fraction,
+        )
 
     def sgd_params(self) -> dict[str, Any]:
         """``batch_size``, ``learning_rate``, ``momentum`` and ``seed``: the keyword

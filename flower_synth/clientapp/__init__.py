@@ -1,0 +1,42 @@
+"""Client side for Flower's Message API (``ClientApp`` with ``@app.train()`` and
+``@app.evaluate()`` handlers): :func:`train_reply` and :func:`evaluate_reply` answer a
+message with a :class:`~flower_synth.learner.Learner`, and the learners are here too::
+
+    from flower_synth.clientapp import SyntheticLearner, evaluate_reply, train_reply
+
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        return train_reply(msg, make_learner(context))
+
+or, with both handlers at once, ``app = learner_app(make_learner)``.
+
+The legacy ``NumPyClient`` classes serving the same learners are in
+:mod:`flower_synth.clients`.
+"""
+
+from flower_synth.clientapp.replies import (
+    evaluate_reply,
+    learner_app,
+    message_config,
+    train_reply,
+)
+from flower_synth.fedavg_learner import FedAvgLearner
+from flower_synth.prototypes.fedproto_learner import FedProtoLearner
+from flower_synth.prototypes.gmm_learner import GMMPrototypeLearner
+from flower_synth.prototypes.learner import LocalOnlyLearner
+from flower_synth.synthetic.learner import ClassifierTraining, SyntheticLearner
+
+__all__ = [
+    "ClassifierTraining",
+    "FedAvgLearner",
+    "FedProtoLearner",
+    "GMMPrototypeLearner",
+    "LocalOnlyLearner",
+    "SyntheticLearner",
+    "evaluate_reply",
+    "learner_app",
+    "message_config",
+    "train_reply",
+]

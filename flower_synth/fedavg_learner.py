@@ -1,0 +1,101 @@
+"""The client side of the weight-averaging baselines (FedAvg and FedProx), free of
+Flower's APIs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from flwr.common import Scalar
+from torch import nn
+
+from flower_synth.data.federated import ClientData
+from flower_synth.learner import Evaluated, Fitted, round_seed, server_round
+from flower_synth.training import (
+    Device,
+    evaluate,
+    get_weights,
+    make_loader,
+    set_weights,
+    to_unit_range,
+    train,
+)
+
+
+class FedAvgLearner:
+    """Trains the global model on the client's data and returns the weights. A
+    :class:`~flower_synth.learner.Learner`.
+
+    :meth:`fit` loads the received global weights, runs ``local_epochs`` of SGD (adding
+    the FedProx proximal term when the config carries ``proximal_mu``, as flwr's
+    ``FedProx`` strategies send it) and returns the new weights with the training-split
+    size and ``train_loss``. :meth:`evaluate` scores received weights on the client's
+    local test split (``accuracy``).
+
+    Args:
+        model: the torch classifier (its weights are replaced by the received ones).
+        data: the client's train and local test splits.
+        partition_id: this client's partition, part of every round's seed; required.
+        local_epochs, batch_size, learning_rate, momentum: local SGD settings.
+        seed: run seed; shuffling in round r uses a seed derived from (seed, partition, r).
+        device: where the model trains and predicts.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: ClientData,
+        *,
+        partition_id: int,
+        local_epochs: int = 2,
+        batch_size: int = 64,
+        learning_rate: float = 0.01,
+        momentum: float = 0.9,
+        seed: int = 0,
+        device: Device = "cpu",
+    ) -> None:
+        self.model = model
+        self.data = data
+        self.partition_id = partition_id
+        self.local_epochs = local_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.seed = seed
+        self.device = device
+
+    def parameters(self) -> list[np.ndarray]:
+        """The current model weights."""
+        return get_weights(self.model)
+
+    def fit(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Fitted:
+        """Local training from the received weights; returns weights, example count,
+        and ``train_loss`` (mean loss of the last local epoch)."""
+        set_weights(self.model, arrays)
+        loader = make_loader(
+            to_unit_range(self.data.train),
+            self.data.train.labels,
+            self.batch_size,
+            shuffle=True,
+            seed=round_seed(self.seed, self.partition_id, server_round(config)),
+            normalization=self.data.normalization,
+        )
+        loss = train(
+            self.model,
+            loader,
+            epochs=self.local_epochs,
+            learning_rate=self.learning_rate,
+            momentum=self.momentum,
+            proximal_mu=float(config.get("proximal_mu", 0.0)),
+            device=self.device,
+        )
+        return Fitted(get_weights(self.model), len(self.data.train), {"train_loss": loss})
+
+    def evaluate(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Evaluated:
+        """Loss and ``accuracy`` of the received weights on the local test split (0
+        examples and no accuracy where the split is empty)."""
+        if len(self.data.test) == 0:
+            return Evaluated(0.0, 0, {})
+        set_weights(self.model, arrays)
+        loss, accuracy = evaluate(self.model, self.data.test, self.data.normalization, self.device)
+        return Evaluated(loss, len(self.data.test), {"accuracy": accuracy})

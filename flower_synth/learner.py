@@ -1,0 +1,56 @@
+"""The client side of every strategy, free of Flower's APIs.
+
+A :class:`Learner` is one client's algorithm: it learns from what the server sent (a
+list of numpy arrays and a plain config) and returns what goes back, and it evaluates
+its model. The legacy ``NumPyClient`` (:class:`flower_synth.clients.LearnerClient`) and
+the Message-API handlers (:mod:`flower_synth.clientapp`) are thin adapters over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from flwr.common import Scalar
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What a client returns from training: arrays, training-set size, metrics."""
+
+    arrays: list[np.ndarray]
+    num_examples: int
+    metrics: dict[str, Scalar] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """What a client returns from evaluation: loss, test-set size (0: it did not
+    evaluate, e.g. before its first fit), metrics."""
+
+    loss: float
+    num_examples: int
+    metrics: dict[str, Scalar] = field(default_factory=dict)
+
+
+class Learner(Protocol):
+    """One client's algorithm (see the module docstring)."""
+
+    def fit(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Fitted:
+        """Learn from the received ``arrays`` and ``config``; return what goes back."""
+
+    def evaluate(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Evaluated:
+        """Evaluate the client's model (on the received ``arrays`` where a strategy
+        sends a global model)."""
+
+
+def round_seed(seed: int, partition_id: int, server_round: int) -> int:
+    """A seed for one client's work in one round, derived from the run seed."""
+    return int(np.random.SeedSequence([seed, partition_id, server_round]).generate_state(1)[0])
+
+
+def server_round(config: Mapping[str, Scalar]) -> int:
+    """The round a config belongs to (0 where it does not say)."""
+    return int(config.get("server_round", 0))

@@ -1,0 +1,41 @@
+"""How a classifier's inputs are made from images in [0, 1]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision.transforms import v2
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How images in [0, 1] become a classifier's inputs: ``(x - mean) / std`` per
+    channel (a channel-wise value is repeated over the channels when one is given).
+    The default maps [0, 1] to [-1, 1], the scale of every model of this package; give
+    the ``mean`` and ``std`` of your own ``transforms.Normalize`` to feed your model
+    what it was built for."""
+
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+
+    def transform(self, channels: int) -> v2.Normalize:
+        """torchvision's ``Normalize`` for images with ``channels`` channels."""
+        mean = self.mean * channels if len(self.mean) == 1 else self.mean
+        std = self.std * channels if len(self.std) == 1 else self.std
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(
+                f"normalization has {len(self.mean)} means and {len(self.std)} stds for "
+                f"images with {channels} channels; give one value or one per channel"
+            )
+        return v2.Normalize(list(mean), list(std))
+
+    def inverse(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Model inputs ``(N, C, H, W)`` back to images in [0, 1] (``x * std + mean``)."""
+        channels = inputs.shape[1]
+        mean = torch.tensor(self.mean * channels if len(self.mean) == 1 else self.mean)
+        std = torch.tensor(self.std * channels if len(self.std) == 1 else self.std)
+        return inputs * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)
+
+
+SYMMETRIC = Normalization()  # [0, 1] to [-1, 1]: every model of this package

@@ -1,0 +1,176 @@
+"""The client side of strategies in which every client trains its own model and shares
+per-class feature summaries (prototypes) instead of weights, free of Flower's APIs."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from flwr.app import RecordDict
+from flwr.common import Scalar
+from torch import nn
+
+from flower_synth.data.federated import ClientData
+from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.learner import Evaluated, Fitted, round_seed, server_round
+from flower_synth.models import require_feature_split
+from flower_synth.state import count_round, load_module, save_module
+from flower_synth.training import (
+    Device,
+    evaluate,
+    extract_features,
+    make_loader,
+    to_unit_range,
+    train,
+)
+
+
+class PrototypeLearner(ABC):
+    """A client whose model never leaves it; each round it trains on its real data with
+    extra terms derived from the received global summary, then returns a new summary of
+    its features. A :class:`~flower_synth.learner.Learner`.
+
+    :meth:`fit` decodes the global summary (empty in round 1) into training terms
+    (:meth:`training_terms`), runs ``local_epochs`` of SGD, and returns
+    :meth:`summarize` of the features of its training split, its size, and the metrics
+    ``partition_id``, ``train_loss`` and ``client_rounds``. :meth:`evaluate` scores the
+    model on the local test split (``accuracy``) and, if given and the config's
+    ``global_eval`` (default true) asks, the global test set (``global_accuracy``); a
+    client that has not trained yet evaluates nothing (0 examples). The model persists
+    across rounds in ``state`` (the node's ``Context.state``) under ``state_key``.
+
+    Args:
+        model: torch classifier with ``features`` and ``head`` (and ``feature_dim``).
+        data: the client's training and local test splits.
+        state: where the model is kept between rounds.
+        state_key: name of the model's entry in ``state``.
+        partition_id: reported to the server, and part of every round's seed; required.
+        local_epochs, batch_size, learning_rate, momentum: local SGD settings.
+        seed: run seed.
+        prototype_dtype: float format of uploads, ``"float16"`` or ``"float32"``.
+        global_test: if given, ``evaluate`` also scores the global test set.
+        device: where the model trains and predicts.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: ClientData,
+        state: RecordDict,
+        state_key: str,
+        *,
+        partition_id: int,
+        local_epochs: int = 2,
+        batch_size: int = 64,
+        learning_rate: float = 0.01,
+        momentum: float = 0.9,
+        seed: int = 0,
+        prototype_dtype: str = "float16",
+        global_test: ImageDataset | None = None,
+        device: Device = "cpu",
+    ) -> None:
+        require_feature_split(model)
+        if partition_id < 0:
+            raise ValueError(f"partition_id must be >= 0, got {partition_id}")
+        self.model = model
+        self.data = data
+        self.state = state
+        self.state_key = state_key
+        self.partition_id = partition_id
+        self.local_epochs = local_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.seed = seed
+        self.prototype_dtype = prototype_dtype
+        self.global_test = global_test
+        self.device = device
+        self.trained = load_module(state, f"{state_key}.model", model)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the dataset (not only those this client holds)."""
+        return self.data.train.num_classes
+
+    @abstractmethod
+    def training_terms(self, received: list[np.ndarray], seed: int) -> dict[str, Any]:
+        """Keyword arguments for :func:`~flower_synth.training.train` (``feature_loss``,
+        ``pseudo``) derived from the received global summary (possibly empty)."""
+
+    @abstractmethod
+    def summarize(self, seed: int) -> list[np.ndarray]:
+        """The payload: a per-class summary of the training split's features
+        (:meth:`training_features`), after this round's training."""
+
+    def training_features(self) -> tuple[np.ndarray, np.ndarray]:
+        """Features of the training split under the current model, and their labels."""
+        features = extract_features(
+            self.model, to_unit_range(self.data.train), self.data.normalization, self.device
+        )
+        return features, self.data.train.labels
+
+    def fit(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Fitted:
+        """Train with the global summary's terms; return this client's new summary."""
+        seed = round_seed(self.seed, self.partition_id, server_round(config))
+        real, labels = to_unit_range(self.data.train), self.data.train.labels
+        terms = self.training_terms(arrays, seed)
+        loader = make_loader(
+            real, labels, self.batch_size, True, seed, normalization=self.data.normalization
+        )
+        loss = train(
+            self.model,
+            loader,
+            self.local_epochs,
+            self.learning_rate,
+            self.momentum,
+            seed=seed,
+            device=self.device,
+            **terms,
+        )
+        save_module(self.state, f"{self.state_key}.model", self.model)
+        self.trained = True
+        metrics: dict[str, Scalar] = {
+            "partition_id": self.partition_id,
+            "train_loss": loss,
+            "client_rounds": count_round(self.state, f"{self.state_key}.progress"),
+        }
+        if terms.get("pseudo") is not None:
+            metrics["pseudo_features"] = len(terms["pseudo"])
+        return Fitted(self.summarize(seed), len(labels), metrics)
+
+    def evaluate(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Evaluated:
+        """The client's own model on its local test split (``accuracy``) and, if set and
+        the config's ``global_eval`` (default true) asks, the global test set
+        (``global_accuracy``)."""
+        if not self.trained:
+            return Evaluated(0.0, 0, {"accuracy": 0.0})
+        normalization, device = self.data.normalization, self.device
+        metrics: dict[str, Scalar] = {}
+        if self.global_test is not None and bool(config.get("global_eval", True)):
+            metrics["global_accuracy"] = evaluate(
+                self.model, self.global_test, normalization, device
+            )[1]
+        if len(self.data.test) == 0:
+            return Evaluated(0.0, 0, metrics)
+        loss, metrics["accuracy"] = evaluate(self.model, self.data.test, normalization, device)
+        return Evaluated(loss, len(self.data.test), metrics)
+
+
+class LocalOnlyLearner(PrototypeLearner):
+    """Plain cross-entropy training of the client's own model on its own data; the
+    summary it sends is empty. The lower reference every collaborative strategy must
+    beat on the clients' local test splits (and usually does not on the global test
+    set). Arguments as :class:`PrototypeLearner`'s, without ``state_key``."""
+
+    def __init__(self, model: nn.Module, data: ClientData, state: RecordDict, **options: Any):
+        super().__init__(model, data, state, "local-only", **options)
+
+    def training_terms(self, received: list[np.ndarray], seed: int) -> dict[str, Any]:
+        """Nothing but cross-entropy."""
+        return {}
+
+    def summarize(self, seed: int) -> list[np.ndarray]:
+        """Nothing leaves the client."""
+        return []

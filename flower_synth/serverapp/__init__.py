@@ -1,0 +1,1 @@
+"""Server side for Flower's Message API (``ServerApp`` with ``@app.main()``)."""

@@ -1,0 +1,248 @@
+"""A Message-API Flower ``Strategy`` for any :class:`~flower_synth.exchange.ExchangeServer`:
+node sampling, one ``Message`` per node, payload acceptance and client-side evaluation,
+for strategies in which every client keeps its own model and only data summaries travel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from logging import INFO, WARNING
+from typing import Any, NotRequired, TypedDict
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Result, Strategy
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords, sample_nodes
+
+from flower_synth.exchange import Accepted, ExchangeServer, Reply, accept
+from flower_synth.options import refuse_unsupported
+
+MetricsAggregation = Callable[[list[RecordDict], str], MetricRecord]
+EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]
+
+
+class MessageSampling(TypedDict):
+    """Node sampling, record keys and metric aggregation, named as in flwr's
+    ``flwr.serverapp.strategy.FedAvg``."""
+
+    fraction_train: NotRequired[float]
+    fraction_evaluate: NotRequired[float]
+    min_train_nodes: NotRequired[int]
+    min_evaluate_nodes: NotRequired[int]
+    min_available_nodes: NotRequired[int]
+    weighted_by_key: NotRequired[str]
+    arrayrecord_key: NotRequired[str]
+    configrecord_key: NotRequired[str]
+    train_metrics_aggr_fn: NotRequired[MetricsAggregation | None]
+    evaluate_metrics_aggr_fn: NotRequired[MetricsAggregation | None]
+
+
+class ModelFreeStrategy(Strategy):
+    """The Message-API adapter of an :class:`~flower_synth.exchange.ExchangeServer`.
+
+    ``configure_train`` samples nodes and builds one ``Message`` per node carrying what
+    the exchange has for it (``arrays``) and its config (the ``config`` given to
+    :meth:`start`, ``server-round`` and the exchange's entries); ``aggregate_train``
+    turns every reply without an error into a :class:`~flower_synth.exchange.Reply` (its
+    ``arrays`` record, if any, and its one ``MetricRecord``, which carries
+    ``weighted_by_key``) and lets the exchange decode and aggregate them: a reply that
+    does not decode is that node's failure, counted in ``rejected_payloads``, and the
+    round goes on. Evaluation messages carry only the config; nodes evaluate their own
+    models. Server-side evaluation (``evaluate_fn`` of :meth:`start`) defaults to the
+    exchange's own. The returned ``ArrayRecord`` is always None: there is no global model.
+
+    Args:
+        exchange: the strategy's algorithm.
+        fraction_train, fraction_evaluate, min_train_nodes, min_evaluate_nodes,
+        min_available_nodes, weighted_by_key, arrayrecord_key, configrecord_key,
+        train_metrics_aggr_fn, evaluate_metrics_aggr_fn: as in flwr's Message-API
+            ``FedAvg`` (same defaults; aggregation functions default to flwr's
+            weighted average, replies with zero weight left out).
+    """
+
+    def __init__(
+        self,
+        exchange: ExchangeServer,
+        *,
+        fraction_train: float = 1.0,
+        fraction_evaluate: float = 1.0,
+        min_train_nodes: int = 2,
+        min_evaluate_nodes: int = 2,
+        min_available_nodes: int = 2,
+        weighted_by_key: str = "num-examples",
+        arrayrecord_key: str = "arrays",
+        configrecord_key: str = "config",
+        train_metrics_aggr_fn: MetricsAggregation | None = None,
+        evaluate_metrics_aggr_fn: MetricsAggregation | None = None,
+        **unsupported: Any,
+    ) -> None:
+        refuse_unsupported(type(self).__name__, unsupported, MessageSampling)
+        self.exchange = exchange
+        self.fraction_train = fraction_train
+        self.fraction_evaluate = fraction_evaluate
+        self.min_train_nodes = min_train_nodes
+        self.min_evaluate_nodes = min_evaluate_nodes
+        self.min_available_nodes = min_available_nodes
+        self.weighted_by_key = weighted_by_key
+        self.arrayrecord_key = arrayrecord_key
+        self.configrecord_key = configrecord_key
+        self.train_metrics_aggr_fn = train_metrics_aggr_fn or aggregate_metricrecords
+        self.evaluate_metrics_aggr_fn = evaluate_metrics_aggr_fn or aggregate_metricrecords
+
+    def summary(self) -> None:
+        """Log the strategy's algorithm and sampling."""
+        log(INFO, "\t├──> Algorithm: %s", self.exchange.describe())
+        log(
+            INFO,
+            "\t└──> Sampling: fraction train %.2f | evaluate %.2f, minimum nodes train %d "
+            "| evaluate %d | available %d",
+            self.fraction_train,
+            self.fraction_evaluate,
+            self.min_train_nodes,
+            self.min_evaluate_nodes,
+            self.min_available_nodes,
+        )
+
+    def sample(self, grid: Grid, fraction: float, minimum: int) -> list[int]:
+        """``fraction`` of the connected nodes, at least ``minimum``, waiting for
+        ``min_available_nodes``."""
+        size = max(int(len(list(grid.get_node_ids())) * fraction), minimum)
+        nodes, _ = sample_nodes(grid, self.min_available_nodes, size)
+        return nodes
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """One training message per sampled node, with what the exchange has for it."""
+        if self.fraction_train == 0.0:
+            return []
+        nodes = self.sample(grid, self.fraction_train, self.min_train_nodes)
+        plan = self.exchange.instructions(server_round, [str(node) for node in nodes])
+        messages = []
+        for node in nodes:
+            payload, entries = plan[str(node)]
+            content = RecordDict(
+                {
+                    self.arrayrecord_key: ArrayRecord(payload),
+                    self.configrecord_key: ConfigRecord(
+                        dict(config) | {"server-round": server_round} | entries
+                    ),
+                }
+            )
+            messages.append(Message(content, message_type=MessageType.TRAIN, dst_node_id=node))
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Decode and aggregate the replies; no ArrayRecord (no global model), and the
+        exchange's metrics with ``rejected_payloads`` and the nodes' aggregated metrics."""
+        valid = self.without_errors(replies, "aggregate_train")
+        accepted, rejected = accept(valid, self.to_reply, self.exchange.decode)
+        metrics = self.exchange.aggregate(server_round, accepted)
+        metrics = {"rejected_payloads": rejected} | metrics | self.train_metrics(accepted)
+        return None, MetricRecord(metrics)
+
+    def to_reply(self, message: Message) -> Reply:
+        """A reply message as a :class:`~flower_synth.exchange.Reply` (raises
+        ``ValueError`` for one without exactly one ``MetricRecord`` carrying
+        ``weighted_by_key`` as a non-negative integer, or whose arrays do not
+        deserialise)."""
+        content = message.content
+        records = list(content.metric_records.values())
+        if len(records) != 1:
+            raise ValueError(f"a reply needs exactly one MetricRecord, got {len(records)}")
+        metrics = dict(records[0])
+        examples = metrics.pop(self.weighted_by_key, None)
+        if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
+            raise ValueError(
+                f"the reply's metric {self.weighted_by_key!r} must be an integer >= 0, "
+                f"got {examples!r}"
+            )
+        arrays = content.array_records.get(self.arrayrecord_key)
+        payload = [] if arrays is None else arrays.to_numpy_ndarrays()
+        return Reply(str(message.metadata.src_node_id), payload, examples, metrics)
+
+    def train_metrics(self, accepted: list[Accepted]) -> dict[str, Any]:
+        """``train_metrics_aggr_fn`` over the accepted replies' metrics."""
+        weighed = [
+            RecordDict({"metrics": MetricRecord(dict(a.reply.metrics) | {self.weighted_by_key: w})})
+            for a in accepted
+            if (w := a.reply.num_examples) > 0
+        ]
+        return dict(self.train_metrics_aggr_fn(weighed, self.weighted_by_key)) if weighed else {}
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """One evaluation message per sampled node: only the config travels."""
+        if self.fraction_evaluate == 0.0:
+            return []
+        nodes = self.sample(grid, self.fraction_evaluate, self.min_evaluate_nodes)
+        content = RecordDict(
+            {self.configrecord_key: ConfigRecord(dict(config) | {"server-round": server_round})}
+        )
+        return [Message(content, message_type=MessageType.EVALUATE, dst_node_id=n) for n in nodes]
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """``evaluate_metrics_aggr_fn`` over the replies that carry a positive
+        ``weighted_by_key`` (nodes that have not trained yet report 0 and are left out)."""
+        valid = [
+            message.content
+            for message in self.without_errors(replies, "aggregate_evaluate")
+            if any(
+                isinstance(w := record.get(self.weighted_by_key), int) and w > 0
+                for record in message.content.metric_records.values()
+            )
+        ]
+        return self.evaluate_metrics_aggr_fn(valid, self.weighted_by_key) if valid else None
+
+    @staticmethod
+    def without_errors(replies: Iterable[Message], stage: str) -> list[Message]:
+        """The replies that carry content; the others are logged."""
+        valid = []
+        for message in replies:
+            if message.has_error():
+                log(
+                    WARNING,
+                    "%s: node %s failed: %s",
+                    stage,
+                    message.metadata.src_node_id,
+                    message.error.reason,
+                )
+            else:
+                valid.append(message)
+        return valid
+
+    def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        """The exchange's server-side evaluation as a ``MetricRecord`` (its metrics and
+        ``loss``), the default ``evaluate_fn`` of :meth:`start`."""
+        outcome = self.exchange.evaluate(server_round)
+        if outcome is None:
+            return None
+        loss, metrics = outcome
+        return MetricRecord(dict(metrics) | {"loss": loss})
+
+    def start(
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord | None = None,
+        num_rounds: int = 3,
+        timeout: float = 3600,
+        train_config: ConfigRecord | None = None,
+        evaluate_config: ConfigRecord | None = None,
+        evaluate_fn: EvaluateFn | None = None,
+    ) -> Result:
+        """Flower's round loop (``Strategy.start``); ``initial_arrays`` may be left out
+        (there is no global model) and ``evaluate_fn`` defaults to :meth:`evaluate`."""
+        return super().start(
+            grid=grid,
+            initial_arrays=initial_arrays if initial_arrays is not None else ArrayRecord(),
+            num_rounds=num_rounds,
+            timeout=timeout,
+            train_config=train_config,
+            evaluate_config=evaluate_config,
+            evaluate_fn=evaluate_fn or self.evaluate,
+        )

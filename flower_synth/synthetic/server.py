@@ -1,0 +1,194 @@
+"""The server's algorithm of synthetic-sample exchange, free of Flower's APIs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NotRequired, TypedDict
+
+import numpy as np
+from flwr.common import Scalar
+
+from flower_synth.exchange import Accepted, ExchangeServer, Instructions, Reply
+from flower_synth.payload import PayloadError, SampleBatch, encode_samples, validate_payload
+from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS, SyntheticPools
+from flower_synth.synthetic.server_classifier import PoolLearner
+
+PoolCallback = Callable[[int, dict[str, SampleBatch], dict[str, Mapping[str, Scalar]]], None]
+
+
+class SyntheticOptions(TypedDict):
+    """The algorithm's settings, shared by both strategy classes (see
+    :class:`SyntheticExchange`)."""
+
+    sample_shape: tuple[int, ...]
+    num_classes: int
+    samples_per_client: NotRequired[int]
+    download_budget: NotRequired[int]
+    trust: NotRequired[str | np.ndarray]
+    self_trust: NotRequired[float]
+    sample_dtype: NotRequired[str]
+    sample_allocation: NotRequired[str]
+    soft_label_top_k: NotRequired[int]
+    server_classifier: NotRequired[PoolLearner | None]
+    on_pools: NotRequired[PoolCallback | None]
+    seed: NotRequired[int]
+
+
+def reported_partition(metrics: Mapping[str, Scalar]) -> int | None:
+    """The ``partition_id`` a client reports, or None if it reports none.
+
+    Raises:
+        PayloadError: if it is not a non-negative integer.
+    """
+    partition = metrics.get("partition_id")
+    if partition is None:
+        return None
+    if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
+        raise PayloadError(f"metric partition_id must be an integer >= 0, got {partition!r}")
+    return partition
+
+
+class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
+    """Synthetic-sample exchange (Schlesinger & Flach, 2025), the server's part.
+
+    It keeps the latest pool of synthetic samples of every client
+    (:class:`~flower_synth.synthetic.pools.SyntheticPools`, keyed by the partition id a
+    client reports) and, each round, sends every sampled client a mixture of the
+    *other* clients' pools, drawn by source in proportion to the trust weights ``a_ij``
+    and capped at ``download_budget`` samples, soft labels included, with ``self_trust``
+    (``a_ii``) and ``num_samples`` (its share of ``samples_per_client`` times the
+    sampled clients, ``sample_allocation``) in its config. Every payload is validated
+    (:func:`~flower_synth.payload.validate_payload`: arrays, dtypes, shapes, labels,
+    values, soft labels, at most the samples asked for). The accepted pools of a round
+    go to ``server_classifier`` (a
+    :class:`~flower_synth.synthetic.server_classifier.PoolLearner`, e.g.
+    :class:`~flower_synth.synthetic.server_classifier.PooledClassifier`), whose
+    evaluation is the strategy's server-side evaluation.
+
+    Args:
+        sample_shape: shape of one sample, e.g. ``(1, 28, 28)``.
+        num_classes: labels must lie in ``[0, num_classes)``.
+        samples_per_client: samples asked of a client per round, on average.
+        download_budget: samples sent to a client per round; 0 sends as many as the
+            other pools hold together.
+        trust: ``"uniform"``, ``"size"`` or an explicit row-stochastic matrix indexed
+            by partition id (see :class:`~flower_synth.synthetic.pools.SyntheticPools`).
+        self_trust: ``a_ii`` for ``"uniform"`` and ``"size"``.
+        sample_dtype: wire format of what the server sends, ``"uint8"`` or ``"float16"``.
+        sample_allocation: ``"size"`` (a client's share follows its training-set
+            size) or ``"equal"`` (``samples_per_client`` each).
+        soft_label_top_k: send only the top ``k`` soft labels per sample (0: all).
+        server_classifier: learns from each round's pools; its evaluation is the
+            strategy's.
+        on_pools: called after every round with the pools and the accepted clients'
+            fit metrics, both keyed by identity.
+        seed: seeds which samples are drawn for each client.
+    """
+
+    def __init__(
+        self,
+        sample_shape: tuple[int, ...],
+        num_classes: int,
+        *,
+        samples_per_client: int = 1000,
+        download_budget: int = 0,
+        trust: str | np.ndarray = "uniform",
+        self_trust: float = 0.5,
+        sample_dtype: str = "uint8",
+        sample_allocation: str = "size",
+        soft_label_top_k: int = 0,
+        server_classifier: PoolLearner | None = None,
+        on_pools: PoolCallback | None = None,
+        seed: int = 0,
+    ) -> None:
+        if samples_per_client < 1:
+            raise ValueError(f"samples_per_client must be >= 1, got {samples_per_client}")
+        if sample_allocation not in SAMPLE_ALLOCATIONS:
+            raise ValueError(
+                f"sample_allocation must be one of {SAMPLE_ALLOCATIONS}, got {sample_allocation!r}"
+            )
+        self.pools = SyntheticPools(sample_shape, trust, self_trust, download_budget, seed)
+        self.num_classes = num_classes
+        self.samples_per_client = samples_per_client
+        self.sample_dtype = sample_dtype
+        self.sample_allocation = sample_allocation
+        self.soft_label_top_k = soft_label_top_k
+        self.server_classifier = server_classifier
+        self.on_pools = on_pools
+        self.requested: dict[str, int] = {}
+
+    def describe(self) -> str:
+        """The strategy's main settings."""
+        return (
+            f"synthetic-sample exchange (samples_per_client={self.samples_per_client}, "
+            f"download_budget={self.pools.download_budget}, trust={self.pools.trust!r})"
+        )
+
+    def instructions(self, server_round: int, node_ids: Sequence[str]) -> Instructions:
+        """Every node's download of the others' pools, its ``self_trust`` and
+        ``num_samples``."""
+        self.requested = self.pools.sample_counts(
+            node_ids, self.samples_per_client, self.sample_allocation
+        )
+        instructions: Instructions = {}
+        for node in node_ids:
+            batch, self_trust = self.pools.download_for(node, server_round)
+            arrays = []
+            if len(batch):
+                arrays = encode_samples(
+                    batch.samples,
+                    batch.labels,
+                    self.sample_dtype,
+                    batch.probabilities,
+                    self.soft_label_top_k,
+                )
+            config = {"self_trust": self_trust, "num_samples": self.requested[node]}
+            instructions[node] = (arrays, config)
+        return instructions
+
+    def decode(self, reply: Reply) -> tuple[int | None, SampleBatch]:
+        """The client's samples (at most what it was asked for) and the partition id it
+        reports."""
+        cap = self.requested.get(reply.node_id, self.samples_per_client)
+        shape = self.pools.sample_shape
+        batch = validate_payload(reply.arrays, shape, self.num_classes, cap)
+        partition = reported_partition(reply.metrics)
+        trust = self.pools.trust
+        if isinstance(trust, np.ndarray) and (partition is None or partition >= len(trust)):
+            raise PayloadError(
+                f"an explicit trust matrix needs metric partition_id in "
+                f"[0, {len(trust)}), got {partition!r}"
+            )
+        return partition, batch
+
+    def aggregate(
+        self, server_round: int, accepted: Sequence[Accepted[tuple[int | None, SampleBatch]]]
+    ) -> dict[str, Any]:
+        """Keep every accepted batch as its client's pool and let the server classifier
+        learn from them; returns the pools' figures and the classifier's metrics."""
+        arrived, client_metrics = [], {}
+        for item in accepted:
+            partition, batch = item.decoded
+            reply = item.reply
+            key = self.pools.store(reply.node_id, partition, batch, reply.num_examples)
+            arrived.append(batch)
+            client_metrics[key] = reply.metrics
+        union = self.pools.union()
+        shares = np.bincount(union.labels, minlength=self.num_classes) / max(len(union), 1)
+        metrics: dict[str, Any] = {
+            "pool_clients": len(self.pools.pools),
+            "pool_samples": len(union),
+            "pool_class_share_min": float(shares.min()),
+            "pool_class_share_max": float(shares.max()),
+        }
+        if self.server_classifier is not None:
+            metrics |= self.server_classifier.learn(server_round, arrived)
+        if self.on_pools is not None:
+            self.on_pools(server_round, dict(self.pools.pools), client_metrics)
+        return metrics
+
+    def evaluate(self, server_round: int) -> tuple[float, dict[str, Scalar]] | None:
+        """The server classifier's evaluation (None without one, or before it learnt)."""
+        if self.server_classifier is None:
+            return None
+        return self.server_classifier.evaluate(server_round)

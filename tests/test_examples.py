@@ -1,0 +1,95 @@
+"""A Flower project written from Flower's quickstart (its own model, DataLoaders and
+training functions) switches from FedAvg to the plugin's strategies by the README's
+patches alone, touching only its server and client apps, and runs under `flwr run`:
+on the Message API and on the legacy API."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT_ROOT
+
+from flower_synth.bench.federation import LocalFederation
+
+EXAMPLE = PROJECT_ROOT / "examples" / "quickstart-pytorch"
+RUN = {"num-server-rounds": 2, "examples-per-client": 600, "local-epochs": 1}
+MAX_ADDED_LINES = 16  # lines a user adds or changes, per switch
+
+
+def added_lines(patch: Path) -> tuple[int, set[str]]:
+    """Lines a patch adds, and the files it touches."""
+    text = patch.read_text()
+    added = [line for line in text.splitlines() if line.startswith("+") and line[1:2] != "+"]
+    files = {
+        line.split()[-1].removeprefix("b/") for line in text.splitlines() if line.startswith("+++")
+    }
+    return len(added), files
+
+
+def project(tmp_path: Path, legacy: bool = False, patch: Path | None = None) -> Path:
+    """The example project in ``tmp_path``, on the legacy API if asked, with ``patch``."""
+    root = tmp_path / "project"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("legacy", "*.patch"))
+    if legacy:
+        for app in ("client_app.py", "server_app.py"):
+            shutil.copy(EXAMPLE / "legacy" / app, root / "quickstart" / app)
+    if patch is not None:
+        subprocess.run(["git", "apply", str(patch)], cwd=root, check=True)
+    return root
+
+
+def flwr_run(tmp_path: Path, root: Path) -> subprocess.CompletedProcess[str]:
+    results = tmp_path / "results.json"
+    with LocalFederation(simulation=True, workdir=tmp_path / "federation") as federation:
+        return federation.run(
+            root, RUN | {"results-file": str(results)}, {"num-supernodes": 2}, timeout=900
+        )
+
+
+@pytest.mark.parametrize("patch", ["switch-to-synthetic.patch", "switch-to-gmm-prototypes.patch"])
+def test_switches_touch_only_the_app_files(patch: str) -> None:
+    for path in (EXAMPLE / patch, EXAMPLE / "legacy" / "switch-to-synthetic.patch"):
+        added, files = added_lines(path)
+        assert files == {"quickstart/client_app.py", "quickstart/server_app.py"}, path
+        assert 0 < added <= MAX_ADDED_LINES, (path, added)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("patch", "figure"),
+    [
+        (None, ("server", "accuracy")),  # the project as written: FedAvg
+        ("switch-to-synthetic.patch", ("server", "global_accuracy")),  # server classifier
+        ("switch-to-gmm-prototypes.patch", ("clients", "accuracy")),  # the clients' own
+    ],
+    ids=["fedavg", "synthetic", "gmm-prototypes"],
+)
+def test_message_api_project_runs_before_and_after_the_switch(
+    tmp_path: Path, patch: str | None, figure: tuple[str, str]
+) -> None:
+    root = project(tmp_path, patch=None if patch is None else EXAMPLE / patch)
+    outcome = flwr_run(tmp_path, root)
+    results = tmp_path / "results.json"
+    assert results.is_file(), outcome.stdout[-4000:]  # written at the end of main()
+    metrics = json.loads(results.read_text())
+    side, key = figure
+    final = metrics[side][str(RUN["num-server-rounds"])]
+    assert final[key] > 0.3, metrics  # 10 classes: chance is 0.1
+
+
+@pytest.mark.slow
+def test_legacy_project_runs_after_the_switch(tmp_path: Path) -> None:
+    root = project(tmp_path, legacy=True, patch=EXAMPLE / "legacy" / "switch-to-synthetic.patch")
+    log = flwr_run(tmp_path, root).stdout
+    assert "Run finished" in log, log[-4000:]
+    centralized = re.search(r"'global_accuracy': \[(.*?)\]", log.replace("\n", " "))
+    assert centralized, log[-4000:]
+    final = float(re.findall(r"\(\d+, ([0-9.]+)\)", centralized.group(1))[-1])
+    assert final > 0.3  # the server classifier, trained only on synthetic samples
+    distributed = re.search(r"'accuracy': \[(.*?)\]", log.replace("\n", " "))
+    assert distributed and float(re.findall(r"\(\d+, ([0-9.]+)\)", distributed.group(1))[-1]) > 0.3
