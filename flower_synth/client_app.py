@@ -91,6 +91,7 @@ def synthetic_client(
             learning_rate=settings.learning_rate,
             momentum=settings.momentum,
             temperature=settings.distill_temperature,
+            hard_label_weight=settings.hard_label_weight,
         ),
         sample_labels=settings.sample_labels,
         seed=settings.seed,
