@@ -57,11 +57,14 @@ class SampleBatch:
         soft = None if self.probabilities is None else self.probabilities[indices]
         return SampleBatch(self.samples[indices], self.labels[indices], soft)
 
-    def targets(self, num_classes: int) -> np.ndarray:
-        """Training targets ``(N, num_classes)``: the soft labels, else one-hot labels."""
-        if self.probabilities is not None:
-            return self.probabilities
-        return np.eye(num_classes, dtype=np.float32)[self.labels]
+    def targets(self, num_classes: int, hard_weight: float = 0.0) -> np.ndarray:
+        """Training targets ``(N, num_classes)``: the soft labels blended with the one-hot
+        label each sample was generated for (``hard_weight`` of it), or one-hot labels
+        where there are no soft labels."""
+        one_hot = np.eye(num_classes, dtype=np.float32)[self.labels]
+        if self.probabilities is None:
+            return one_hot
+        return (1.0 - hard_weight) * self.probabilities + hard_weight * one_hot
 
     @staticmethod
     def concatenate(batches: Sequence[SampleBatch], sample_shape: tuple[int, ...]) -> SampleBatch:

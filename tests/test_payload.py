@@ -185,3 +185,13 @@ def corrupt(kind: str) -> list[np.ndarray]:
 def test_each_malformed_kind_is_rejected(kind: str, message: str) -> None:
     with pytest.raises(PayloadError, match=message):
         validate_payload(corrupt(kind), SHAPE, num_classes=10, max_samples=10)
+
+
+def test_targets_blend_soft_labels_with_the_generated_class() -> None:
+    hard = decode_samples(valid_arrays(3))
+    soft = decode_samples(encode_samples(hard.samples, hard.labels, "uint8", soft_labels(3)))
+    blended = soft.targets(10, hard_weight=0.3)
+    expected = 0.7 * soft.probabilities + 0.3 * np.eye(10)[soft.labels]
+    assert np.allclose(blended, expected) and np.allclose(blended.sum(axis=1), 1.0)
+    assert np.array_equal(soft.targets(10), soft.probabilities)
+    assert np.array_equal(hard.targets(10, hard_weight=0.3), np.eye(10)[hard.labels])  # no soft labels

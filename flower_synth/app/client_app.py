@@ -101,6 +101,7 @@ def synthetic_learner(
             learning_rate=settings.learning_rate,
             momentum=settings.momentum,
             temperature=settings.distill_temperature,
+            hard_label_weight=settings.hard_label_weight,
         ),
         sample_labels=settings.sample_labels,
         sample_dtype=settings.sample_dtype,

@@ -73,6 +73,7 @@ class RunSettings:
     soft_labels: bool = True
     soft_label_top_k: int = 0
     distill_temperature: float = 1.0
+    hard_label_weight: float = 0.3
     server_epochs: int = 2
     replay_rounds: int = 5
     server_weight_decay: float = 5e-4
@@ -124,6 +125,8 @@ class RunSettings:
             raise ValueError(
                 f"generator-learning-rate must be > 0, got {self.generator_learning_rate}"
             )
+        if not 0.0 <= self.hard_label_weight <= 1.0:
+            raise ValueError(f"hard-label-weight must lie in [0, 1], got {self.hard_label_weight}")
         if self.distill_temperature <= 0:
             raise ValueError(f"distill-temperature must be > 0, got {self.distill_temperature}")
         if not 0.0 < self.server_lr_decay <= 1.0:

@@ -122,6 +122,7 @@ def build_synthetic_strategy(
             weight_decay=settings.server_weight_decay,
             lr_decay=settings.server_lr_decay,
             temperature=settings.distill_temperature,
+            hard_label_weight=settings.hard_label_weight,
             **settings.sgd_params(),
         )
     trust = settings.trust if settings.trust in TRUST_MODES else parse_trust_matrix(settings.trust)

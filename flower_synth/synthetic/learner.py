@@ -63,7 +63,9 @@ class ClassifierTraining:
 
     Every epoch draws as many examples as the client has real ones from the
     trust-weighted mixture (so a round costs what a FedAvg client's costs); received
-    samples with soft labels are learnt with the distillation loss at ``temperature``.
+    samples with soft labels are learnt with the distillation loss at ``temperature``,
+    their targets blended with the one-hot class they were generated for
+    (``hard_label_weight`` of it).
     """
 
     local_epochs: int = 2
@@ -71,6 +73,7 @@ class ClassifierTraining:
     learning_rate: float = 0.01
     momentum: float = 0.9
     temperature: float = 1.0
+    hard_label_weight: float = 0.0
 
 
 class SyntheticLearner:
@@ -231,7 +234,7 @@ class SyntheticLearner:
         weights = mixture_weights(len(real), num_received, self_trust)
         self.generator.fit(mixture.samples, mixture.labels, sample_weight=weights)
         fitted = time.perf_counter()
-        targets = mixture.targets(self.num_classes)
+        targets = mixture.targets(self.num_classes, self.training.hard_label_weight)
         metrics: dict[str, Scalar] = {
             "partition_id": self.partition_id,
             "received_samples": num_received,

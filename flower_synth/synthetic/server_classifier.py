@@ -87,6 +87,8 @@ class PooledClassifier:
         replay_rounds: rounds of samples kept for training.
         batch_size, learning_rate, momentum, weight_decay, lr_decay: SGD.
         temperature: distillation temperature for soft labels.
+        hard_label_weight: share of the one-hot generated class in every target (the
+            rest is the soft label; see :meth:`~flower_synth.payload.SampleBatch.targets`).
         seed: drawing seed (combined with the round number).
     """
 
@@ -106,6 +108,7 @@ class PooledClassifier:
         weight_decay: float = 5e-4,
         lr_decay: float = 1.0,
         temperature: float = 1.0,
+        hard_label_weight: float = 0.0,
         seed: int = 0,
     ) -> None:
         if not 0.0 < lr_decay <= 1.0:
@@ -126,6 +129,7 @@ class PooledClassifier:
         self.weight_decay = weight_decay
         self.lr_decay = lr_decay
         self.temperature = temperature
+        self.hard_label_weight = hard_label_weight
         self.seed = seed
         self.trained = False
 
@@ -141,7 +145,7 @@ class PooledClassifier:
         pool = self.buffer.contents()
         loader = make_loader(
             pool.samples,
-            pool.targets(self.test.num_classes),
+            pool.targets(self.test.num_classes, self.hard_label_weight),
             self.batch_size,
             shuffle=True,
             seed=self.seed + server_round,
