@@ -72,6 +72,8 @@ def test_dotlist_overrides_and_filters(grid_file: Path) -> None:
     )
     cells = expand(config, strategies=["gmm-prototype"], partitions=["dir"])
     assert [c.name for c in cells] == ["dir/gmm-prototype/seed0", "dir/gmm-prototype/seed1"]
+    only_seed_one = expand(config, strategies=["gmm-prototype"], partitions=["dir"], seeds=[1])
+    assert [c.name for c in only_seed_one] == ["dir/gmm-prototype/seed1"]
     assert cells[0].run_config["num-server-rounds"] == 7
     assert cells[0].run_config["fusion-tau"] == 0.5
     assert cells[0].federation_config["num-supernodes"] == 6

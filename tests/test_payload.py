@@ -194,4 +194,5 @@ def test_targets_blend_soft_labels_with_the_generated_class() -> None:
     expected = 0.7 * soft.probabilities + 0.3 * np.eye(10)[soft.labels]
     assert np.allclose(blended, expected) and np.allclose(blended.sum(axis=1), 1.0)
     assert np.array_equal(soft.targets(10), soft.probabilities)
-    assert np.array_equal(hard.targets(10, hard_weight=0.3), np.eye(10)[hard.labels])  # no soft labels
+    no_soft_labels = hard.targets(10, hard_weight=0.3)
+    assert np.array_equal(no_soft_labels, np.eye(10)[hard.labels])

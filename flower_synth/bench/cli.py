@@ -42,16 +42,18 @@ def log(message: str) -> None:
 def run_compare(args: argparse.Namespace) -> int:
     """Run the experiment's unfinished cells (unless --report-only), then write the report.
 
-    ``--strategies``/``--partitions`` choose which cells run; the report always covers
+    ``--strategies``/``--partitions``/``--seeds`` choose which cells run; the report always covers
     the whole experiment, so a filtered run does not replace a full report."""
     config = load_experiment(args.experiment, args.overrides)
     unknown = sorted(set(args.strategies or ()) - set(config.strategies))
     if unknown:
         known = sorted(config.strategies)
         raise SystemExit(f"--strategies {unknown} are not in {args.experiment}; it has {known}")
-    cells = expand(config, args.strategies, args.partitions)
+    cells = expand(config, args.strategies, args.partitions, args.seeds)
     if not cells:
-        raise SystemExit("no cells to run: check --strategies / --partitions against the YAML")
+        raise SystemExit(
+            "no cells to run: check --strategies / --partitions / --seeds against the YAML"
+        )
     failed = 0
     if not args.report_only:
         runner = FlowerCellRunner(
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--strategies", nargs="+", default=None, help="strategy keys of the YAML (variants too)"
     )
     compare.add_argument("--partitions", nargs="+", default=None, help="partition names")
+    compare.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds to run")
     compare.add_argument(
         "--report-only", action="store_true", help="write the report from existing results"
     )

@@ -146,15 +146,18 @@ def expand(
     config: ExperimentConfig,
     strategies: Sequence[str] | None = None,
     partitions: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> list[Cell]:
     """Every (partition, seed, strategy) cell, optionally restricted to some
-    strategies and partitions, in a stable order: partition, seed, strategy."""
+    strategies, partitions and seeds, in a stable order: partition, seed, strategy."""
     cells = []
     output = Path(config.output_dir).expanduser().resolve()
     for partition in config.partitions:
         if partitions and partition.name not in partitions:
             continue
         for seed in partition.seeds:
+            if seeds and seed not in seeds:
+                continue
             for strategy, overrides in config.strategies.items():
                 if strategies and strategy not in strategies:
                     continue
