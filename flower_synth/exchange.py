@@ -11,6 +11,8 @@ evaluate something of its own. The legacy ``flwr.server.strategy.Strategy`` clas
 from __future__ import annotations
 
 import abc
+import io
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from logging import WARNING
@@ -20,20 +22,134 @@ import numpy as np
 from flwr.common import Scalar
 from flwr.common.logger import log
 
+from flower_synth.payload import PayloadError
+
 Decoded = TypeVar("Decoded")
 Result = TypeVar("Result")
 Instructions = dict[str, tuple[list[np.ndarray], dict[str, Scalar]]]
 
 
+SIZE_CAP = 10.0  # a reported training-set size counts at most this many times the median
+
+
+def capped_sizes(sizes: Sequence[float]) -> np.ndarray:
+    """Reported sizes, each capped at :data:`SIZE_CAP` times their median: a client that
+    claims a vast training set cannot take over the download shares or the sample quota."""
+    sizes = np.asarray(sizes, dtype=float)
+    return np.minimum(sizes, SIZE_CAP * max(float(np.median(sizes)), 1.0))
+
+
+NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+HEADER_ALLOWANCE = 4096  # bytes of array headers a payload may carry besides its data
+MAX_EXAMPLES = 2**31 - 1  # a training-set size beyond any int32 count is a lie
+MAX_PARTITIONS = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class Reply:
     """What one client sent back from training, as plain values: its node's id, its
-    arrays, the size of its training data and its metrics."""
+    arrays, the size of its training data and its metrics.
+
+    Validated on construction, the one place every reply of either Flower API passes:
+    ``num_examples`` an integer in ``[0, MAX_EXAMPLES]``, every metric a finite number
+    or a bool (a string, bytes or a NaN is malformed). Raises
+    :class:`~flower_synth.payload.PayloadError` naming the problem.
+    """
 
     node_id: str
     arrays: list[np.ndarray]
     num_examples: int
     metrics: Mapping[str, Scalar]
+
+    def __post_init__(self) -> None:
+        if not is_integer(self.num_examples) or not 0 <= self.num_examples <= MAX_EXAMPLES:
+            raise PayloadError(
+                f"num_examples must be an integer in [0, {MAX_EXAMPLES}], got {self.num_examples!r}"
+            )
+        for key, value in self.metrics.items():
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                raise PayloadError(f"metric {key!r} must be a finite number, got {value!r}")
+
+
+def is_integer(value: object) -> bool:
+    """An int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def reported_partition(metrics: Mapping[str, Scalar], num_partitions: int | None) -> int | None:
+    """The ``partition_id`` a client reports (None if it reports none).
+
+    Raises:
+        PayloadError: if it is not an integer in ``[0, num_partitions)`` (``num_partitions``
+            None: ``[0, MAX_PARTITIONS]``).
+    """
+    partition = metrics.get("partition_id")
+    if partition is None:
+        return None
+    bound = MAX_PARTITIONS + 1 if num_partitions is None else num_partitions
+    if not is_integer(partition) or not 0 <= partition < bound:
+        raise PayloadError(
+            f"metric partition_id must be an integer in [0, {bound}), got {partition!r}"
+        )
+    return partition
+
+
+class Roster:
+    """Stable identities of clients, and their departure.
+
+    A client's identity is the partition it reports (``partition-<id>``), else its node
+    (``node-<id>``): a client that rejoins under a new node id keeps its identity, so
+    what the server keeps for it is replaced, never duplicated. An identity that was
+    asked to train and did not answer in ``max_missed_rounds`` rounds in a row is
+    dropped (None: never); clients not sampled miss nothing.
+    """
+
+    def __init__(self, max_missed_rounds: int | None = None) -> None:
+        if max_missed_rounds is not None and max_missed_rounds < 1:
+            raise ValueError(f"max_missed_rounds must be >= 1 or None, got {max_missed_rounds}")
+        self.max_missed_rounds = max_missed_rounds
+        self.identity_of_node: dict[str, str] = {}
+        self.partition_of: dict[str, int] = {}
+        self.missed: dict[str, int] = {}
+
+    def key_of(self, node_id: str) -> str:
+        """The identity of ``node_id``: the partition it last reported, else the node."""
+        return self.identity_of_node.get(node_id, f"node-{node_id}")
+
+    def identify(self, node_id: str, partition_id: int | None) -> tuple[str, str | None]:
+        """Record that ``node_id`` is ``partition_id``; returns its identity and the
+        identity it had before under this node, if that was another (now merged)."""
+        key = f"partition-{partition_id}" if partition_id is not None else f"node-{node_id}"
+        previous = self.identity_of_node.get(node_id, f"node-{node_id}")
+        self.identity_of_node[node_id] = key
+        if partition_id is not None:
+            self.partition_of[key] = partition_id
+        self.missed[key] = 0
+        return key, (previous if previous != key else None)
+
+    def departed(self, asked: Sequence[str], answered: Sequence[str]) -> list[str]:
+        """Identities of the ``asked`` nodes that did not answer and have now missed
+        ``max_missed_rounds`` rounds in a row; they are forgotten."""
+        if self.max_missed_rounds is None:
+            return []
+        gone = []
+        for node in set(asked) - set(answered):
+            key = self.key_of(node)
+            self.missed[key] = self.missed.get(key, 0) + 1
+            if self.missed[key] >= self.max_missed_rounds:
+                gone.append(key)
+                self.forget(key)
+        return gone
+
+    def forget(self, key: str) -> None:
+        """Drop an identity (and the nodes that carried it)."""
+        self.partition_of.pop(key, None)
+        self.missed.pop(key, None)
+        for node in [n for n, k in self.identity_of_node.items() if k == key]:
+            del self.identity_of_node[node]
 
 
 @dataclass(frozen=True)
@@ -60,6 +176,11 @@ class ExchangeServer(abc.ABC, Generic[Decoded]):
     def aggregate(self, server_round: int, accepted: Sequence[Accepted[Decoded]]) -> dict[str, Any]:
         """Take in the accepted replies of a round; return the round's metrics."""
 
+    @abc.abstractmethod
+    def max_payload_bytes(self, node_id: str) -> int:
+        """The most serialised bytes a reply of ``node_id`` may carry; a larger one is
+        rejected before any of it is decoded."""
+
     def evaluate(self, server_round: int) -> tuple[float, dict[str, Scalar]] | None:
         """Server-side evaluation of what the strategy holds (none by default)."""
         return None
@@ -67,6 +188,38 @@ class ExchangeServer(abc.ABC, Generic[Decoded]):
     def describe(self) -> str:
         """One line naming the strategy and its main settings (for logs)."""
         return type(self).__name__
+
+
+def check_tensors(tensors: Sequence[bytes]) -> None:
+    """``PayloadError`` unless every serialised ``.npy`` tensor has a header that
+    parses, a numeric dtype, and exactly the data bytes its shape announces: checked
+    before deserialising, so a header announcing terabytes or a pickled object array is
+    refused without allocating or unpickling anything."""
+    for index, tensor in enumerate(tensors):
+        handle = io.BytesIO(tensor)
+        try:
+            reader = NPY_HEADER_READERS[np.lib.format.read_magic(handle)]
+            shape, _, dtype = reader(handle)
+        except (ValueError, OSError, SyntaxError, KeyError, TypeError) as error:
+            raise PayloadError(f"array {index} is not a .npy tensor ({error})") from None
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise PayloadError(f"array {index} has dtype {dtype}; only numbers are accepted")
+        announced = math.prod(shape) * dtype.itemsize
+        present = len(tensor) - handle.tell()
+        if announced != present:
+            raise PayloadError(
+                f"array {index} announces {announced} bytes of data but carries {present}"
+            )
+
+
+def check_payload_size(node_id: str, serialized: int, limit: int) -> None:
+    """``PayloadError`` if a reply's ``serialized`` bytes exceed its ``limit``: checked
+    before anything is deserialised, so a client cannot make the server allocate what
+    it announces."""
+    if serialized > limit:
+        raise PayloadError(
+            f"node {node_id} sent {serialized} bytes; this strategy accepts at most {limit}"
+        )
 
 
 def accept(
@@ -77,16 +230,16 @@ def accept(
     """Turn every result (as a Flower API delivers it) into a :class:`Reply` and
     decode it; returns the accepted ones and how many were rejected.
 
-    A result that fails either step (``ValueError``: arrays that do not deserialise, a
-    payload the exchange rejects) is that client's failure: it is logged with the
-    reason and left out; the round goes on. Never raises for a ``ValueError``.
+    A result that fails either step, with any exception (arrays that do not
+    deserialise, malformed metrics, a payload the exchange rejects), is that client's
+    failure: it is logged with the reason and left out; the round goes on.
     """
     accepted, rejected = [], 0
     for result in results:
         try:
             reply = to_reply(result)
             accepted.append(Accepted(reply, decode(reply)))
-        except ValueError as error:
+        except Exception as error:  # noqa: BLE001 - a client's bad reply never crashes the server
             rejected += 1
-            log(WARNING, "Rejected the reply of a client: %s", error)
+            log(WARNING, "Rejected the reply of a client: %s: %s", type(error).__name__, error)
     return accepted, rejected

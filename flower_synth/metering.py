@@ -21,15 +21,10 @@ from flwr.app import ArrayRecord
 from flwr.common import Parameters
 from flwr.common.logger import log
 
+from flower_synth.exchange import NPY_HEADER_READERS
 from flower_synth.results import RunRecorder
 
 ROUND_MARKER = "[flower-synth] "  # prefix of the one-line round summary in the server log
-
-
-HEADER_READERS = {
-    (1, 0): np.lib.format.read_array_header_1_0,
-    (2, 0): np.lib.format.read_array_header_2_0,
-}
 
 
 def tensor_nbytes(tensor: bytes) -> int:
@@ -37,7 +32,7 @@ def tensor_nbytes(tensor: bytes) -> int:
     at most the bytes that follow the header (0 if the header does not parse)."""
     handle = io.BytesIO(tensor)
     try:
-        reader = HEADER_READERS[np.lib.format.read_magic(handle)]
+        reader = NPY_HEADER_READERS[np.lib.format.read_magic(handle)]
         shape, _, dtype = reader(handle)
     except (ValueError, OSError, SyntaxError, KeyError, TypeError):
         return 0
@@ -56,10 +51,11 @@ def parameters_serialized_nbytes(parameters: Parameters) -> int:
 
 
 def arrayrecord_nbytes(record: ArrayRecord | None) -> int:
-    """Bytes of array data in an ``ArrayRecord`` (0 for None)."""
+    """Bytes of array data in an ``ArrayRecord`` (0 for None), read from each array's
+    ``.npy`` header, not from the shape it declares."""
     if record is None:
         return 0
-    return sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in record.values())
+    return sum(tensor_nbytes(array.data) for array in record.values())
 
 
 def arrayrecord_serialized_nbytes(record: ArrayRecord | None) -> int:

@@ -36,7 +36,9 @@ class RunRecorder:
 
     Rewriting on each update keeps the file current while a run is in progress and
     loses at most the round in flight if the process dies. Round 0 (evaluation of
-    the initial model, before any training) is stored under ``initial``.
+    the initial model, before any training) is stored under ``initial``. The file says
+    ``"finished": false`` until :meth:`finish` marks the run done, so a run that crashed
+    (even in its last round) never looks complete.
     """
 
     def __init__(self, path: str | Path, config: dict[str, Any]) -> None:
@@ -44,6 +46,7 @@ class RunRecorder:
         self.config = dict(config)
         self.initial: dict[str, Any] = {}
         self.rounds: list[dict[str, Any]] = []
+        self.finished = False
 
     def update(self, server_round: int, **values: Any) -> dict[str, Any]:
         """Merge ``values`` into the record of ``server_round``, save, return the record."""
@@ -57,9 +60,19 @@ class RunRecorder:
         self.save()
         return record
 
+    def finish(self) -> None:
+        """Mark the run done (every round ran and the strategy returned) and save."""
+        self.finished = True
+        self.save()
+
     def as_dict(self) -> dict[str, Any]:
         """The file's content."""
-        return {"config": self.config, "initial": self.initial, "rounds": self.rounds}
+        return {
+            "config": self.config,
+            "finished": self.finished,
+            "initial": self.initial,
+            "rounds": self.rounds,
+        }
 
     def save(self) -> None:
         """Write the file atomically."""

@@ -42,6 +42,9 @@ def test_ints_become_floats_and_unknown_keys_are_ignored() -> None:
         ({"replay-rounds": 0}, "replay-rounds must be >= 1"),
         ({"client-global-eval-every": 0}, "client-global-eval-every must be >= 1"),
         ({"soft-label-top-k": -1}, "soft-label-top-k must be >= 0"),
+        ({"dirichlet-alpha": -1.0}, "dirichlet-alpha must be > 0"),
+        ({"local-test-fraction": 1.5}, r"local-test-fraction must lie in \[0, 1\)"),
+        ({"max-missed-rounds": -1}, "max-missed-rounds must be >= 0"),
     ],
 )
 def test_bad_values_are_named(run_config: dict, message: str) -> None:
@@ -59,3 +62,10 @@ def test_wrong_type_says_how_to_quote() -> None:
 def test_bayes_classifiers_pair_with_density_generators() -> None:
     settings = RunSettings(generator="gaussian,gmm,cvae", classifier="bayes,bayes,model")
     assert settings.kind_for(settings.classifier, 2) == "model"
+
+
+def test_a_trust_matrix_must_fit_the_federation() -> None:
+    settings = RunSettings(trust="0.6,0.4;0.3,0.7")
+    settings.check_federation(2)
+    with pytest.raises(ValueError, match="2 rows but the federation has 3 partitions"):
+        settings.check_federation(3)

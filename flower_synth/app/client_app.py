@@ -169,6 +169,7 @@ def learner_for(context: Context, global_eval: bool = False) -> Learner:
     test set only when ``global_eval``)."""
     settings = RunSettings.from_run_config(context.run_config)
     partition_id, num_partitions = node_partition(context.node_config)
+    settings.check_federation(num_partitions)
     data = load_client_data(settings.partition_scheme(num_partitions), partition_id)
     global_test = load_global_test(settings.data_source) if global_eval else None
     if settings.strategy == "synthetic":

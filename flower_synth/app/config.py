@@ -80,6 +80,7 @@ class RunSettings:
     server_lr_decay: float = 1.0
     client_global_eval: bool = True
     client_global_eval_every: int = 1
+    max_missed_rounds: int = 3
     record_pool_means: bool = False
     # prototype strategies
     prototype_dtype: str = "float16"
@@ -112,6 +113,12 @@ class RunSettings:
                 raise ValueError(f"{_key(key)} must be >= 1, got {getattr(self, key)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning-rate must be > 0, got {self.learning_rate}")
+        if self.dirichlet_alpha <= 0:
+            raise ValueError(f"dirichlet-alpha must be > 0, got {self.dirichlet_alpha}")
+        if not 0.0 <= self.local_test_fraction < 1.0:
+            raise ValueError(
+                f"local-test-fraction must lie in [0, 1), got {self.local_test_fraction}"
+            )
         for kind in per_partition(self.generator):
             _check_choice("generator", kind, GENERATORS)
         for kind in per_partition(self.classifier):
@@ -160,6 +167,7 @@ class RunSettings:
             "fusion_tau",
             "proto_lambda",
             "soft_label_top_k",
+            "max_missed_rounds",
             "kl_weight",
             "server_weight_decay",
         ):
@@ -187,6 +195,17 @@ class RunSettings:
         """The dataset and where its files are (``dataset``, ``data-dir``, ``download``)."""
         return DataSource(self.dataset, self.data_dir, self.download)
 
+    def check_federation(self, num_partitions: int) -> None:
+        """``ValueError`` for settings that cannot fit a federation of
+        ``num_partitions`` clients: an explicit trust matrix of another size."""
+        if self.trust not in TRUST_MODES:
+            size = len(parse_trust_matrix(self.trust))
+            if size != num_partitions:
+                raise ValueError(
+                    f"the trust matrix has {size} rows but the federation has "
+                    f"{num_partitions} partitions; give one row (and column) per partition"
+                )
+
     def partition_scheme(self, num_partitions: int) -> PartitionScheme:
         """How the run splits the dataset over ``num_partitions`` clients."""
         return PartitionScheme(
@@ -198,6 +217,11 @@ class RunSettings:
             classes_per_client=self.classes_per_client,
             local_test_fraction=self.local_test_fraction,
         )
+
+    @property
+    def departure(self) -> int | None:
+        """``max_missed_rounds`` for the strategies (``max-missed-rounds``; 0: never)."""
+        return self.max_missed_rounds or None
 
     def sgd_params(self) -> dict[str, Any]:
         """``batch_size``, ``learning_rate``, ``momentum`` and ``seed``: the keyword

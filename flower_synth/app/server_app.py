@@ -139,6 +139,7 @@ def build_synthetic_strategy(
         server_classifier=classifier,
         on_pools=record_pools(recorder, test.num_classes, settings.record_pool_means),
         seed=settings.seed,
+        max_missed_rounds=settings.departure,
         train_metrics_aggr_fn=for_messages(stateful_client_fit_metrics),
         evaluate_metrics_aggr_fn=for_messages(client_evaluation),
         **sampling(settings),
@@ -154,7 +155,11 @@ def build_own_model_strategy(settings: RunSettings, feature_dim: int, num_classe
     }
     if settings.strategy == "local-only":
         return LocalOnlyStrategy(**common)
-    prototypes = {"num_classes": num_classes, "feature_dim": feature_dim}
+    prototypes = {
+        "num_classes": num_classes,
+        "feature_dim": feature_dim,
+        "max_missed_rounds": settings.departure,
+    }
     if settings.strategy == "fedproto":
         return FedProtoStrategy(dtype=settings.prototype_dtype, **prototypes, **common)
     return GMMPrototypeStrategy(
@@ -205,3 +210,4 @@ def main(grid: Grid, context: Context) -> None:
         num_rounds=settings.num_server_rounds,
         evaluate_fn=evaluate_fn,
     )
+    recorder.finish()

@@ -35,16 +35,29 @@ def matches(config: dict[str, Any], cell: Cell) -> bool:
     )
 
 
+def rounds_every_client_failed(data: dict[str, Any]) -> list[int]:
+    """The rounds of a results file in which every sampled client failed (or was
+    rejected): a run with such a round learnt nothing then and is a failed run."""
+    return [
+        record["round"]
+        for record in data["rounds"]
+        if (record.get("clients_sampled") or 0) > 0
+        and (record.get("fit_failures") or 0) >= record["clients_sampled"]
+    ]
+
+
 def finished_results(cell: Cell) -> Path | None:
-    """The newest results file in the cell's folder that belongs to this cell and holds
-    every round, or None. Interrupted runs leave incomplete files, which are ignored."""
+    """The newest results file in the cell's folder that belongs to this cell, holds
+    every round and was marked finished by its ServerApp, or None. Interrupted or
+    crashed runs leave unfinished files, which are ignored."""
     rounds = cell.run_config["num-server-rounds"]
     for path in sorted(cell.directory.glob("*.json"), reverse=True):
         try:
             data = load_results(path)
         except ValueError:
             continue
-        if matches(data["config"], cell) and len(data["rounds"]) >= rounds:
+        complete = len(data["rounds"]) >= rounds and data.get("finished", True)
+        if matches(data["config"], cell) and complete:
             return path
     return None
 
@@ -84,11 +97,14 @@ class FlowerCellRunner:
                     timeout=60 * self.timeout_minutes,
                     on_line=self.on_line,
                 )
-            if outcome.returncode != 0:
-                raise RuntimeError(f"{cell.name} failed:\n{outcome.stdout[-3000:]}")
+            if not outcome.succeeded:
+                raise RuntimeError(f"{cell.name} failed: {outcome.describe()}")
             path = finished_results(cell)
             if path is None:
                 raise RuntimeError(f"{cell.name} ended without a complete results file")
+            lost = rounds_every_client_failed(load_results(path))
+            if lost:
+                raise RuntimeError(f"{cell.name}: every client failed in rounds {lost}")
         add_measurements(
             path,
             peak_rss_mb=memory.peak_bytes / 2**20,

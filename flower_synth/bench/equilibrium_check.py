@@ -102,8 +102,8 @@ def run_equilibrium_experiment(
     }
     with LocalFederation(simulation=True) as federation:
         outcome = federation.run(app_dir, run_config, {"num-supernodes": num_clients})
-    if outcome.returncode != 0:
-        raise RuntimeError(f"flwr run failed:\n{outcome.stdout[-4000:]}")
+    if not outcome.succeeded:
+        raise RuntimeError(f"flwr run failed: {outcome.describe()}")
     newest = max(Path(output_dir).glob("synthetic-*.json"), key=lambda p: p.stat().st_mtime)
     return equilibrium_table(load_results(newest), num_clients)
 

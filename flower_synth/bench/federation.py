@@ -8,7 +8,9 @@ started (see :mod:`flower_synth.bench.processes`).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,6 +27,32 @@ from typing import Any
 from flower_synth.bench.processes import ProcessGroup
 
 CONNECTION_NAME = "flower-synth-local"
+COMPLETED = "finished:completed"
+RUN_ID = re.compile(r"Successfully started run (\d+)")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What became of one ``flwr run``: the run's own status as the SuperLink reports it
+    (``flwr ls``; ``finished:completed`` when the ServerApp returned, ``finished:failed``
+    when it raised), its details, and the streamed log. ``flwr run --stream`` exits 0
+    even when the ServerApp fails, so its exit code (``returncode``) says little."""
+
+    returncode: int
+    stdout: str
+    run_id: int | None
+    status: str
+    details: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the run finished and its ServerApp completed."""
+        return self.status == COMPLETED
+
+    def describe(self) -> str:
+        """The status, its details and the end of the log, for an error message."""
+        return f"run {self.run_id}: {self.status} {self.details}\n{self.stdout[-3000:]}"
+
 STARTUP_TIMEOUT_SECONDS = 60.0
 
 
@@ -167,8 +196,9 @@ class LocalFederation:
         federation_config: dict[str, Any] | None = None,
         timeout: float | None = None,
         on_line: Callable[[str], None] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        """``flwr run APP CONNECTION --stream`` with run-config overrides; waits for the end.
+    ) -> RunOutcome:
+        """``flwr run APP CONNECTION --stream`` with run-config overrides; waits for the
+        end and asks the SuperLink how the run finished (:class:`RunOutcome`).
 
         Args:
             app_dir: folder of the Flower app (holding its ``pyproject.toml``).
@@ -178,7 +208,7 @@ class LocalFederation:
             on_line: called with every line of the streamed log as it arrives.
 
         Returns:
-            The finished process, its streamed log (stdout and stderr) in ``stdout``.
+            The run's outcome: its status, and its streamed log (stdout and stderr).
         """
         command = [_executable("flwr"), "run", str(app_dir), CONNECTION_NAME, "--stream"]
         for key, value in (run_config or {}).items():
@@ -204,7 +234,24 @@ class LocalFederation:
                 # the federation, and Popen's exit would otherwise wait for it.
                 process.kill()
                 raise
-        return subprocess.CompletedProcess(command, returncode, "".join(lines), "")
+        log = "".join(lines)
+        match = RUN_ID.search(log)
+        run_id = int(match.group(1)) if match else None
+        status, details = self.run_status(run_id) if run_id is not None else ("unknown", "")
+        return RunOutcome(returncode, log, run_id, status, details)
+
+    def run_status(self, run_id: int) -> tuple[str, str]:
+        """``(status, details)`` of run ``run_id`` as ``flwr ls`` reports it."""
+        command = [_executable("flwr"), "ls", CONNECTION_NAME, "--run-id", str(run_id)]
+        listing = subprocess.run(
+            [*command, "--format", "json"], env=self.env, capture_output=True, text=True
+        )
+        try:
+            runs = json.loads(listing.stdout)["runs"]
+            (run,) = [r for r in runs if str(r["run-id"]) == str(run_id)]
+        except (ValueError, KeyError) as error:
+            return "unknown", f"flwr ls gave no status ({error}): {listing.stdout[-500:]}"
+        return str(run["status"]), str(run.get("status-details") or "")
 
     def stop(self) -> None:
         """Stop every process this federation started, then remove its own workdir."""

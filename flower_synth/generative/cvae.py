@@ -78,6 +78,8 @@ class ConditionalVAE(GenerativeModel):
         kl_weight: Weight of the KL term (1 is the ELBO; below 1 trades prior fit for
             sharper reconstructions, which the class prior can afford).
         epoch_size: Rows drawn per epoch, or None for one pass over the data.
+        device: Where the network trains and decodes (e.g. ``"cuda"``); the random
+            streams stay on the CPU, so a seed gives the same draws on any device.
 
     Attributes:
         last_fit_loss_: Weighted mean loss (negative ELBO per image, nats) of the last
@@ -100,6 +102,7 @@ class ConditionalVAE(GenerativeModel):
         latent_prior: str = "class",
         kl_weight: float = 1.0,
         epoch_size: int | None = None,
+        device: str | torch.device = "cpu",
     ) -> None:
         self.n_classes = n_classes
         self.image_shape = image_shape
@@ -113,6 +116,7 @@ class ConditionalVAE(GenerativeModel):
         self.latent_prior = latent_prior
         self.kl_weight = kl_weight
         self.epoch_size = epoch_size
+        self.device = device
         self._network: CVAENetwork | ConvCVAENetwork | None = None
         self._optimizer: torch.optim.Adam | None = None
         self._generator: torch.Generator | None = None
@@ -167,18 +171,19 @@ class ConditionalVAE(GenerativeModel):
                 f"X has values in [{X.min():g}, {X.max():g}] but the Bernoulli likelihood "
                 "needs [0, 1]; scale the images, e.g. uint8 / 255"
             )
-        x = torch.as_tensor(X.reshape(len(X), -1), dtype=torch.float32)
-        return x, F.one_hot(torch.as_tensor(y), self.n_classes).float()
+        x = torch.as_tensor(X.reshape(len(X), -1), dtype=torch.float32).to(self.device)
+        return x, F.one_hot(torch.as_tensor(y), self.n_classes).float().to(self.device)
 
     def _build_network(self) -> CVAENetwork | ConvCVAENetwork:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             if self.architecture == "conv":
                 shape = tuple(int(d) for d in self.image_shape)
-                return ConvCVAENetwork(shape, self.n_classes, self.latent_dim, self.hidden_dim)
-            return CVAENetwork(
-                int(np.prod(self.image_shape)), self.n_classes, self.latent_dim, self.hidden_dim
-            )
+                network = ConvCVAENetwork(shape, self.n_classes, self.latent_dim, self.hidden_dim)
+            else:
+                features = int(np.prod(self.image_shape))
+                network = CVAENetwork(features, self.n_classes, self.latent_dim, self.hidden_dim)
+        return network.to(self.device)
 
     def _build_optimizer(self) -> torch.optim.Adam:
         return torch.optim.Adam(self._network.parameters(), lr=self.learning_rate)
@@ -188,7 +193,7 @@ class ConditionalVAE(GenerativeModel):
         if not keep.all():
             X, y, weight = X[keep], y[keep], weight[keep]
         x, onehot = self._tensors(X, y)
-        weight = torch.as_tensor(weight / weight.mean(), dtype=torch.float32)
+        weight = torch.as_tensor(weight / weight.mean(), dtype=torch.float32).to(self.device)
         if self._network is None:
             self._network = self._build_network()
         if self._optimizer is None:
@@ -200,9 +205,10 @@ class ConditionalVAE(GenerativeModel):
                 order, scale = torch.randperm(len(x), generator=self._generator), weight
             else:
                 order = torch.multinomial(
-                    weight, self.epoch_size, replacement=True, generator=self._generator
+                    weight.cpu(), self.epoch_size, replacement=True, generator=self._generator
                 )
                 scale = torch.ones_like(weight)
+            order = order.to(self.device)
             total = 0.0
             for batch in order.split(self.batch_size):
                 loss = torch.mean(scale[batch] * self._negative_elbo(x[batch], onehot[batch]))
@@ -212,7 +218,7 @@ class ConditionalVAE(GenerativeModel):
                 total += loss.item() * len(batch)
             self.last_fit_loss_ = total / len(order)
         if self.latent_prior == "class":
-            self._fit_latent_prior(x, onehot, y, weight.numpy())
+            self._fit_latent_prior(x, onehot, y, weight.cpu().numpy())
 
     def _fit_latent_prior(
         self, x: torch.Tensor, onehot: torch.Tensor, y: np.ndarray, weight: np.ndarray
@@ -227,7 +233,7 @@ class ConditionalVAE(GenerativeModel):
             )
         if self._latent is None:
             self._latent = self._latent_model()
-        self._latent.fit(means.numpy().astype(np.float64), y, sample_weight=weight)
+        self._latent.fit(means.cpu().numpy().astype(np.float64), y, sample_weight=weight)
 
     def _latent_model(self) -> ClassConditionalGaussian:
         return ClassConditionalGaussian(self.n_classes, "full", reg_covar=LATENT_REG_COVAR)
@@ -235,7 +241,7 @@ class ConditionalVAE(GenerativeModel):
     def _negative_elbo(self, x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
         """Per-image negative ELBO (KL weighted) with one reparameterised draw of ``z``."""
         mean, log_var = self._network.encode(x, onehot)
-        noise = torch.randn(mean.shape, generator=self._generator)
+        noise = torch.randn(mean.shape, generator=self._generator).to(self.device)
         logits = self._network.decode(mean + torch.exp(0.5 * log_var) * noise, onehot)
         reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
         kl = 0.5 * torch.sum(mean**2 + log_var.exp() - 1.0 - log_var, dim=1)
@@ -247,9 +253,10 @@ class ConditionalVAE(GenerativeModel):
         else:
             generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
             z = torch.randn(len(y), self.latent_dim, generator=generator)
-        onehot = F.one_hot(torch.as_tensor(y), self.n_classes).float()
+        onehot = F.one_hot(torch.as_tensor(y), self.n_classes).float().to(self.device)
         with torch.no_grad():
-            return torch.sigmoid(self._network.decode(z.float(), onehot)).numpy()
+            logits = self._network.decode(z.float().to(self.device), onehot)
+            return torch.sigmoid(logits).cpu().numpy()
 
     def _model_state(self) -> dict[str, np.ndarray]:
         state = {

@@ -4,13 +4,25 @@ client's latest per-class feature summary, fuse them, broadcast the fusion."""
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Sequence
+from logging import WARNING
 from typing import Any, Generic, NotRequired, TypedDict, TypeVar
 
 import numpy as np
 from flwr.common import Scalar
+from flwr.common.logger import log
 
-from flower_synth.exchange import Accepted, ExchangeServer, Instructions, Reply
+from flower_synth.exchange import (
+    HEADER_ALLOWANCE,
+    SIZE_CAP,
+    Accepted,
+    ExchangeServer,
+    Instructions,
+    Reply,
+    Roster,
+    reported_partition,
+)
 from flower_synth.payload import PayloadError
 from flower_synth.prototypes.fusion import fuse_mixtures
 from flower_synth.prototypes.means import ClassPrototypes, aggregate_prototypes
@@ -25,27 +37,59 @@ from flower_synth.prototypes.wire import (
 Summary = TypeVar("Summary")
 
 
-class PrototypeExchange(ExchangeServer[Summary], Generic[Summary]):
+class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summary]):
     """Every sampled client receives the same global summary (nothing before the first
-    fusion). Each accepted summary replaces its client's previous one (by node id), and
+    fusion). Each accepted summary replaces its client's previous one (by identity: the
+    partition it reports, else its node, :class:`~flower_synth.exchange.Roster`), and
     all stored summaries are fused again, so with partial participation clients not
-    sampled this round still count with their last summary. No model weights travel.
+    sampled this round still count with their last summary. Fusing nothing (no
+    summary, or only empty ones) leaves no broadcast; a fused summary that the clients
+    would reject (:meth:`validate_broadcast`) is not sent and the previous one stays.
+    A client whose class counts exceed its training-set size is rejected, and in fusion
+    no client's count of a class weighs more than ``SIZE_CAP`` times the clients' median.
+    No model weights travel.
 
-    Subclasses define :meth:`decode`, :meth:`fuse`, :meth:`encode` and
-    :meth:`summary_metrics`.
+    Subclasses define :meth:`decode_summary`, :meth:`fuse`, :meth:`encode`,
+    :meth:`validate_broadcast`, :meth:`with_counts` and :meth:`summary_metrics`.
+
+    Args:
+        num_partitions: reported partition ids must lie below it (None: any 32-bit id).
+        max_missed_rounds: drop the summary of a client asked to train that gives no
+            valid answer this many rounds in a row (None: never).
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, num_partitions: int | None = None, max_missed_rounds: int | None = None
+    ) -> None:
+        self.roster = Roster(max_missed_rounds)
+        self.num_partitions = num_partitions
         self.summaries: dict[str, Summary] = {}
         self.global_summary: Summary | None = None
+        self.asked: list[str] = []
+
+    @abc.abstractmethod
+    def decode_summary(self, reply: Reply) -> Summary:
+        """Validate and decode one client's summary (``PayloadError`` if malformed)."""
+
+    @abc.abstractmethod
+    def counts(self, summary: Summary) -> np.ndarray:
+        """The summary's examples per class, ``(num_classes,)``."""
+
+    @abc.abstractmethod
+    def with_counts(self, summary: Summary, counts: np.ndarray) -> Summary:
+        """The summary with other examples per class (for capped fusion weights)."""
 
     @abc.abstractmethod
     def fuse(self, summaries: Sequence[Summary]) -> Summary:
-        """The global summary of the clients' summaries."""
+        """The global summary of the clients' (non-empty) summaries."""
 
     @abc.abstractmethod
     def encode(self, summary: Summary) -> list[np.ndarray]:
         """The global summary as arrays to send."""
+
+    @abc.abstractmethod
+    def validate_broadcast(self, arrays: list[np.ndarray]) -> None:
+        """``PayloadError`` if the clients would reject these broadcast arrays."""
 
     def summary_metrics(self, summary: Summary) -> dict[str, Scalar]:
         """Figures about the fused summary recorded each round (none by default)."""
@@ -53,18 +97,71 @@ class PrototypeExchange(ExchangeServer[Summary], Generic[Summary]):
 
     def instructions(self, server_round: int, node_ids: Sequence[str]) -> Instructions:
         """The global summary (empty in round 1) for every node."""
+        self.asked = list(node_ids)
         arrays = [] if self.global_summary is None else self.encode(self.global_summary)
         return {node: (arrays, {}) for node in node_ids}
 
-    def aggregate(self, server_round: int, accepted: Sequence[Accepted[Summary]]) -> dict[str, Any]:
+    def max_payload_bytes(self, node_id: str) -> int:
+        """Room for a summary of every class at the most components, in float32."""
+        return self.max_summary_bytes() + HEADER_ALLOWANCE
+
+    @abc.abstractmethod
+    def max_summary_bytes(self) -> int:
+        """The most data bytes of one client's summary."""
+
+    def decode(self, reply: Reply) -> tuple[int | None, Summary]:
+        """The partition the client reports and its validated summary, whose class
+        counts may not exceed its training-set size."""
+        partition = reported_partition(reply.metrics, self.num_partitions)
+        summary = self.decode_summary(reply)
+        if int(self.counts(summary).sum()) > reply.num_examples:
+            raise PayloadError(
+                f"class counts sum to {int(self.counts(summary).sum())}, more than the "
+                f"{reply.num_examples} training examples the client reports"
+            )
+        return partition, summary
+
+    def aggregate(
+        self, server_round: int, accepted: Sequence[Accepted[tuple[int | None, Summary]]]
+    ) -> dict[str, Any]:
         """Store the accepted summaries and fuse all stored ones."""
+        departed = self.roster.departed(self.asked, [item.reply.node_id for item in accepted])
+        for key in departed:
+            self.summaries.pop(key, None)
         for item in accepted:
-            self.summaries[item.reply.node_id] = item.decoded
-        metrics: dict[str, Any] = {"summary_clients": len(self.summaries)}
-        if self.summaries:
-            self.global_summary = self.fuse(list(self.summaries.values()))
-            metrics |= self.summary_metrics(self.global_summary)
-        return metrics
+            partition, summary = item.decoded
+            key, previous = self.roster.identify(item.reply.node_id, partition)
+            if previous is not None:
+                self.summaries.pop(previous, None)
+            self.summaries[key] = summary
+        metrics: dict[str, Any] = {
+            "summary_clients": len(self.summaries),
+            "departed_clients": len(departed),
+        }
+        nonempty = [summary for summary in self.summaries.values() if len(summary)]
+        if not nonempty:
+            return metrics
+        fused = self.fuse(self.capped(nonempty))
+        try:
+            self.validate_broadcast(self.encode(fused))
+        except PayloadError as error:
+            log(WARNING, "Round %s: fused summary not broadcast: %s", server_round, error)
+            return metrics | {"broadcast_rejected": 1}
+        self.global_summary = fused
+        return metrics | self.summary_metrics(fused)
+
+    def capped(self, summaries: Sequence[Summary]) -> list[Summary]:
+        """The summaries with each class count capped at ``SIZE_CAP`` times the median
+        of the clients' nonzero counts of that class."""
+        counts = np.stack([self.counts(s) for s in summaries]).astype(np.float64)
+        present = np.where(counts > 0, counts, np.nan)
+        with np.errstate(all="ignore"):
+            median = np.nan_to_num(np.nanmedian(present, axis=0), nan=1.0)
+        cap = SIZE_CAP * np.maximum(median, 1.0)
+        return [
+            self.with_counts(s, np.minimum(c, cap).astype(np.int64))
+            for s, c in zip(summaries, counts, strict=True)
+        ]
 
 
 class FedProtoOptions(TypedDict):
@@ -73,6 +170,8 @@ class FedProtoOptions(TypedDict):
     num_classes: int
     feature_dim: int
     dtype: NotRequired[str]
+    num_partitions: NotRequired[int | None]
+    max_missed_rounds: NotRequired[int | None]
 
 
 class FedProtoExchange(PrototypeExchange[ClassPrototypes]):
@@ -87,8 +186,15 @@ class FedProtoExchange(PrototypeExchange[ClassPrototypes]):
         dtype: float format of the broadcast, ``"float16"`` or ``"float32"``.
     """
 
-    def __init__(self, num_classes: int, feature_dim: int, dtype: str = "float16") -> None:
-        super().__init__()
+    def __init__(
+        self,
+        num_classes: int,
+        feature_dim: int,
+        dtype: str = "float16",
+        num_partitions: int | None = None,
+        max_missed_rounds: int | None = None,
+    ) -> None:
+        super().__init__(num_partitions, max_missed_rounds)
         self.num_classes = num_classes
         self.feature_dim = feature_dim
         self.dtype = dtype
@@ -97,9 +203,25 @@ class FedProtoExchange(PrototypeExchange[ClassPrototypes]):
         """The strategy's main settings."""
         return f"FedProto (feature_dim={self.feature_dim}, dtype={self.dtype!r})"
 
-    def decode(self, reply: Reply) -> ClassPrototypes:
+    def decode_summary(self, reply: Reply) -> ClassPrototypes:
         """Validate one client's prototypes (:func:`~flower_synth.prototypes.decode_prototypes`)."""
         return decode_prototypes(reply.arrays, self.num_classes, self.feature_dim)
+
+    def counts(self, summary: ClassPrototypes) -> np.ndarray:
+        """Examples per class."""
+        return np.bincount(summary.labels, weights=summary.counts, minlength=self.num_classes)
+
+    def with_counts(self, summary: ClassPrototypes, counts: np.ndarray) -> ClassPrototypes:
+        """The prototypes with ``counts[label]`` as their counts."""
+        return ClassPrototypes(summary.labels, summary.means, counts[summary.labels])
+
+    def validate_broadcast(self, arrays: list[np.ndarray]) -> None:
+        """Decode as a client does."""
+        decode_prototypes(arrays, self.num_classes, self.feature_dim)
+
+    def max_summary_bytes(self) -> int:
+        """A float32 mean and two int32 values per class."""
+        return self.num_classes * (4 * self.feature_dim + 8)
 
     def fuse(self, summaries: Sequence[ClassPrototypes]) -> ClassPrototypes:
         """Count-weighted mean per class."""
@@ -124,6 +246,8 @@ class GMMPrototypeOptions(TypedDict):
     max_components: NotRequired[int | None]
     max_client_components: NotRequired[int]
     dtype: NotRequired[str]
+    num_partitions: NotRequired[int | None]
+    max_missed_rounds: NotRequired[int | None]
 
 
 class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
@@ -155,8 +279,10 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
         max_components: int | None = 5,
         max_client_components: int = 32,
         dtype: str = "float16",
+        num_partitions: int | None = None,
+        max_missed_rounds: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(num_partitions, max_missed_rounds)
         if covariance not in ("diag", "full"):
             raise ValueError(f"covariance must be 'diag' or 'full', got {covariance!r}")
         if tau < 0 or (max_components is not None and max_components < 1):
@@ -176,7 +302,7 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
             f"covariance={self.covariance!r})"
         )
 
-    def decode(self, reply: Reply) -> ClassMixtures:
+    def decode_summary(self, reply: Reply) -> ClassMixtures:
         """Validate one client's mixtures (see :func:`~flower_synth.prototypes.decode_mixtures`)."""
         return decode_mixtures(
             reply.arrays,
@@ -185,6 +311,24 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
             self.covariance,
             self.max_client_components,
         )
+
+    def counts(self, summary: ClassMixtures) -> np.ndarray:
+        """Examples behind each class's mixture."""
+        return summary.class_counts
+
+    def with_counts(self, summary: ClassMixtures, counts: np.ndarray) -> ClassMixtures:
+        """The mixtures with other class counts."""
+        return dataclasses.replace(summary, class_counts=counts)
+
+    def validate_broadcast(self, arrays: list[np.ndarray]) -> None:
+        """Decode as a client does (no per-class component limit)."""
+        decode_mixtures(arrays, self.num_classes, self.feature_dim, self.covariance)
+
+    def max_summary_bytes(self) -> int:
+        """``max_client_components`` float32 components per class, and the counts."""
+        covariance = self.feature_dim if self.covariance == "diag" else self.feature_dim**2
+        per_component = 4 + 4 + 4 * self.feature_dim + 4 * covariance
+        return self.num_classes * (self.max_client_components * per_component + 4)
 
     def fuse(self, summaries: Sequence[ClassMixtures]) -> ClassMixtures:
         """Bhattacharyya fusion per class (see :func:`~flower_synth.prototypes.fuse_mixtures`)."""
@@ -214,6 +358,10 @@ class LocalOnlyExchange(ExchangeServer[None]):
     def instructions(self, server_round: int, node_ids: Sequence[str]) -> Instructions:
         """Nothing to send."""
         return {node: ([], {}) for node in node_ids}
+
+    def max_payload_bytes(self, node_id: str) -> int:
+        """Room for an empty payload's framing only."""
+        return HEADER_ALLOWANCE
 
     def decode(self, reply: Reply) -> None:
         """Local-only clients send nothing; anything else is rejected."""

@@ -19,6 +19,9 @@ from flower_synth.prototypes.mixtures import ClassMixtures
 
 PROTOTYPE_DTYPES = ("float16", "float32")
 WEIGHT_SUM_TOLERANCE = 1e-2  # float16 weights of a class sum to 1 within this
+# Floats beyond float16's range would turn to inf in a float16 broadcast: rejected.
+MAX_MAGNITUDE = float(np.finfo(np.float16).max)
+MAX_COUNT = np.iinfo(np.int32).max
 
 
 def encode_mixtures(mixtures: ClassMixtures, dtype: str = "float16") -> list[np.ndarray]:
@@ -29,7 +32,7 @@ def encode_mixtures(mixtures: ClassMixtures, dtype: str = "float16") -> list[np.
         mixtures.weights.astype(floats),
         mixtures.means.astype(floats),
         mixtures.covariances.astype(floats),
-        mixtures.class_counts.astype(LABEL_DTYPE),
+        _counts(mixtures.class_counts),
     ]
 
 
@@ -38,7 +41,7 @@ def encode_prototypes(prototypes: ClassPrototypes, dtype: str = "float16") -> li
     return [
         prototypes.labels.astype(LABEL_DTYPE),
         prototypes.means.astype(_float_dtype(dtype)),
-        prototypes.counts.astype(LABEL_DTYPE),
+        _counts(prototypes.counts),
     ]
 
 
@@ -56,7 +59,7 @@ def decode_mixtures(
             or ``"full"``) not the one sent; labels out of range; non-finite values;
             weights outside (0, 1] or not summing to 1 per class; non-positive
             variances or covariance matrices that are not positive definite; classes
-            whose components and counts disagree; more than
+            whose components and counts disagree; floats beyond float16's range; more than
             ``max_components_per_class`` components in a class.
     """
     if len(arrays) != 5:
@@ -132,6 +135,12 @@ def decode_prototypes(
     )
 
 
+def _counts(counts: np.ndarray) -> np.ndarray:
+    """Counts as int32 on the wire; fused counts beyond its range are clipped, never
+    wrapped round to negatives."""
+    return np.clip(counts, 0, MAX_COUNT).astype(LABEL_DTYPE)
+
+
 def _float_dtype(dtype: str) -> np.dtype:
     if dtype not in PROTOTYPE_DTYPES:
         raise ValueError(f"unknown prototype dtype {dtype!r}; choose one of {PROTOTYPE_DTYPES}")
@@ -155,6 +164,11 @@ def _check_floats(name: str, array: np.ndarray, shape: tuple[int, ...]) -> None:
         raise PayloadError(f"{name} must have shape {shape}, got {array.shape}")
     if not np.isfinite(array).all():
         raise PayloadError(f"{name} contain NaN or infinite values")
+    if array.size and np.abs(array).max() > MAX_MAGNITUDE:
+        raise PayloadError(
+            f"{name} must lie within +-{MAX_MAGNITUDE:g} (float16's range), "
+            f"got {float(np.abs(array).max()):g}"
+        )
 
 
 def _check_counts(counts: np.ndarray, shape: tuple[int, ...]) -> None:

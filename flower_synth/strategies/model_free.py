@@ -23,7 +23,15 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
-from flower_synth.exchange import Accepted, ExchangeServer, Reply, accept
+from flower_synth.exchange import (
+    Accepted,
+    ExchangeServer,
+    Reply,
+    accept,
+    check_payload_size,
+    check_tensors,
+)
+from flower_synth.metering import parameters_serialized_nbytes
 from flower_synth.metrics import MetricsAggregationFn
 from flower_synth.options import refuse_unsupported
 
@@ -142,9 +150,20 @@ class ModelFreeStrategy(Strategy):
         if failures and not self.accept_failures:
             log(INFO, "Round %s not aggregated: %s failures", server_round, len(failures))
             return None, {}
-        accepted, rejected = accept(results, to_reply, self.exchange.decode)
+        accepted, rejected = accept(results, self.to_reply, self.exchange.decode)
         metrics = self.exchange.aggregate(server_round, accepted)
         return None, {"rejected_payloads": rejected} | metrics | self.fit_metrics(accepted)
+
+    def to_reply(self, result: tuple[ClientProxy, FitRes]) -> Reply:
+        """A legacy fit result as a :class:`~flower_synth.exchange.Reply`: its size checked
+        against the exchange's limit first, then its arrays deserialised (so a payload too
+        large or not deserialisable is that client's failure)."""
+        client, res = result
+        limit = self.exchange.max_payload_bytes(client.cid)
+        check_payload_size(client.cid, parameters_serialized_nbytes(res.parameters), limit)
+        check_tensors(res.parameters.tensors)
+        arrays = parameters_to_ndarrays(res.parameters)
+        return Reply(client.cid, arrays, res.num_examples, res.metrics)
 
     def fit_metrics(self, accepted: list[Accepted]) -> dict[str, Scalar]:
         """``fit_metrics_aggregation_fn`` over the accepted results (empty without one)."""
@@ -189,10 +208,3 @@ class ModelFreeStrategy(Strategy):
     ) -> tuple[float, dict[str, Scalar]] | None:
         """The exchange's server-side evaluation (None where it has none)."""
         return self.exchange.evaluate(server_round)
-
-
-def to_reply(result: tuple[ClientProxy, FitRes]) -> Reply:
-    """A legacy fit result as a :class:`~flower_synth.exchange.Reply` (its arrays
-    deserialised here, so a payload that does not deserialise is rejected)."""
-    client, res = result
-    return Reply(client.cid, parameters_to_ndarrays(res.parameters), res.num_examples, res.metrics)

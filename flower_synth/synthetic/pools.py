@@ -1,27 +1,24 @@
 """The server side of synthetic-sample exchange, free of Flower's server APIs: every
 client's latest pool, the trust-weighted downloads, and how many samples to ask for.
 
-Pools are keyed by a stable identity: the partition id a client reports
-(``partition-<id>``), else its node id (``node-<id>``). A client that rejoins under a
-new node id replaces its partition's pool instead of leaving a ghost beside it.
+Pools are keyed by a stable identity (:class:`~flower_synth.exchange.Roster`): the
+partition id a client reports, else its node id. A client that rejoins under a new node
+id replaces its partition's pool instead of leaving a ghost beside it, and a client that
+stops answering is dropped after ``max_missed_rounds``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from flower_synth.allocation import allocate
 from flower_synth.equilibrium import TRUST_MODES, check_trust_matrix
+from flower_synth.exchange import SIZE_CAP, Roster, capped_sizes
 from flower_synth.payload import SampleBatch
 
 SAMPLE_ALLOCATIONS = ("size", "equal")
-
-
-def identity(node_id: str, partition_id: int | None) -> str:
-    """A client's stable key: its partition when it reports one, else its node."""
-    return f"partition-{partition_id}" if partition_id is not None else f"node-{node_id}"
 
 
 class SyntheticPools:
@@ -41,6 +38,9 @@ class SyntheticPools:
         self_trust: ``a_ii`` for ``"uniform"`` and ``"size"``.
         download_budget: samples per download; 0 sends all the other pools hold.
         seed: seeds which samples each download draws.
+        max_missed_rounds: drop the pool of a client that was asked to train and did not
+            answer (or answered with a payload that was rejected) this many rounds in a
+            row (None: never).
     """
 
     def __init__(
@@ -50,6 +50,7 @@ class SyntheticPools:
         self_trust: float = 0.5,
         download_budget: int = 0,
         seed: int = 0,
+        max_missed_rounds: int | None = None,
     ) -> None:
         if isinstance(trust, str) and trust not in TRUST_MODES:
             raise ValueError(f"trust must be one of {TRUST_MODES} or a matrix, got {trust!r}")
@@ -65,32 +66,41 @@ class SyntheticPools:
         self.self_trust = self_trust
         self.download_budget = download_budget
         self.seed = seed
+        self.roster = Roster(max_missed_rounds)
         self.pools: dict[str, SampleBatch] = {}
         self.sizes: dict[str, int] = {}
-        self.partition_of: dict[str, int] = {}
-        self.identity_of_node: dict[str, str] = {}
+
+    @property
+    def partition_of(self) -> dict[str, int]:
+        """The partition id of every identity that reported one."""
+        return self.roster.partition_of
 
     def key_of(self, node_id: str) -> str:
         """The identity of ``node_id``: the partition it last reported, else the node."""
-        return self.identity_of_node.get(node_id, identity(node_id, None))
+        return self.roster.key_of(node_id)
 
     def store(self, node_id: str, partition_id: int | None, batch: SampleBatch, size: int) -> str:
         """Keep ``batch`` as the pool of the client at ``node_id``, replacing that
         identity's previous pool; returns the identity."""
-        key = identity(node_id, partition_id)
-        if key != identity(node_id, None):  # stored before it reported a partition
-            self.forget(identity(node_id, None))
-        self.identity_of_node[node_id] = key
+        key, previous = self.roster.identify(node_id, partition_id)
+        if previous is not None:  # stored under its node before it reported a partition
+            self.forget(previous)
         self.pools[key], self.sizes[key] = batch, size
-        if partition_id is not None:
-            self.partition_of[key] = partition_id
         return key
 
     def forget(self, key: str) -> None:
         """Drop everything kept for the identity ``key``."""
         self.pools.pop(key, None)
         self.sizes.pop(key, None)
-        self.partition_of.pop(key, None)
+        self.roster.forget(key)
+
+    def drop_departed(self, asked: Sequence[str], answered: Sequence[str]) -> list[str]:
+        """Forget the pools of clients that have now missed ``max_missed_rounds`` rounds
+        (see :meth:`~flower_synth.exchange.Roster.departed`); returns their identities."""
+        gone = self.roster.departed(asked, answered)
+        for key in gone:
+            self.forget(key)
+        return gone
 
     def trust_row(self, key: str, sources: list[str]) -> tuple[float, np.ndarray]:
         """``a_ii`` of the client ``key`` and the unnormalised weights of ``sources``.
@@ -106,7 +116,9 @@ class SyntheticPools:
             weights = [row[self.partition_of[s]] for s in sources]
             return float(row[self.partition_of[key]]), np.asarray(weights, dtype=float)
         if self.trust == "size":
-            return self.self_trust, np.asarray([self.sizes[s] for s in sources], dtype=float)
+            known = list(self.sizes.values())
+            capped = dict(zip(self.sizes, capped_sizes(known), strict=True))
+            return self.self_trust, np.asarray([capped[s] for s in sources], dtype=float)
         return self.self_trust, np.ones(len(sources))
 
     def download_for(self, node_id: str, server_round: int) -> tuple[SampleBatch, float]:
@@ -140,8 +152,9 @@ class SyntheticPools:
         known = [s for s in sizes if s is not None]
         if allocation == "equal" or not known:
             return dict.fromkeys(node_ids, per_client)
-        mean = float(np.mean(known))
-        weights = np.array([mean if s is None else s for s in sizes], dtype=float)
+        mean = float(np.mean(capped_sizes(known)))
+        cap = SIZE_CAP * max(float(np.median(known)), 1.0)
+        weights = np.array([mean if s is None else min(s, cap) for s in sizes], dtype=float)
         counts = np.maximum(allocate(per_client * len(node_ids), weights), 1)
         return dict(zip(node_ids, counts.tolist(), strict=True))
 

@@ -8,7 +8,14 @@ from typing import Any, NotRequired, TypedDict
 import numpy as np
 from flwr.common import Scalar
 
-from flower_synth.exchange import Accepted, ExchangeServer, Instructions, Reply
+from flower_synth.exchange import (
+    HEADER_ALLOWANCE,
+    Accepted,
+    ExchangeServer,
+    Instructions,
+    Reply,
+    reported_partition,
+)
 from flower_synth.payload import PayloadError, SampleBatch, encode_samples, validate_payload
 from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS, SyntheticPools
 from flower_synth.synthetic.server_classifier import PoolLearner
@@ -32,20 +39,8 @@ class SyntheticOptions(TypedDict):
     server_classifier: NotRequired[PoolLearner | None]
     on_pools: NotRequired[PoolCallback | None]
     seed: NotRequired[int]
-
-
-def reported_partition(metrics: Mapping[str, Scalar]) -> int | None:
-    """The ``partition_id`` a client reports, or None if it reports none.
-
-    Raises:
-        PayloadError: if it is not a non-negative integer.
-    """
-    partition = metrics.get("partition_id")
-    if partition is None:
-        return None
-    if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
-        raise PayloadError(f"metric partition_id must be an integer >= 0, got {partition!r}")
-    return partition
+    num_partitions: NotRequired[int | None]
+    max_missed_rounds: NotRequired[int | None]
 
 
 class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
@@ -83,6 +78,9 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
         on_pools: called after every round with the pools and the accepted clients'
             fit metrics, both keyed by identity.
         seed: seeds which samples are drawn for each client.
+        num_partitions: reported partition ids must lie below it (None: any 32-bit id).
+        max_missed_rounds: drop the pool of a client asked to train that gives no valid
+            answer this many rounds in a row (None: never).
     """
 
     def __init__(
@@ -100,6 +98,8 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
         server_classifier: PoolLearner | None = None,
         on_pools: PoolCallback | None = None,
         seed: int = 0,
+        num_partitions: int | None = None,
+        max_missed_rounds: int | None = None,
     ) -> None:
         if samples_per_client < 1:
             raise ValueError(f"samples_per_client must be >= 1, got {samples_per_client}")
@@ -107,7 +107,10 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
             raise ValueError(
                 f"sample_allocation must be one of {SAMPLE_ALLOCATIONS}, got {sample_allocation!r}"
             )
-        self.pools = SyntheticPools(sample_shape, trust, self_trust, download_budget, seed)
+        self.pools = SyntheticPools(
+            sample_shape, trust, self_trust, download_budget, seed, max_missed_rounds
+        )
+        self.num_partitions = num_partitions
         self.num_classes = num_classes
         self.samples_per_client = samples_per_client
         self.sample_dtype = sample_dtype
@@ -146,13 +149,20 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
             instructions[node] = (arrays, config)
         return instructions
 
+    def max_payload_bytes(self, node_id: str) -> int:
+        """The most bytes a client's reply may carry: the samples it was asked for as
+        float16 with full float16 soft labels and int32 labels, plus headers."""
+        cap = self.requested.get(node_id, self.samples_per_client)
+        per_sample = 2 * int(np.prod(self.pools.sample_shape)) + 4 + 2 * self.num_classes
+        return cap * per_sample + HEADER_ALLOWANCE
+
     def decode(self, reply: Reply) -> tuple[int | None, SampleBatch]:
         """The client's samples (at most what it was asked for) and the partition id it
         reports."""
         cap = self.requested.get(reply.node_id, self.samples_per_client)
         shape = self.pools.sample_shape
         batch = validate_payload(reply.arrays, shape, self.num_classes, cap)
-        partition = reported_partition(reply.metrics)
+        partition = reported_partition(reply.metrics, self.num_partitions)
         trust = self.pools.trust
         if isinstance(trust, np.ndarray) and (partition is None or partition >= len(trust)):
             raise PayloadError(
@@ -166,6 +176,9 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
     ) -> dict[str, Any]:
         """Keep every accepted batch as its client's pool and let the server classifier
         learn from them; returns the pools' figures and the classifier's metrics."""
+        departed = self.pools.drop_departed(
+            list(self.requested), [item.reply.node_id for item in accepted]
+        )
         arrived, client_metrics = [], {}
         for item in accepted:
             partition, batch = item.decoded
@@ -176,6 +189,7 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
         union = self.pools.union()
         shares = np.bincount(union.labels, minlength=self.num_classes) / max(len(union), 1)
         metrics: dict[str, Any] = {
+            "departed_clients": len(departed),
             "pool_clients": len(self.pools.pools),
             "pool_samples": len(union),
             "pool_class_share_min": float(shares.min()),

@@ -14,7 +14,15 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords, sample_nodes
 
-from flower_synth.exchange import Accepted, ExchangeServer, Reply, accept
+from flower_synth.exchange import (
+    Accepted,
+    ExchangeServer,
+    Reply,
+    accept,
+    check_payload_size,
+    check_tensors,
+)
+from flower_synth.metering import arrayrecord_serialized_nbytes
 from flower_synth.options import refuse_unsupported
 
 MetricsAggregation = Callable[[list[RecordDict], str], MetricRecord]
@@ -144,24 +152,24 @@ class ModelFreeStrategy(Strategy):
         return None, MetricRecord(metrics)
 
     def to_reply(self, message: Message) -> Reply:
-        """A reply message as a :class:`~flower_synth.exchange.Reply` (raises
-        ``ValueError`` for one without exactly one ``MetricRecord`` carrying
-        ``weighted_by_key`` as a non-negative integer, or whose arrays do not
-        deserialise)."""
-        content = message.content
+        """A reply message as a :class:`~flower_synth.exchange.Reply`: exactly one
+        ``MetricRecord`` (whose ``weighted_by_key`` is the example count), its arrays'
+        size checked against the exchange's limit before they are deserialised; anything
+        else raises (the node's failure)."""
+        content, node = message.content, str(message.metadata.src_node_id)
         records = list(content.metric_records.values())
         if len(records) != 1:
             raise ValueError(f"a reply needs exactly one MetricRecord, got {len(records)}")
         metrics = dict(records[0])
         examples = metrics.pop(self.weighted_by_key, None)
-        if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
-            raise ValueError(
-                f"the reply's metric {self.weighted_by_key!r} must be an integer >= 0, "
-                f"got {examples!r}"
-            )
         arrays = content.array_records.get(self.arrayrecord_key)
-        payload = [] if arrays is None else arrays.to_numpy_ndarrays()
-        return Reply(str(message.metadata.src_node_id), payload, examples, metrics)
+        limit = self.exchange.max_payload_bytes(node)
+        check_payload_size(node, arrayrecord_serialized_nbytes(arrays), limit)
+        payload = []
+        if arrays is not None:
+            check_tensors([array.data for array in arrays.values()])
+            payload = arrays.to_numpy_ndarrays()
+        return Reply(node, payload, examples, metrics)
 
     def train_metrics(self, accepted: list[Accepted]) -> dict[str, Any]:
         """``train_metrics_aggr_fn`` over the accepted replies' metrics."""
