@@ -22,6 +22,7 @@ import numpy as np
 from flwr.common import Scalar
 from flwr.common.logger import log
 
+from flower_synth.checkpoint import State
 from flower_synth.payload import PayloadError
 
 Decoded = TypeVar("Decoded")
@@ -151,6 +152,21 @@ class Roster:
         for node in [n for n, k in self.identity_of_node.items() if k == key]:
             del self.identity_of_node[node]
 
+    def state(self) -> State:
+        """Identities, partitions and missed rounds (for a checkpoint)."""
+        meta = {
+            "identity_of_node": dict(self.identity_of_node),
+            "partition_of": dict(self.partition_of),
+            "missed": dict(self.missed),
+        }
+        return State(meta=meta)
+
+    def load_state(self, state: State) -> None:
+        """Continue from :meth:`state`."""
+        self.identity_of_node = dict(state.meta.get("identity_of_node", {}))
+        self.partition_of = {k: int(v) for k, v in state.meta.get("partition_of", {}).items()}
+        self.missed = {k: int(v) for k, v in state.meta.get("missed", {}).items()}
+
 
 @dataclass(frozen=True)
 class Accepted(Generic[Decoded]):
@@ -188,6 +204,13 @@ class ExchangeServer(abc.ABC, Generic[Decoded]):
     def describe(self) -> str:
         """One line naming the strategy and its main settings (for logs)."""
         return type(self).__name__
+
+    def state(self) -> State:
+        """What the exchange keeps between rounds (for a checkpoint; nothing by default)."""
+        return State()
+
+    def load_state(self, state: State) -> None:
+        """Continue from :meth:`state` (a checkpoint of an earlier run)."""
 
 
 def check_tensors(tensors: Sequence[bytes]) -> None:

@@ -3,6 +3,7 @@ Flower's APIs."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -70,7 +71,8 @@ class FedAvgLearner:
 
     def fit(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Fitted:
         """Local training from the received weights; returns weights, example count,
-        and ``train_loss`` (mean loss of the last local epoch)."""
+        ``train_loss`` (mean loss of the last local epoch) and ``classifier_seconds``."""
+        started = time.perf_counter()
         set_weights(self.model, arrays)
         loader = make_loader(
             to_unit_range(self.data.train),
@@ -89,7 +91,8 @@ class FedAvgLearner:
             proximal_mu=float(config.get("proximal_mu", 0.0)),
             device=self.device,
         )
-        return Fitted(get_weights(self.model), len(self.data.train), {"train_loss": loss})
+        metrics = {"train_loss": loss, "classifier_seconds": time.perf_counter() - started}
+        return Fitted(get_weights(self.model), len(self.data.train), metrics)
 
     def evaluate(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Evaluated:
         """Loss and ``accuracy`` of the received weights on the local test split (0

@@ -65,21 +65,38 @@ def arrayrecord_serialized_nbytes(record: ArrayRecord | None) -> int:
 
 class RoundMeter:
     """Writes every round's figures to ``recorder``, with ``seconds``: wall time from
-    :meth:`start` of the round to the latest :meth:`record` of it."""
+    :meth:`start` of the round to the latest :meth:`record` of it, and ``phases``:
+    where that time went, as laps between the strategy's hooks (e.g. ``train_replies``:
+    from the training messages' creation to the replies' arrival, the clients' work and
+    the transport; ``aggregate_train``: the server's own work on them)."""
 
     def __init__(self, recorder: RunRecorder) -> None:
         self.recorder = recorder
         self.started: dict[int, float] = {}
+        self.lapped: dict[int, float] = {}
+        self.phases: dict[int, dict[str, float]] = {}
 
     def start(self, server_round: int) -> None:
         """The round begins (its first hook)."""
-        self.started[server_round] = time.perf_counter()
+        self.started[server_round] = self.lapped[server_round] = time.perf_counter()
+        self.phases[server_round] = {}
+
+    def lap(self, server_round: int, phase: str) -> None:
+        """Add the time since the round's previous lap (or start) to ``phase``."""
+        if server_round not in self.lapped:
+            return
+        now = time.perf_counter()
+        phases = self.phases[server_round]
+        phases[phase] = phases.get(phase, 0.0) + now - self.lapped[server_round]
+        self.lapped[server_round] = now
 
     def record(self, server_round: int, **values: Any) -> dict[str, Any]:
-        """Merge ``values`` into the round's record (with ``seconds``); returns it."""
+        """Merge ``values`` into the round's record (with ``seconds`` and ``phases``);
+        returns it."""
         started = self.started.get(server_round)
         if started is not None:
             values["seconds"] = time.perf_counter() - started
+            values["phases"] = dict(self.phases[server_round])
         return self.recorder.update(server_round, **values)
 
     def log(self, record: dict[str, Any]) -> None:

@@ -40,20 +40,33 @@ def weighted_train_loss(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]
     return {"train_loss": sum(n * loss for n, loss in pairs) / total} if total else {}
 
 
+def summed_seconds(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
+    """Every ``*_seconds`` metric summed over the clients as ``clients_*_seconds``
+    (where a round's time goes on the client side)."""
+    keys = sorted({key for _, m in results for key in m if key.endswith("_seconds")})
+    return {f"clients_{key}": sum(float(m[key]) for _, m in results if key in m) for key in keys}
+
+
+def client_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
+    """:func:`weighted_train_loss` and :func:`summed_seconds`."""
+    return weighted_train_loss(results) | summed_seconds(results)
+
+
 def stateful_client_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
-    """``train_loss`` (weighted) plus ``client_rounds_min``/``_max``: how many rounds the
+    """:func:`client_fit_metrics` plus ``client_rounds_min``/``_max``: how many rounds the
     least and most experienced client has fitted, counted in each client's own state
     (equal to the server round when client state persists across rounds); and where
     clients report it, ``label_agreement``: the share of all generated samples whose
     soft label agrees with their class (weighted by ``generated_samples``), with the
-    clients' ``_min`` and ``_max``; every ``*_seconds`` metric summed over the clients
-    as ``clients_*_seconds`` (where a round's time goes)."""
+    clients' ``_min`` and ``_max``; ``clients_fresh_start``: how
+    many clients started without state from earlier rounds (``fresh_start``)."""
     rounds = [int(m["client_rounds"]) for _, m in results if "client_rounds" in m]
-    metrics = weighted_train_loss(results)
+    metrics = client_fit_metrics(results)
     if rounds:
         metrics |= {"client_rounds_min": min(rounds), "client_rounds_max": max(rounds)}
-    for key in sorted({k for _, m in results for k in m if k.endswith("_seconds")}):
-        metrics[f"clients_{key}"] = sum(float(m[key]) for _, m in results if key in m)
+    fresh = [int(m["fresh_start"]) for _, m in results if "fresh_start" in m]
+    if fresh:
+        metrics["clients_fresh_start"] = sum(fresh)
     agreement = [
         (float(m["label_agreement"]), int(m.get("generated_samples", 1)))
         for _, m in results

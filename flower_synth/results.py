@@ -25,10 +25,15 @@ ROUND_KEYS = (
 )
 
 
+def results_file_prefix(strategy: str, dataset: str, partitioner: str, seed: int) -> str:
+    """What the file names of runs with these settings begin with."""
+    return f"{strategy}-{dataset}-{partitioner}-seed{seed}-"
+
+
 def results_file_name(strategy: str, dataset: str, partitioner: str, seed: int) -> str:
     """The file name a run with these settings writes (timestamped, so runs never clash)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{strategy}-{dataset}-{partitioner}-seed{seed}-{stamp}.json"
+    return f"{results_file_prefix(strategy, dataset, partitioner, seed)}{stamp}.json"
 
 
 class RunRecorder:
@@ -38,7 +43,8 @@ class RunRecorder:
     loses at most the round in flight if the process dies. Round 0 (evaluation of
     the initial model, before any training) is stored under ``initial``. The file says
     ``"finished": false`` until :meth:`finish` marks the run done, so a run that crashed
-    (even in its last round) never looks complete.
+    (even in its last round) never looks complete. A run continued from a checkpoint
+    (:meth:`restore`) lists the rounds after which it was resumed under ``resumed``.
     """
 
     def __init__(self, path: str | Path, config: dict[str, Any]) -> None:
@@ -47,6 +53,7 @@ class RunRecorder:
         self.initial: dict[str, Any] = {}
         self.rounds: list[dict[str, Any]] = []
         self.finished = False
+        self.resumed: list[int] = []
 
     def update(self, server_round: int, **values: Any) -> dict[str, Any]:
         """Merge ``values`` into the record of ``server_round``, save, return the record."""
@@ -60,6 +67,15 @@ class RunRecorder:
         self.save()
         return record
 
+    def restore(self, data: dict[str, Any], resumed_after: int) -> None:
+        """Continue the records ``data`` (what :meth:`as_dict` returned when round
+        ``resumed_after`` was complete), dropping any later round, and save."""
+        self.initial = dict(data.get("initial", {}))
+        self.rounds = [r for r in data.get("rounds", []) if r["round"] <= resumed_after]
+        self.resumed = [*data.get("resumed", []), resumed_after]
+        self.finished = False
+        self.save()
+
     def finish(self) -> None:
         """Mark the run done (every round ran and the strategy returned) and save."""
         self.finished = True
@@ -70,6 +86,7 @@ class RunRecorder:
         return {
             "config": self.config,
             "finished": self.finished,
+            "resumed": self.resumed,
             "initial": self.initial,
             "rounds": self.rounds,
         }

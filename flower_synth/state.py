@@ -6,8 +6,11 @@ node's ``Context.state`` (a ``RecordDict``) as ``ArrayRecord`` entries.
 
 from __future__ import annotations
 
+from logging import WARNING
+
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from flwr.common.logger import log
 from torch import nn
 
 
@@ -45,3 +48,19 @@ def count_round(state: RecordDict, key: str) -> int:
     progress["client_rounds"] = int(progress["client_rounds"]) + 1
     state[key] = progress
     return int(progress["client_rounds"])
+
+
+def fresh_start(client_rounds: int, server_round: int) -> int:
+    """1 if a client fits for the first time by its own state in a round after the
+    first (it was not sampled before, or its ``Context.state`` was lost: a SuperNode or
+    a resumed run starts without it), else 0; a fresh start is logged. Clients report
+    it as the metric ``fresh_start``, so a run says how many clients restarted."""
+    fresh = int(client_rounds == 1 and server_round > 1)
+    if fresh:
+        log(
+            WARNING,
+            "Round %s: no state from earlier rounds on this node (first time sampled, or "
+            "its state was lost); starting from scratch",
+            server_round,
+        )
+    return fresh

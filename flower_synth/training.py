@@ -11,9 +11,9 @@ from torch import nn
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
+    Dataset,
     RandomSampler,
     SequentialSampler,
-    TensorDataset,
     WeightedRandomSampler,
 )
 
@@ -30,6 +30,37 @@ def to_unit_range(data: ImageDataset) -> np.ndarray:
     return data.images.astype(np.float32) / 255.0
 
 
+class ImageBatches(Dataset):
+    """Images with their targets and loss weights, indexed a whole batch at a time.
+
+    Images are float intensities in [0, 1] or ``uint8`` (0..255, as datasets and
+    payloads hold them); each batch is converted to float32 and normalised when it is
+    drawn, so ``uint8`` data never exists as float32 all at once.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        targets: torch.Tensor,
+        weights: torch.Tensor,
+        normalization: Normalization = SYMMETRIC,
+    ) -> None:
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        self.scale = 255.0 if images.dtype == np.uint8 else 1.0
+        self.targets = targets
+        self.weights = weights
+        self.normalize = normalization.transform(images.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images = self.images[indices].to(torch.float32)
+        if self.scale != 1.0:
+            images = images / self.scale
+        return self.normalize(images), self.targets[indices], self.weights[indices]
+
+
 def make_loader(
     samples: np.ndarray,
     labels: np.ndarray,
@@ -40,7 +71,8 @@ def make_loader(
     draws: int | None = None,
     normalization: Normalization = SYMMETRIC,
 ) -> DataLoader:
-    """Batches of ``(inputs, targets, weights)`` for images ``samples`` in [0, 1].
+    """Batches of ``(inputs, targets, weights)`` for images ``samples`` (floats in
+    [0, 1], or ``uint8`` 0..255; see :class:`ImageBatches`).
 
     Inputs are normalised with ``normalization`` (default: to [-1, 1], the scale of
     every model here). ``labels`` are ``(N,)`` class indices or ``(N, C)`` probability rows
@@ -55,9 +87,6 @@ def make_loader(
     Shuffling and drawing use a generator seeded by ``seed``; whole batches are indexed
     at once (a ``BatchSampler`` as sampler), much faster on CPU than per-example collation.
     """
-    inputs = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
-    channels = inputs.shape[1]
-    inputs = normalization.transform(channels)(inputs)
     weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
     targets = torch.from_numpy(
         labels.astype(np.float32) if labels.ndim == 2 else labels.astype(np.int64)
@@ -71,7 +100,9 @@ def make_loader(
     else:
         order = SequentialSampler(range(len(labels)))
     loss_weights = torch.from_numpy((weights / weights.mean()).astype(np.float32))
-    dataset = TensorDataset(inputs, targets, loss_weights)
+    if samples.dtype not in (np.uint8, np.float32):
+        samples = samples.astype(np.float32)
+    dataset = ImageBatches(samples, targets, loss_weights, normalization)
     sampler = BatchSampler(order, batch_size, drop_last=False)
     return DataLoader(dataset, sampler=sampler, batch_size=None)
 
@@ -208,7 +239,8 @@ def predict(
     normalization: Normalization = SYMMETRIC,
     device: Device = "cpu",
 ) -> np.ndarray:
-    """``function`` of images ``samples`` in [0, 1], batch by batch, as a numpy array."""
+    """``function`` of images ``samples`` (in [0, 1], or ``uint8``), batch by batch, as
+    a numpy array."""
     labels = np.zeros(len(samples), np.int64)
     batches = make_loader(samples, labels, EVAL_BATCH_SIZE, False, normalization=normalization)
     return np.concatenate([function(inputs.to(device)).cpu().numpy() for inputs, _, _ in batches])
@@ -252,5 +284,5 @@ def evaluate(
     """Mean cross-entropy and accuracy of ``model`` on ``data``."""
     if len(data) == 0:
         return float("nan"), float("nan")
-    probabilities = class_probabilities(model, to_unit_range(data), normalization, device)
+    probabilities = class_probabilities(model, data.images, normalization, device)
     return score(probabilities, data.labels)

@@ -47,9 +47,7 @@ def flwr_run(tmp_path: Path, root: Path) -> RunOutcome:
     """Run the project; the run must have completed by its own status."""
     results = tmp_path / "results.json"
     with LocalFederation(simulation=True, workdir=tmp_path / "federation") as federation:
-        outcome = federation.run(
-            root, RUN | {"results-file": str(results)}, {"num-supernodes": 2}, timeout=900
-        )
+        outcome = federation.run(root, RUN | {"results-file": str(results)}, {"num-supernodes": 2})
     assert outcome.succeeded, outcome.describe()
     return outcome
 

@@ -8,9 +8,11 @@ import pytest
 from flower_synth.payload import (
     PayloadError,
     SampleBatch,
+    WireBatch,
     decode_samples,
     encode_samples,
     validate_payload,
+    validate_wire,
 )
 
 SHAPE = (1, 8, 8)
@@ -196,3 +198,30 @@ def test_targets_blend_soft_labels_with_the_generated_class() -> None:
     assert np.array_equal(soft.targets(10), soft.probabilities)
     no_soft_labels = hard.targets(10, hard_weight=0.3)
     assert np.array_equal(no_soft_labels, np.eye(10)[hard.labels])
+
+
+def test_a_wire_batch_is_sent_on_as_it_arrived() -> None:
+    """The server keeps what it validated in the wire dtype and re-sends it unchanged,
+    top-k soft labels recut from its float16 rows exactly as the sender cut them."""
+    images, labels = valid_arrays()
+    arrays = encode_samples(images / 255.0, labels, "uint8", soft_labels())
+    kept = validate_wire(arrays, SHAPE, num_classes=10, max_samples=10)
+    assert kept.samples.dtype == np.uint8 and kept.probabilities.dtype == np.float16
+    for sent, original in zip(kept.arrays(), arrays, strict=True):
+        assert np.array_equal(sent, original)
+    top = encode_samples(images / 255.0, labels, "uint8", soft_labels(), top_k=3)
+    for sent, original in zip(kept.arrays(top_k=3), top, strict=True):
+        assert np.array_equal(sent, original)
+    assert kept.nbytes == images.nbytes + 4 * 5 + 2 * 5 * 10
+
+
+def test_wire_batches_of_both_dtypes_concatenate_and_convert() -> None:
+    images, labels = valid_arrays(4)
+    uint8 = WireBatch(images, labels)
+    half = uint8.converted("float16")
+    assert half.samples.dtype == np.float16
+    assert np.array_equal(half.converted("uint8").samples, images)  # 256 levels survive
+    both = WireBatch.concatenate([uint8, half], SHAPE)
+    assert both.samples.dtype == np.uint8 and len(both) == 8
+    expected = np.concatenate([images, images]).astype(np.float32) / 255.0
+    assert np.array_equal(both.decode().samples, expected)

@@ -9,20 +9,20 @@ import torch
 
 from flower_synth.data import load_dataset
 from flower_synth.models import build_model
-from flower_synth.payload import SampleBatch
+from flower_synth.payload import WireBatch
 from flower_synth.synthetic.server_classifier import (
     PooledClassifier,
     ReplayBuffer,
     class_balanced_weights,
 )
-from flower_synth.training import make_loader, to_unit_range
+from flower_synth.training import make_loader
 
 SHAPE = (1, 8, 8)
 
 
-def batch_of(labels: list[int]) -> SampleBatch:
-    labels = np.asarray(labels)
-    return SampleBatch(np.zeros((len(labels), *SHAPE), np.float32), labels)
+def batch_of(labels: list[int]) -> WireBatch:
+    labels = np.asarray(labels, dtype=np.int32)
+    return WireBatch(np.zeros((len(labels), *SHAPE), np.uint8), labels)
 
 
 def test_replay_buffer_keeps_only_the_last_rounds() -> None:
@@ -65,10 +65,19 @@ def test_pooled_classifier_learns_only_when_given_samples_and_scores_the_test_se
     assert classifier.evaluate(1) is None  # nothing learnt yet
     assert classifier.learn(1, []) == {}
     # stand-ins for clients' pools: real digits, three sources of unequal size
-    images, labels = to_unit_range(train_set), train_set.labels
-    pools = [SampleBatch(images[part], labels[part]) for part in np.array_split(np.arange(900), 3)]
+    images, labels = train_set.images, train_set.labels.astype(np.int32)
+    pools = [WireBatch(images[part], labels[part]) for part in np.array_split(np.arange(900), 3)]
     metrics = classifier.learn(1, pools)
     assert metrics["replay_samples"] == 900
     loss, evaluation = classifier.evaluate(1)
     assert evaluation["global_accuracy"] > 0.8  # chance is 0.1
     assert np.isfinite(loss)
+
+
+def test_uint8_images_are_decoded_per_batch_exactly_as_float_images() -> None:
+    images = np.random.default_rng(0).integers(0, 256, (50, *SHAPE), dtype=np.uint8)
+    labels = np.arange(50) % 10
+    compact = make_loader(images, labels, 16, shuffle=True, seed=3)
+    floats = make_loader(images.astype(np.float32) / 255.0, labels, 16, shuffle=True, seed=3)
+    for (a, ya, _), (b, yb, _) in zip(compact, floats, strict=True):
+        assert torch.equal(a, b) and torch.equal(ya, yb)

@@ -122,7 +122,7 @@ def test_malformed_payloads_are_rejected_and_the_round_completes() -> None:
     parameters, metrics = strategy.aggregate_fit(2, results, [])
     assert parameters is None
     assert metrics["rejected_payloads"] == 2
-    assert strategy.exchange.pools.pools["partition-0"].samples.max() == 1.0  # replaced
+    assert strategy.exchange.pools.pools["partition-0"].samples.max() == 255  # replaced (uint8)
     assert (
         strategy.exchange.pools.pools["partition-1"].labels.tolist() == [1] * 20
     )  # previous pool kept

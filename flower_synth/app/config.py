@@ -23,6 +23,9 @@ from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS
 STRATEGIES = ("fedavg", "fedprox", "synthetic", "gmm-prototype", "fedproto", "local-only")
 OWN_MODEL_STRATEGIES = ("gmm-prototype", "fedproto", "local-only")  # no global model
 CLASSIFIERS = ("model", "bayes")
+# Keys that say where a run writes and whether it continues an earlier one, never
+# what it computes: two runs that differ only in these produce the same numbers.
+BOOKKEEPING_KEYS = ("output-dir", "resume")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class RunSettings:
     proximal_mu: float = 0.01
     seed: int = 0
     output_dir: str = "results"
+    resume: bool = False
     # synthetic-sample exchange
     generator: str = "cvae"
     classifier: str = "model"

@@ -13,19 +13,20 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, FedProx, Strategy
 from torch import nn
 
-from flower_synth.app.config import OWN_MODEL_STRATEGIES, RunSettings
+from flower_synth.app.config import BOOKKEEPING_KEYS, OWN_MODEL_STRATEGIES, RunSettings
+from flower_synth.checkpoint import Checkpoint
 from flower_synth.data import ImageDataset, load_global_test
 from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
 from flower_synth.metrics import (
     client_evaluation,
+    client_fit_metrics,
     clients_as_global_evaluation,
     for_messages,
     personalized_accuracy,
     stateful_client_fit_metrics,
-    weighted_train_loss,
 )
 from flower_synth.models import build_dual_head_model, build_model, count_parameters
-from flower_synth.results import RunRecorder, results_file_name
+from flower_synth.results import RunRecorder, load_results, results_file_name, results_file_prefix
 from flower_synth.serverapp.strategy import (
     FedProtoStrategy,
     GMMPrototypeStrategy,
@@ -67,7 +68,7 @@ def sampling(settings: RunSettings) -> dict:
 def build_baseline_strategy(settings: RunSettings) -> Strategy:
     """flwr's own Message-API FedAvg or FedProx."""
     common = sampling(settings) | {
-        "train_metrics_aggr_fn": for_messages(weighted_train_loss),
+        "train_metrics_aggr_fn": for_messages(client_fit_metrics),
         "evaluate_metrics_aggr_fn": for_messages(personalized_accuracy),
     }
     if settings.strategy == "fedprox":
@@ -93,7 +94,8 @@ def record_pools(recorder: RunRecorder, num_classes: int, means: bool) -> PoolCa
         }
         if means:
             values["pool_means"] = {
-                name(key): pool.samples.reshape(len(pool), -1)
+                name(key): pool.decode()
+                .samples.reshape(len(pool), -1)
                 .mean(axis=0, dtype=np.float64)
                 .tolist()
                 for key, pool in pools.items()
@@ -180,21 +182,57 @@ def server_model(settings: RunSettings, test: ImageDataset) -> nn.Module:
     return build_model(test.image_shape, test.num_classes)
 
 
+def checkpoint_of(results: Path) -> Checkpoint:
+    """The checkpoint beside a results file (``<name>.checkpoint.npz``)."""
+    return Checkpoint(results.with_suffix(".checkpoint.npz"))
+
+
+def same_run(config: dict, other: dict) -> bool:
+    """Whether two results configs describe the same computation (``BOOKKEEPING_KEYS``
+    aside)."""
+
+    def essential(values: dict) -> dict:
+        return {k: v for k, v in values.items() if k not in BOOKKEEPING_KEYS}
+
+    return essential(config) == essential(other)
+
+
+def resumable_results(directory: Path, prefix: str, config: dict) -> Path | None:
+    """The newest results file in ``directory`` named ``prefix*`` of a run with the
+    same ``config`` that did not finish and left a checkpoint, or None."""
+    for path in sorted(directory.glob(f"{prefix}*.json"), reverse=True):
+        try:
+            data = load_results(path)
+        except ValueError:
+            continue
+        if not data.get("finished") and same_run(data["config"], config):
+            if checkpoint_of(path).exists():
+                return path
+    return None
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Run the strategy named by the run config, metered into a results file."""
+    """Run the strategy named by the run config, metered into a results file and
+    checkpointed after every round; with ``resume``, continue the newest unfinished
+    run of the same settings in ``output-dir`` from its checkpoint (a fresh run if
+    there is none)."""
     settings = RunSettings.from_run_config(context.run_config)
     torch.manual_seed(settings.seed)
     test = load_global_test(settings.data_source)
     model = server_model(settings, test)
-    name = results_file_name(
-        settings.strategy, settings.dataset, settings.partitioner, settings.seed
+    config = settings.to_run_config() | {
+        "model_parameters": count_parameters(model),
+        "flwr_version": flwr.__version__,
+    }
+    directory = Path(settings.output_dir).expanduser().resolve()
+    names = (settings.strategy, settings.dataset, settings.partitioner, settings.seed)
+    path = (
+        resumable_results(directory, results_file_prefix(*names), config)
+        if settings.resume
+        else None
     )
-    recorder = RunRecorder(
-        Path(settings.output_dir).expanduser().resolve() / name,
-        config=settings.to_run_config()
-        | {"model_parameters": count_parameters(model), "flwr_version": flwr.__version__},
-    )
+    recorder = RunRecorder(path or directory / results_file_name(*names), config=config)
     initial_arrays, evaluate_fn = None, None
     if settings.strategy == "synthetic":
         strategy: Strategy = build_synthetic_strategy(settings, model, test, recorder)
@@ -204,10 +242,15 @@ def main(grid: Grid, context: Context) -> None:
         strategy = build_baseline_strategy(settings)
         initial_arrays = ArrayRecord(get_weights(model))
         evaluate_fn = global_evaluate_fn(model, test)
-    MeteredStrategy(strategy, recorder).start(
+    checkpoint = checkpoint_of(recorder.path)
+    metered = MeteredStrategy(strategy, recorder, checkpoint)
+    if path is not None:
+        metered.resume()
+    metered.start(
         grid=grid,
         initial_arrays=initial_arrays,
         num_rounds=settings.num_server_rounds,
         evaluate_fn=evaluate_fn,
     )
     recorder.finish()
+    checkpoint.remove()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flower_synth.app.config import RunSettings
+from flower_synth.app.config import BOOKKEEPING_KEYS, RunSettings
 from flower_synth.bench.centralized import CENTRALIZED, run_centralized
 from flower_synth.bench.experiments import Cell
 from flower_synth.bench.federation import LocalFederation
@@ -24,14 +24,14 @@ CellRunner = Callable[[Cell], None]
 
 def matches(config: dict[str, Any], cell: Cell) -> bool:
     """Whether a results file's ``config`` is the cell's full run config, defaults
-    included (the output folder aside). A key the file lacks (written before the key
+    included (``BOOKKEEPING_KEYS`` aside). A key the file lacks (written before the key
     existed) matches if the cell leaves it at its default."""
     defaults = RunSettings().to_run_config()
     expected = cell.settings.to_run_config() | {"strategy": cell.base}
     return all(
         config.get(key, defaults[key]) == value
         for key, value in expected.items()
-        if key != "output-dir"
+        if key not in BOOKKEEPING_KEYS
     )
 
 
@@ -67,7 +67,9 @@ class FlowerCellRunner:
     """Runs a cell through Flower's simulation engine: ``flwr run`` against a SuperLink
     of its own (started and stopped by process id for every cell), then stores the
     peak resident memory of all its processes, the wall time and the machine it ran on in
-    the results file.
+    the results file. Runs go with ``resume=true``: a cell whose earlier run stopped
+    part-way continues from its checkpoint (the measurements then cover the part run
+    last).
 
     Args:
         app_dir: the Flower app (this project's folder).
@@ -92,7 +94,7 @@ class FlowerCellRunner:
             ):
                 outcome = fed.run(
                     self.app_dir,
-                    cell.run_config,
+                    cell.run_config | {"resume": True},
                     cell.federation_config,
                     timeout=60 * self.timeout_minutes,
                     on_line=self.on_line,

@@ -3,7 +3,10 @@
 Used by the demo, the tests and the comparison runner. Ports are picked free at
 start; ``FLWR_HOME`` is a folder of the federation's own, holding the connection
 in ``config.toml``; :meth:`LocalFederation.stop` ends exactly the processes it
-started (see :mod:`flower_synth.bench.processes`).
+started (see :mod:`flower_synth.bench.processes`). With ``tls``, every connection is
+encrypted with certificates of a private CA made for the federation; with
+``node_auth``, the SuperLink admits only SuperNodes whose public keys were registered
+(:mod:`flower_synth.bench.security`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -25,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from flower_synth.bench.processes import ProcessGroup
+from flower_synth.bench.security import NodeKey, TLSFiles, make_node_key, make_tls_files
 
 CONNECTION_NAME = "flower-synth-local"
 COMPLETED = "finished:completed"
@@ -52,6 +57,7 @@ class RunOutcome:
     def describe(self) -> str:
         """The status, its details and the end of the log, for an error message."""
         return f"run {self.run_id}: {self.status} {self.details}\n{self.stdout[-3000:]}"
+
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 
@@ -92,6 +98,11 @@ class LocalFederation:
             (``num-supernodes`` from the federation config) instead of SuperNodes.
         workdir: folder for ``FLWR_HOME`` and the process logs (default: a new
             temporary folder, removed on :meth:`stop`).
+        tls: encrypt every connection (SuperLink with ``--ssl-*`` files, SuperNodes
+            and ``flwr`` with ``--root-certificates``) instead of ``--insecure``.
+        node_auth: start the SuperLink with ``--enable-supernode-auth`` (needs ``tls``
+            and SuperNodes): only SuperNodes registered with :meth:`register_supernode`
+            are admitted.
 
     Use as a context manager::
 
@@ -99,13 +110,24 @@ class LocalFederation:
             federation.run(".", {"dataset": "digits"}, {"num-supernodes": 3})
     """
 
-    def __init__(self, simulation: bool = True, workdir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        simulation: bool = True,
+        workdir: str | Path | None = None,
+        tls: bool = False,
+        node_auth: bool = False,
+    ) -> None:
+        if node_auth and (not tls or simulation):
+            raise ValueError("node_auth needs tls=True and simulation=False (real SuperNodes)")
         self.simulation = simulation
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="flower-synth-"))
         self.flwr_home = self.workdir / "flwr-home"
         self.port = 0
         self.processes = ProcessGroup()
+        self.superlink: subprocess.Popen | None = None
+        self.tls: TLSFiles | None = make_tls_files(self.workdir / "tls") if tls else None
+        self.node_auth = node_auth
 
     @property
     def env(self) -> dict[str, str]:
@@ -124,13 +146,16 @@ class LocalFederation:
         """Start the SuperLink and wait until its HTTP API answers."""
         self.flwr_home.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        security = "insecure = true"
+        if self.tls is not None:
+            security = f'root-certificates = "{self.tls.ca_certificate}"'
         (self.flwr_home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION_NAME}"\n\n'
-            f'[superlink.{CONNECTION_NAME}]\naddress = "127.0.0.1:{self.port}"\ninsecure = true\n'
+            f'[superlink.{CONNECTION_NAME}]\naddress = "127.0.0.1:{self.port}"\n{security}\n'
         )
         command = [
             _executable("flower-superlink"),
-            "--insecure",
+            *self._superlink_security(),
             "--disable-runtime-dependency-installation",
             "--isolation",
             "subprocess",
@@ -144,6 +169,7 @@ class LocalFederation:
         if self.simulation:
             command.append("--simulation")
         process = self.processes.start(command, self.workdir / "superlink.log", self.env)
+        self.superlink = process
         try:
             self._wait_until_healthy(process)
         except BaseException:
@@ -152,6 +178,19 @@ class LocalFederation:
             self.stop()
             raise
         return self
+
+    def _superlink_security(self) -> list[str]:
+        if self.tls is None:
+            return ["--insecure"]
+        arguments = [
+            "--ssl-certfile",
+            str(self.tls.server_certificate),
+            "--ssl-keyfile",
+            str(self.tls.server_key),
+            "--ssl-ca-certfile",
+            str(self.tls.ca_certificate),
+        ]
+        return [*arguments, "--enable-supernode-auth"] if self.node_auth else arguments
 
     def _wait_until_healthy(self, process: subprocess.Popen) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
@@ -162,21 +201,69 @@ class LocalFederation:
             time.sleep(0.2)
 
     def _healthy(self) -> bool:
+        scheme, context = "http", None
+        if self.tls is not None:
+            scheme = "https"
+            context = ssl.create_default_context(cafile=str(self.tls.ca_certificate))
+        url = f"{scheme}://127.0.0.1:{self.port}/health"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as reply:
+            with urllib.request.urlopen(url, timeout=1, context=context) as reply:
                 return reply.status == 200
         except OSError:
             return False
 
-    def start_supernode(self, partition_id: int, num_partitions: int) -> subprocess.Popen:
-        """Start a SuperNode that serves partition ``partition_id`` of ``num_partitions``."""
+    def node_key(self, name: str) -> NodeKey:
+        """A fresh SuperNode key pair, kept in the federation's folder."""
+        return make_node_key(self.workdir / "node-keys", name)
+
+    def register_supernode(self, key: NodeKey) -> int:
+        """``flwr supernode register`` the public key of ``key``; returns the node id
+        the SuperLink assigned.
+
+        Raises:
+            RuntimeError: the SuperLink refused the key.
+        """
+        command = [
+            _executable("flwr"),
+            "supernode",
+            "register",
+            str(key.public_key),
+            CONNECTION_NAME,
+            "--format",
+            "json",
+        ]
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True)
+        try:
+            return int(json.loads(done.stdout)["node-id"])
+        except (ValueError, KeyError) as error:
+            raise RuntimeError(
+                f"registering {key.public_key} failed ({error}): {done.stdout}{done.stderr}"
+            ) from None
+
+    def start_supernode(
+        self,
+        partition_id: int,
+        num_partitions: int,
+        key: NodeKey | None = None,
+        node_config: dict[str, Any] | None = None,
+    ) -> subprocess.Popen:
+        """Start a SuperNode that serves partition ``partition_id`` of
+        ``num_partitions``, authenticating with ``key`` where given; ``node_config``
+        adds entries to its node config."""
         if self.simulation:
             raise RuntimeError(
                 "SuperNodes belong to a deployment: use LocalFederation(simulation=False)"
             )
+        security = ["--insecure"]
+        if self.tls is not None:
+            security = ["--root-certificates", str(self.tls.ca_certificate)]
+        if key is not None:
+            security += ["--auth-supernode-private-key", str(key.private_key)]
+        entries = {"partition-id": partition_id, "num-partitions": num_partitions}
+        entries |= node_config or {}
         command = [
             _executable("flower-supernode"),
-            "--insecure",
+            *security,
             "--superlink",
             f"127.0.0.1:{self.port}",
             "--host",
@@ -184,9 +271,9 @@ class LocalFederation:
             "--port",
             str(free_port()),
             "--node-config",
-            f"partition-id={partition_id} num-partitions={num_partitions}",
+            " ".join(f"{name}={toml_value(value)}" for name, value in entries.items()),
         ]
-        log_path = self.workdir / f"supernode-{partition_id}.log"
+        log_path = self.workdir / f"supernode-{partition_id}-{len(self.processes.processes)}.log"
         return self.processes.start(command, log_path, self.env)
 
     def run(

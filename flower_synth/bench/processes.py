@@ -56,6 +56,15 @@ def _is_alive(pid: int) -> bool:
     return fields is not None and fields[0] != "Z"
 
 
+class ProcessesSurvived(RuntimeError):
+    """Processes of a group outlived SIGKILL for longer than :meth:`ProcessGroup.stop`
+    waits."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(f"processes {pids} are still alive after SIGKILL")
+        self.pids = pids
+
+
 class ProcessGroup:
     """Processes this program started; :meth:`stop` ends them and their descendants."""
 
@@ -80,30 +89,54 @@ class ProcessGroup:
         """Every live process this group is responsible for."""
         return set().union(*(family(p.pid) for p in self.processes)) if self.processes else set()
 
-    def stop(self, grace_seconds: float = 10.0) -> None:
+    def stop(self, grace_seconds: float = 10.0, kill_seconds: float = 120.0) -> None:
         """SIGTERM every process of the group, then SIGKILL what is left after the grace.
 
         Returns once every process of the group is gone: a killed process takes a
-        moment to exit (longer with a large address space), and a process may spawn
-        another while the group is being stopped, so the group is looked up and killed
-        again until nothing of it is left or a second grace has passed.
+        moment to exit (longer with a large address space on a busy machine), and a
+        process may spawn another while the group is being stopped, so the group is
+        looked up and killed again until nothing of it is left.
+
+        Raises:
+            ProcessesSurvived: some process of the group was still alive
+                ``kill_seconds`` after the first SIGKILL (its pids are named).
         """
         targets = self.pids()
         for pid in targets:
             _signal(pid, signal.SIGTERM)
         self._wait_for_exit(targets, grace_seconds)
-        deadline = time.monotonic() + grace_seconds
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + kill_seconds
+        while True:
             targets |= self.pids()
             alive = {pid for pid in targets if _is_alive(pid)}
             if not alive:
                 break
+            if time.monotonic() > deadline:
+                raise ProcessesSurvived(sorted(alive))
             for pid in alive:
                 _signal(pid, signal.SIGKILL)
             self._wait_for_exit(alive, 0.5)
         for process in self.processes:
-            process.wait(timeout=grace_seconds)
+            process.wait()
         self.processes.clear()
+
+    def kill(self, process: subprocess.Popen, kill_seconds: float = 120.0) -> None:
+        """SIGKILL one process of the group and its descendants at once (a crash, not
+        a shutdown); returns when they are gone.
+
+        Raises:
+            ProcessesSurvived: some of them outlived ``kill_seconds``.
+        """
+        targets = family(process.pid)
+        deadline = time.monotonic() + kill_seconds
+        while alive := {pid for pid in targets | family(process.pid) if _is_alive(pid)}:
+            if time.monotonic() > deadline:
+                raise ProcessesSurvived(sorted(alive))
+            for pid in alive:
+                _signal(pid, signal.SIGKILL)
+            self._wait_for_exit(alive, 0.5)
+        process.wait()
+        self.processes.remove(process)
 
     def _wait_for_exit(self, pids: set[int], seconds: float) -> None:
         deadline = time.monotonic() + seconds

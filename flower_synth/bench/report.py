@@ -166,6 +166,57 @@ def samples_table(figures: dict[str, dict[str, Any]]) -> str | None:
     return "\n".join(lines)
 
 
+PHASES = (
+    "configure_train",
+    "train_replies",
+    "aggregate_train",
+    "configure_evaluate",
+    "evaluate_replies",
+    "aggregate_evaluate",
+    "server_evaluate",
+    "other",
+)
+
+
+def median_phases(data: dict[str, Any]) -> dict[str, float]:
+    """Median over the rounds after the first of every recorded phase of a round and
+    of every ``clients_*_seconds`` figure (the clients' own timers, summed per round)."""
+    rounds = data["rounds"][1:] or data["rounds"]
+    values: dict[str, list[float]] = {}
+    for record in rounds:
+        for phase, seconds in (record.get("phases") or {}).items():
+            values.setdefault(phase, []).append(seconds)
+        for key, seconds in record.items():
+            if key.startswith("clients_") and key.endswith("_seconds") and seconds is not None:
+                values.setdefault(key.removeprefix("clients_"), []).append(seconds)
+    return {key: statistics.median(v) for key, v in values.items()}
+
+
+def time_table(figures: dict[str, dict[str, Any]]) -> str | None:
+    """Where a round's time goes, per strategy (mean over runs of the median round):
+    the server's phases (``train_replies`` and ``evaluate_replies`` are the waits for
+    the clients: their work and the transport) and the clients' own timers summed over
+    the clients of a round; None if no run recorded phases."""
+    medians = {
+        strategy: [median_phases(data) for data in f["runs"]] for strategy, f in figures.items()
+    }
+    columns = [p for p in PHASES if any(p in m for ms in medians.values() for m in ms)]
+    clients = sorted({k for ms in medians.values() for m in ms for k in m if k not in PHASES})
+    if not columns:
+        return None
+    header = columns + [f"clients: {key.removesuffix('_seconds')}" for key in clients]
+    lines = [
+        "| strategy (s / round) | " + " | ".join(header) + " |",
+        "|---|" + "---|" * len(header),
+    ]
+    for strategy, ms in medians.items():
+        if not any(ms):
+            continue
+        cells = [mean_std([m[k] for m in ms if k in m], digits=2) for k in columns + clients]
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_report(config: ExperimentConfig, cells: Sequence[Cell]) -> Path:
     """``report.md`` (and one PNG per partition) in the experiment's output folder,
     from the finished results files of ``cells``; cells without one are listed as
@@ -211,6 +262,9 @@ def write_report(config: ExperimentConfig, cells: Sequence[Cell]) -> Path:
         samples = samples_table(figures)
         if samples is not None:
             lines += ["", samples]
+        timing = time_table(figures)
+        if timing is not None:
+            lines += ["", "Where a round's time goes:", "", timing]
         if finished:
             plot = plot_strategies(finished, output / f"{partition}.png")
             lines += ["", f"![{partition}: accuracy vs round and vs cumulative MB]({plot.name})"]

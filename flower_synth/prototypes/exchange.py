@@ -13,6 +13,7 @@ import numpy as np
 from flwr.common import Scalar
 from flwr.common.logger import log
 
+from flower_synth.checkpoint import State
 from flower_synth.exchange import (
     HEADER_ALLOWANCE,
     SIZE_CAP,
@@ -35,6 +36,7 @@ from flower_synth.prototypes.wire import (
 )
 
 Summary = TypeVar("Summary")
+GLOBAL = "global"  # the broadcast summary's name in a checkpoint (identities have a prefix)
 
 
 class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summary]):
@@ -44,13 +46,13 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
     all stored summaries are fused again, so with partial participation clients not
     sampled this round still count with their last summary. Fusing nothing (no
     summary, or only empty ones) leaves no broadcast; a fused summary that the clients
-    would reject (:meth:`validate_broadcast`) is not sent and the previous one stays.
+    would reject (:meth:`decode_broadcast`) is not sent and the previous one stays.
     A client whose class counts exceed its training-set size is rejected, and in fusion
     no client's count of a class weighs more than ``SIZE_CAP`` times the clients' median.
     No model weights travel.
 
     Subclasses define :meth:`decode_summary`, :meth:`fuse`, :meth:`encode`,
-    :meth:`validate_broadcast`, :meth:`with_counts` and :meth:`summary_metrics`.
+    :meth:`decode_broadcast`, :meth:`with_counts` and :meth:`summary_metrics`.
 
     Args:
         num_partitions: reported partition ids must lie below it (None: any 32-bit id).
@@ -84,12 +86,14 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
         """The global summary of the clients' (non-empty) summaries."""
 
     @abc.abstractmethod
-    def encode(self, summary: Summary) -> list[np.ndarray]:
-        """The global summary as arrays to send."""
+    def encode(self, summary: Summary, dtype: str | None = None) -> list[np.ndarray]:
+        """A summary as arrays to send, its floats as ``dtype`` (default: the
+        strategy's broadcast dtype)."""
 
     @abc.abstractmethod
-    def validate_broadcast(self, arrays: list[np.ndarray]) -> None:
-        """``PayloadError`` if the clients would reject these broadcast arrays."""
+    def decode_broadcast(self, arrays: list[np.ndarray]) -> Summary:
+        """Decode broadcast arrays as a client does (``PayloadError`` if it would
+        reject them)."""
 
     def summary_metrics(self, summary: Summary) -> dict[str, Scalar]:
         """Figures about the fused summary recorded each round (none by default)."""
@@ -143,12 +147,42 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
             return metrics
         fused = self.fuse(self.capped(nonempty))
         try:
-            self.validate_broadcast(self.encode(fused))
+            self.decode_broadcast(self.encode(fused))
         except PayloadError as error:
             log(WARNING, "Round %s: fused summary not broadcast: %s", server_round, error)
             return metrics | {"broadcast_rejected": 1}
         self.global_summary = fused
         return metrics | self.summary_metrics(fused)
+
+    def state(self) -> State:
+        """Every stored summary, the broadcast one and the identities, floats as
+        float32 (for a checkpoint)."""
+        state = State().with_part("roster", self.roster.state())
+        kept = dict(self.summaries)
+        if self.global_summary is not None:
+            kept[GLOBAL] = self.global_summary
+        for key, summary in kept.items():
+            arrays = self.encode(summary, "float32")
+            named = {str(index): array for index, array in enumerate(arrays)}
+            state = state.with_part(f"summary:{key}", State(named, {"arrays": len(arrays)}))
+        return state
+
+    def load_state(self, state: State) -> None:
+        """Continue from :meth:`state`."""
+        self.roster.load_state(state.part("roster"))
+        self.summaries, self.global_summary = {}, None
+        for name in state.meta:
+            if not name.startswith("summary:"):
+                continue
+            part = state.part(name)
+            summary = self.decode_broadcast(
+                [part.arrays[str(index)] for index in range(part.meta["arrays"])]
+            )
+            key = name.removeprefix("summary:")
+            if key == GLOBAL:
+                self.global_summary = summary
+            else:
+                self.summaries[key] = summary
 
     def capped(self, summaries: Sequence[Summary]) -> list[Summary]:
         """The summaries with each class count capped at ``SIZE_CAP`` times the median
@@ -215,9 +249,9 @@ class FedProtoExchange(PrototypeExchange[ClassPrototypes]):
         """The prototypes with ``counts[label]`` as their counts."""
         return ClassPrototypes(summary.labels, summary.means, counts[summary.labels])
 
-    def validate_broadcast(self, arrays: list[np.ndarray]) -> None:
+    def decode_broadcast(self, arrays: list[np.ndarray]) -> ClassPrototypes:
         """Decode as a client does."""
-        decode_prototypes(arrays, self.num_classes, self.feature_dim)
+        return decode_prototypes(arrays, self.num_classes, self.feature_dim)
 
     def max_summary_bytes(self) -> int:
         """A float32 mean and two int32 values per class."""
@@ -227,9 +261,9 @@ class FedProtoExchange(PrototypeExchange[ClassPrototypes]):
         """Count-weighted mean per class."""
         return aggregate_prototypes(summaries)
 
-    def encode(self, summary: ClassPrototypes) -> list[np.ndarray]:
-        """The global prototypes in the wire format, as ``dtype``."""
-        return encode_prototypes(summary, self.dtype)
+    def encode(self, summary: ClassPrototypes, dtype: str | None = None) -> list[np.ndarray]:
+        """Prototypes in the wire format."""
+        return encode_prototypes(summary, dtype or self.dtype)
 
     def summary_metrics(self, summary: ClassPrototypes) -> dict[str, Scalar]:
         """``global_classes``: classes that have a global prototype."""
@@ -320,9 +354,9 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
         """The mixtures with other class counts."""
         return dataclasses.replace(summary, class_counts=counts)
 
-    def validate_broadcast(self, arrays: list[np.ndarray]) -> None:
+    def decode_broadcast(self, arrays: list[np.ndarray]) -> ClassMixtures:
         """Decode as a client does (no per-class component limit)."""
-        decode_mixtures(arrays, self.num_classes, self.feature_dim, self.covariance)
+        return decode_mixtures(arrays, self.num_classes, self.feature_dim, self.covariance)
 
     def max_summary_bytes(self) -> int:
         """``max_client_components`` float32 components per class, and the counts."""
@@ -334,9 +368,9 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
         """Bhattacharyya fusion per class (see :func:`~flower_synth.prototypes.fuse_mixtures`)."""
         return fuse_mixtures(summaries, self.tau, self.max_components)
 
-    def encode(self, summary: ClassMixtures) -> list[np.ndarray]:
-        """The fused mixtures in the wire format, as ``dtype``."""
-        return encode_mixtures(summary, self.dtype)
+    def encode(self, summary: ClassMixtures, dtype: str | None = None) -> list[np.ndarray]:
+        """Mixtures in the wire format."""
+        return encode_mixtures(summary, dtype or self.dtype)
 
     def summary_metrics(self, summary: ClassMixtures) -> dict[str, Scalar]:
         """``global_components`` and ``global_classes`` of the fused mixtures."""

@@ -16,7 +16,7 @@ from flower_synth.data.federated import ClientData
 from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.learner import Evaluated, Fitted, round_seed, server_round
 from flower_synth.models import require_feature_split
-from flower_synth.state import count_round, load_module, save_module
+from flower_synth.state import count_round, fresh_start, load_module, save_module
 from flower_synth.training import (
     Device,
     evaluate,
@@ -131,10 +131,12 @@ class PrototypeLearner(ABC):
         )
         save_module(self.state, f"{self.state_key}.model", self.model)
         self.trained = True
+        rounds = count_round(self.state, f"{self.state_key}.progress")
         metrics: dict[str, Scalar] = {
             "partition_id": self.partition_id,
             "train_loss": loss,
-            "client_rounds": count_round(self.state, f"{self.state_key}.progress"),
+            "client_rounds": rounds,
+            "fresh_start": fresh_start(rounds, server_round(config)),
         }
         if terms.get("pseudo") is not None:
             metrics["pseudo_features"] = len(terms["pseudo"])

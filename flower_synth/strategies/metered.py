@@ -54,6 +54,7 @@ class MeteredStrategy(Strategy):
         """Delegate, then count the array bytes of every fit instruction."""
         self.meter.start(server_round)
         instructions = self.strategy.configure_fit(server_round, parameters, client_manager)
+        self.meter.lap(server_round, "configure_train")
         sent = [ins.parameters for _, ins in instructions]
         self.meter.record(
             server_round,
@@ -70,8 +71,10 @@ class MeteredStrategy(Strategy):
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         """Count the array bytes received, then delegate; record the fit metrics."""
+        self.meter.lap(server_round, "train_replies")
         received = [res.parameters for _, res in results]
         parameters, metrics = self.strategy.aggregate_fit(server_round, results, failures)
+        self.meter.lap(server_round, "aggregate_train")
         rejected = int((metrics or {}).get("rejected_payloads", 0))
         self.meter.record(
             server_round,
@@ -86,7 +89,9 @@ class MeteredStrategy(Strategy):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
         """Delegate, then count the array bytes sent for client-side evaluation."""
+        self.meter.lap(server_round, "other")
         instructions = self.strategy.configure_evaluate(server_round, parameters, client_manager)
+        self.meter.lap(server_round, "configure_evaluate")
         if instructions:
             self.meter.record(
                 server_round,
@@ -101,7 +106,9 @@ class MeteredStrategy(Strategy):
         failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
     ) -> tuple[float | None, dict[str, Scalar]]:
         """Delegate; record the aggregated client metrics and log the round summary."""
+        self.meter.lap(server_round, "evaluate_replies")
         loss, metrics = self.strategy.aggregate_evaluate(server_round, results, failures)
+        self.meter.lap(server_round, "aggregate_evaluate")
         record = self.meter.record(
             server_round, personalized_loss=loss, evaluate_failures=len(failures), **(metrics or {})
         )
@@ -112,7 +119,9 @@ class MeteredStrategy(Strategy):
         self, server_round: int, parameters: Parameters
     ) -> tuple[float, dict[str, Scalar]] | None:
         """Delegate server-side evaluation; record its loss as ``global_loss``."""
+        self.meter.lap(server_round, "other")
         outcome = self.strategy.evaluate(server_round, parameters)
+        self.meter.lap(server_round, "server_evaluate")
         if outcome is not None:
             loss, metrics = outcome
             self.meter.record(server_round, global_loss=loss, **metrics)

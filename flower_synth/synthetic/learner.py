@@ -24,7 +24,14 @@ from flower_synth.distillation import adjust_prior
 from flower_synth.generative import DensityModel, GenerativeModel
 from flower_synth.learner import Evaluated, Fitted, round_seed, server_round
 from flower_synth.payload import SampleBatch, encode_samples, validate_payload
-from flower_synth.state import count_round, load_arrays, load_module, save_arrays, save_module
+from flower_synth.state import (
+    count_round,
+    fresh_start,
+    load_arrays,
+    load_module,
+    save_arrays,
+    save_module,
+)
 from flower_synth.training import (
     Device,
     class_probabilities,
@@ -202,6 +209,7 @@ class SyntheticLearner:
             num_samples=int(config.get("num_samples", self.samples_per_round)),
             seed=round_seed(self.seed, self.partition_id, server_round(config)),
         )
+        metrics["fresh_start"] = fresh_start(int(metrics["client_rounds"]), server_round(config))
         probabilities = generated.probabilities if self.soft_labels else None
         payload = encode_samples(
             generated.samples,

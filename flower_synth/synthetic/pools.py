@@ -14,15 +14,20 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from flower_synth.allocation import allocate
+from flower_synth.checkpoint import State
 from flower_synth.equilibrium import TRUST_MODES, check_trust_matrix
 from flower_synth.exchange import SIZE_CAP, Roster, capped_sizes
-from flower_synth.payload import SampleBatch
+from flower_synth.payload import WireBatch
 
 SAMPLE_ALLOCATIONS = ("size", "equal")
 
 
 class SyntheticPools:
     """The latest synthetic pool of every client, and what each client receives.
+
+    Pools are kept as they arrived (:class:`~flower_synth.payload.WireBatch`: ``uint8``
+    images take a quarter of float32's memory) and downloads are cut from them without
+    decoding.
 
     Downloads never include the receiver's own pool. Sources are drawn in proportion
     to the trust weights ``a_ij`` over the pools that exist (so partial participation
@@ -67,7 +72,7 @@ class SyntheticPools:
         self.download_budget = download_budget
         self.seed = seed
         self.roster = Roster(max_missed_rounds)
-        self.pools: dict[str, SampleBatch] = {}
+        self.pools: dict[str, WireBatch] = {}
         self.sizes: dict[str, int] = {}
 
     @property
@@ -79,7 +84,7 @@ class SyntheticPools:
         """The identity of ``node_id``: the partition it last reported, else the node."""
         return self.roster.key_of(node_id)
 
-    def store(self, node_id: str, partition_id: int | None, batch: SampleBatch, size: int) -> str:
+    def store(self, node_id: str, partition_id: int | None, batch: WireBatch, size: int) -> str:
         """Keep ``batch`` as the pool of the client at ``node_id``, replacing that
         identity's previous pool; returns the identity."""
         key, previous = self.roster.identify(node_id, partition_id)
@@ -121,7 +126,7 @@ class SyntheticPools:
             return self.self_trust, np.asarray([capped[s] for s in sources], dtype=float)
         return self.self_trust, np.ones(len(sources))
 
-    def download_for(self, node_id: str, server_round: int) -> tuple[SampleBatch, float]:
+    def download_for(self, node_id: str, server_round: int) -> tuple[WireBatch, float]:
         """The samples the client at ``node_id`` receives this round, and its ``a_ii``."""
         key = self.key_of(node_id)
         sources = sorted((s for s in self.pools if s != key), key=self._order)
@@ -129,7 +134,7 @@ class SyntheticPools:
         keep = weights > 0
         sources, weights = [s for s, k in zip(sources, keep, strict=True) if k], weights[keep]
         if not sources:
-            return SampleBatch.concatenate([], self.sample_shape), self_trust
+            return WireBatch.concatenate([], self.sample_shape), self_trust
         budget = self.download_budget or sum(len(self.pools[s]) for s in sources)
         rng = np.random.default_rng([self.seed, server_round, self.partition_of.get(key, 0)])
         parts = []
@@ -137,7 +142,7 @@ class SyntheticPools:
             pool = self.pools[source]
             replace = count > len(pool)
             parts.append(pool.take(rng.choice(len(pool), size=count, replace=replace)))
-        return SampleBatch.concatenate(parts, self.sample_shape), self_trust
+        return WireBatch.concatenate(parts, self.sample_shape), self_trust
 
     def sample_counts(
         self, node_ids: Iterable[str], per_client: int, allocation: str = "size"
@@ -158,11 +163,34 @@ class SyntheticPools:
         counts = np.maximum(allocate(per_client * len(node_ids), weights), 1)
         return dict(zip(node_ids, counts.tolist(), strict=True))
 
-    def union(self) -> SampleBatch:
-        """All pools together, in the order of their identities."""
-        return SampleBatch.concatenate(
-            [self.pools[k] for k in sorted(self.pools, key=self._order)], self.sample_shape
-        )
+    def label_counts(self, num_classes: int) -> np.ndarray:
+        """Samples per class over all pools together (the server's union)."""
+        counts = np.zeros(num_classes, dtype=np.int64)
+        for pool in self.pools.values():
+            counts += np.bincount(pool.labels, minlength=num_classes)
+        return counts
+
+    def state(self) -> State:
+        """Every pool, training-set size and identity (for a checkpoint)."""
+        state = State(meta={"sizes": dict(self.sizes)}).with_part("roster", self.roster.state())
+        for key, pool in self.pools.items():
+            arrays = {"samples": pool.samples, "labels": pool.labels}
+            if pool.probabilities is not None:
+                arrays["probabilities"] = pool.probabilities
+            state = state.with_part(f"pool:{key}", State(arrays))
+        return state
+
+    def load_state(self, state: State) -> None:
+        """Continue from :meth:`state`."""
+        self.roster.load_state(state.part("roster"))
+        self.sizes = {key: int(size) for key, size in state.meta.get("sizes", {}).items()}
+        self.pools = {}
+        for name in state.meta:
+            if name.startswith("pool:"):
+                arrays = state.part(name).arrays
+                self.pools[name.removeprefix("pool:")] = WireBatch(
+                    arrays["samples"], arrays["labels"], arrays.get("probabilities")
+                )
 
     def _order(self, key: str) -> tuple[int, str]:
         return (self.partition_of.get(key, -1), key)

@@ -8,6 +8,7 @@ from typing import Any, NotRequired, TypedDict
 import numpy as np
 from flwr.common import Scalar
 
+from flower_synth.checkpoint import State, Stateful
 from flower_synth.exchange import (
     HEADER_ALLOWANCE,
     Accepted,
@@ -16,11 +17,11 @@ from flower_synth.exchange import (
     Reply,
     reported_partition,
 )
-from flower_synth.payload import PayloadError, SampleBatch, encode_samples, validate_payload
+from flower_synth.payload import PayloadError, WireBatch, validate_wire
 from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS, SyntheticPools
 from flower_synth.synthetic.server_classifier import PoolLearner
 
-PoolCallback = Callable[[int, dict[str, SampleBatch], dict[str, Mapping[str, Scalar]]], None]
+PoolCallback = Callable[[int, dict[str, WireBatch], dict[str, Mapping[str, Scalar]]], None]
 
 
 class SyntheticOptions(TypedDict):
@@ -43,7 +44,7 @@ class SyntheticOptions(TypedDict):
     max_missed_rounds: NotRequired[int | None]
 
 
-class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
+class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
     """Synthetic-sample exchange (Schlesinger & Flach, 2025), the server's part.
 
     It keeps the latest pool of synthetic samples of every client
@@ -53,7 +54,7 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
     and capped at ``download_budget`` samples, soft labels included, with ``self_trust``
     (``a_ii``) and ``num_samples`` (its share of ``samples_per_client`` times the
     sampled clients, ``sample_allocation``) in its config. Every payload is validated
-    (:func:`~flower_synth.payload.validate_payload`: arrays, dtypes, shapes, labels,
+    (:func:`~flower_synth.payload.validate_wire`: arrays, dtypes, shapes, labels,
     values, soft labels, at most the samples asked for). The accepted pools of a round
     go to ``server_classifier`` (a
     :class:`~flower_synth.synthetic.server_classifier.PoolLearner`, e.g.
@@ -138,13 +139,7 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
             batch, self_trust = self.pools.download_for(node, server_round)
             arrays = []
             if len(batch):
-                arrays = encode_samples(
-                    batch.samples,
-                    batch.labels,
-                    self.sample_dtype,
-                    batch.probabilities,
-                    self.soft_label_top_k,
-                )
+                arrays = batch.converted(self.sample_dtype).arrays(self.soft_label_top_k)
             config = {"self_trust": self_trust, "num_samples": self.requested[node]}
             instructions[node] = (arrays, config)
         return instructions
@@ -156,12 +151,12 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
         per_sample = 2 * int(np.prod(self.pools.sample_shape)) + 4 + 2 * self.num_classes
         return cap * per_sample + HEADER_ALLOWANCE
 
-    def decode(self, reply: Reply) -> tuple[int | None, SampleBatch]:
+    def decode(self, reply: Reply) -> tuple[int | None, WireBatch]:
         """The client's samples (at most what it was asked for) and the partition id it
         reports."""
         cap = self.requested.get(reply.node_id, self.samples_per_client)
         shape = self.pools.sample_shape
-        batch = validate_payload(reply.arrays, shape, self.num_classes, cap)
+        batch = validate_wire(reply.arrays, shape, self.num_classes, cap)
         partition = reported_partition(reply.metrics, self.num_partitions)
         trust = self.pools.trust
         if isinstance(trust, np.ndarray) and (partition is None or partition >= len(trust)):
@@ -172,7 +167,7 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
         return partition, batch
 
     def aggregate(
-        self, server_round: int, accepted: Sequence[Accepted[tuple[int | None, SampleBatch]]]
+        self, server_round: int, accepted: Sequence[Accepted[tuple[int | None, WireBatch]]]
     ) -> dict[str, Any]:
         """Keep every accepted batch as its client's pool and let the server classifier
         learn from them; returns the pools' figures and the classifier's metrics."""
@@ -186,12 +181,12 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
             key = self.pools.store(reply.node_id, partition, batch, reply.num_examples)
             arrived.append(batch)
             client_metrics[key] = reply.metrics
-        union = self.pools.union()
-        shares = np.bincount(union.labels, minlength=self.num_classes) / max(len(union), 1)
+        counts = self.pools.label_counts(self.num_classes)
+        shares = counts / max(int(counts.sum()), 1)
         metrics: dict[str, Any] = {
             "departed_clients": len(departed),
             "pool_clients": len(self.pools.pools),
-            "pool_samples": len(union),
+            "pool_samples": int(counts.sum()),
             "pool_class_share_min": float(shares.min()),
             "pool_class_share_max": float(shares.max()),
         }
@@ -206,3 +201,17 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, SampleBatch]]):
         if self.server_classifier is None:
             return None
         return self.server_classifier.evaluate(server_round)
+
+    def state(self) -> State:
+        """The pools and their bookkeeping, and the server classifier's state where it
+        has one (:class:`~flower_synth.checkpoint.Stateful`)."""
+        state = State().with_part("pools", self.pools.state())
+        if isinstance(self.server_classifier, Stateful):
+            state = state.with_part("server_classifier", self.server_classifier.state())
+        return state
+
+    def load_state(self, state: State) -> None:
+        """Continue from :meth:`state`."""
+        self.pools.load_state(state.part("pools"))
+        if isinstance(self.server_classifier, Stateful) and state.has_part("server_classifier"):
+            self.server_classifier.load_state(state.part("server_classifier"))

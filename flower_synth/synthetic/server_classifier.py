@@ -15,22 +15,30 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+import torch
 from flwr.common import Scalar
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from flower_synth.checkpoint import State
 from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.data.loaders import collect
 from flower_synth.normalization import SYMMETRIC, Normalization
-from flower_synth.payload import SampleBatch
+from flower_synth.payload import WireBatch
 from flower_synth.training import Device, evaluate, make_loader, train
 
 
 class PoolLearner(Protocol):
     """What :class:`~flower_synth.strategies.SyntheticSampleStrategy` does on the server
-    with the samples: learn from every round's new pools, and report an evaluation."""
+    with the samples: learn from every round's new pools, and report an evaluation.
 
-    def learn(self, server_round: int, batches: Sequence[SampleBatch]) -> dict[str, Scalar]:
+    Pools come as they arrived (:class:`~flower_synth.payload.WireBatch`, validated);
+    ``batch.decode()`` gives float32 images in [0, 1] and soft labels. A learner that
+    also has ``state()`` / ``load_state()`` (:class:`~flower_synth.checkpoint.Stateful`)
+    is checkpointed with the strategy.
+    """
+
+    def learn(self, server_round: int, batches: Sequence[WireBatch]) -> dict[str, Scalar]:
         """Learn from the pools accepted in ``server_round``; return metrics."""
 
     def evaluate(self, server_round: int) -> tuple[float, dict[str, Scalar]] | None:
@@ -38,23 +46,43 @@ class PoolLearner(Protocol):
 
 
 class ReplayBuffer:
-    """The samples of the last ``rounds`` rounds (older rounds fall out)."""
+    """The samples of the last ``rounds`` rounds (older rounds fall out), kept in their
+    wire form."""
 
     def __init__(self, rounds: int) -> None:
         if rounds < 1:
             raise ValueError(f"a replay buffer keeps at least 1 round, got {rounds}")
-        self.rounds: deque[SampleBatch] = deque(maxlen=rounds)
+        self.rounds: deque[WireBatch] = deque(maxlen=rounds)
 
-    def add(self, batches: Sequence[SampleBatch], sample_shape: tuple[int, ...]) -> None:
+    def add(self, batches: Sequence[WireBatch], sample_shape: tuple[int, ...]) -> None:
         """Keep one round's samples (dropping the oldest round when full)."""
-        self.rounds.append(SampleBatch.concatenate(list(batches), sample_shape))
+        self.rounds.append(WireBatch.concatenate(list(batches), sample_shape))
 
     def __len__(self) -> int:
         return sum(len(batch) for batch in self.rounds)
 
-    def contents(self) -> SampleBatch:
+    def contents(self) -> WireBatch:
         """Every kept sample, oldest round first."""
-        return SampleBatch.concatenate(list(self.rounds), self.rounds[0].samples.shape[1:])
+        return WireBatch.concatenate(list(self.rounds), self.rounds[0].samples.shape[1:])
+
+    def state(self) -> State:
+        """The kept rounds (for a checkpoint)."""
+        state = State(meta={"rounds": len(self.rounds)})
+        for index, batch in enumerate(self.rounds):
+            arrays = {"samples": batch.samples, "labels": batch.labels}
+            if batch.probabilities is not None:
+                arrays["probabilities"] = batch.probabilities
+            state = state.with_part(str(index), State(arrays))
+        return state
+
+    def load_state(self, state: State) -> None:
+        """Continue from :meth:`state`."""
+        self.rounds.clear()
+        for index in range(int(state.meta.get("rounds", 0))):
+            arrays = state.part(str(index)).arrays
+            self.rounds.append(
+                WireBatch(arrays["samples"], arrays["labels"], arrays.get("probabilities"))
+            )
 
 
 def class_balanced_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -133,7 +161,7 @@ class PooledClassifier:
         self.seed = seed
         self.trained = False
 
-    def learn(self, server_round: int, batches: Sequence[SampleBatch]) -> dict[str, Scalar]:
+    def learn(self, server_round: int, batches: Sequence[WireBatch]) -> dict[str, Scalar]:
         """Add this round's pools to the buffer and train on it (see the class)."""
         arrived = sum(len(batch) for batch in batches)
         if arrived == 0:
@@ -176,3 +204,16 @@ class PooledClassifier:
             return None
         loss, accuracy = evaluate(self.model, self.test, self.normalization, self.device)
         return loss, {"global_accuracy": accuracy}
+
+    def state(self) -> State:
+        """The model's weights, the replay buffer and whether it has trained."""
+        weights = {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+        state = State(meta={"trained": self.trained}).with_part("model", State(weights))
+        return state.with_part("buffer", self.buffer.state())
+
+    def load_state(self, state: State) -> None:
+        """Continue from :meth:`state`."""
+        weights = state.part("model").arrays
+        self.model.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
+        self.buffer.load_state(state.part("buffer"))
+        self.trained = bool(state.meta.get("trained", False))

@@ -1,13 +1,17 @@
-"""A Message-API strategy wrapper that meters communication and time and records every round."""
+"""A Message-API strategy wrapper that meters communication and time, records every
+round, and checkpoints the run after every round so that it can resume."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from logging import INFO
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
+from flower_synth.checkpoint import Checkpoint, Snapshot, State, Stateful
 from flower_synth.metering import RoundMeter, arrayrecord_nbytes, arrayrecord_serialized_nbytes
 from flower_synth.results import RunRecorder
 from flower_synth.serverapp.strategy.model_free import EvaluateFn, ModelFreeStrategy
@@ -39,14 +43,59 @@ class MeteredStrategy(Strategy):
     defaults to the wrapped strategy's own where it has one (the strategies of
     :mod:`flower_synth.serverapp.strategy`).
 
+    With a ``checkpoint``, the state after every completed round goes there (the
+    round, the global arrays, the wrapped strategy's state where it is
+    :class:`~flower_synth.checkpoint.Stateful`, and the results so far);
+    :meth:`resume` before :meth:`start` continues from it, so a run whose ServerApp or
+    SuperLink died repeats no completed round and loses none.
+
     Args:
         strategy: the strategy that does the work (e.g. flwr's Message-API ``FedAvg``).
         recorder: where round records go (a JSON file rewritten after each step).
+        checkpoint: where the state after each round goes (None: nowhere).
     """
 
-    def __init__(self, strategy: Strategy, recorder: RunRecorder) -> None:
+    def __init__(
+        self, strategy: Strategy, recorder: RunRecorder, checkpoint: Checkpoint | None = None
+    ) -> None:
         self.strategy = strategy
+        self.recorder = recorder
         self.meter = RoundMeter(recorder)
+        self.checkpoint = checkpoint
+        self.completed = 0  # rounds an earlier run completed (see resume)
+        self.resumed_arrays: ArrayRecord | None = None
+
+    def resume(self) -> int:
+        """Continue from the checkpoint, if one was saved: restore the wrapped
+        strategy's state, the global arrays and the results so far; :meth:`start` then
+        runs the rounds that are left. Returns the last completed round (0: nothing to
+        resume)."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return 0
+        snapshot = self.checkpoint.load()
+        state = snapshot.state
+        if isinstance(self.strategy, Stateful):
+            self.strategy.load_state(state.part("strategy"))
+        arrays = state.part("arrays")
+        names = state.meta.get("array_names", [])
+        self.resumed_arrays = ArrayRecord(
+            array_dict={name: Array(arrays.arrays[name]) for name in names}
+        )
+        self.recorder.restore(state.meta["results"], resumed_after=snapshot.server_round)
+        self.completed = snapshot.server_round
+        log(INFO, "Resuming after round %s from %s", self.completed, self.checkpoint.path)
+        return self.completed
+
+    def save(self, server_round: int, arrays: ArrayRecord) -> None:
+        """Checkpoint the state after ``server_round``."""
+        if self.checkpoint is None:
+            return
+        names = list(arrays.keys())
+        state = State(meta={"array_names": names, "results": self.recorder.as_dict()})
+        state = state.with_part("arrays", State({n: arrays[n].numpy() for n in names}))
+        if isinstance(self.strategy, Stateful):
+            state = state.with_part("strategy", self.strategy.state())
+        self.checkpoint.save(Snapshot(server_round, state))
 
     def summary(self) -> None:
         """Delegate."""
@@ -56,8 +105,10 @@ class MeteredStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Delegate, then count the array bytes of every training message."""
+        server_round += self.completed
         self.meter.start(server_round)
         messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
+        self.meter.lap(server_round, "configure_train")
         self.meter.record(
             server_round,
             clients_sampled=len(messages),
@@ -70,9 +121,12 @@ class MeteredStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Count the array bytes received, then delegate; record the metrics."""
+        server_round += self.completed
+        self.meter.lap(server_round, "train_replies")
         replies = list(replies)
         received = [message for message in replies if not message.has_error()]
         arrays, metrics = self.strategy.aggregate_train(server_round, replies)
+        self.meter.lap(server_round, "aggregate_train")
         values = dict(metrics or {})
         rejected = int(values.get("rejected_payloads", 0))
         self.meter.record(
@@ -88,7 +142,10 @@ class MeteredStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Delegate, then count the array bytes of the evaluation messages."""
+        server_round += self.completed
+        self.meter.lap(server_round, "other")
         messages = list(self.strategy.configure_evaluate(server_round, arrays, config, grid))
+        self.meter.lap(server_round, "configure_evaluate")
         if messages:
             self.meter.record(server_round, bytes_down_evaluate=message_nbytes(messages))
         return messages
@@ -97,8 +154,11 @@ class MeteredStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         """Delegate; record the aggregated client metrics."""
+        server_round += self.completed
+        self.meter.lap(server_round, "evaluate_replies")
         replies = list(replies)
         metrics = self.strategy.aggregate_evaluate(server_round, replies)
+        self.meter.lap(server_round, "aggregate_evaluate")
         failed = sum(message.has_error() for message in replies)
         self.meter.record(server_round, evaluate_failures=failed, **dict(metrics or {}))
         return metrics
@@ -113,25 +173,35 @@ class MeteredStrategy(Strategy):
         evaluate_config: ConfigRecord | None = None,
         evaluate_fn: EvaluateFn | None = None,
     ) -> Result:
-        """Flower's round loop through the wrapper; server-side evaluation is recorded
-        and closes every round with its one-line summary in the log."""
+        """Flower's round loop through the wrapper, for the rounds up to ``num_rounds``
+        that are left after :meth:`resume`; server-side evaluation is recorded and
+        closes every round with its one-line summary in the log, then the round is
+        checkpointed."""
         if evaluate_fn is None and isinstance(self.strategy, ModelFreeStrategy):
             evaluate_fn = self.strategy.evaluate
+        if self.resumed_arrays is not None:
+            initial_arrays = self.resumed_arrays
 
-        def metered_evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        def metered_evaluate(local_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+            if local_round == 0 and self.completed:
+                return None  # the run being resumed evaluated its start already
+            server_round = local_round + self.completed
+            self.meter.lap(server_round, "other")
             outcome = evaluate_fn(server_round, arrays) if evaluate_fn else None
+            self.meter.lap(server_round, "server_evaluate")
             values = dict(outcome or {})
             if "loss" in values:
                 values["global_loss"] = values.pop("loss")
             record = self.meter.record(server_round, **values)
             if server_round > 0:
                 self.meter.log(record)
+                self.save(server_round, arrays)
             return outcome
 
         return super().start(
             grid=grid,
             initial_arrays=initial_arrays if initial_arrays is not None else ArrayRecord(),
-            num_rounds=num_rounds,
+            num_rounds=max(num_rounds - self.completed, 0),
             timeout=timeout,
             train_config=train_config,
             evaluate_config=evaluate_config,

@@ -14,6 +14,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords, sample_nodes
 
+from flower_synth.checkpoint import State
 from flower_synth.exchange import (
     Accepted,
     ExchangeServer,
@@ -223,6 +224,14 @@ class ModelFreeStrategy(Strategy):
             else:
                 valid.append(message)
         return valid
+
+    def state(self) -> State:
+        """The exchange's state (:class:`~flower_synth.checkpoint.Stateful`)."""
+        return self.exchange.state()
+
+    def load_state(self, state: State) -> None:
+        """Continue from :meth:`state`."""
+        self.exchange.load_state(state)
 
     def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """The exchange's server-side evaluation as a ``MetricRecord`` (its metrics and
