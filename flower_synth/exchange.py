@@ -37,6 +37,8 @@ def capped_sizes(sizes: Sequence[float]) -> np.ndarray:
     """Reported sizes, each capped at :data:`SIZE_CAP` times their median: a client that
     claims a vast training set cannot take over the download shares or the sample quota."""
     sizes = np.asarray(sizes, dtype=float)
+    if sizes.size == 0:
+        return sizes
     return np.minimum(sizes, SIZE_CAP * max(float(np.median(sizes)), 1.0))
 
 

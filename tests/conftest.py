@@ -9,10 +9,24 @@ import pytest
 from flwr.common import Code, FitRes, Scalar, Status, ndarrays_to_parameters
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
+from flwr.supercore.task_identity import TaskIdentity
 
 from flower_synth.app.config import RunSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def serverapp_identity():
+    """The task identity Flower's runtime sets before a ServerApp runs.
+
+    ``flwr.app.Message`` reads it when a strategy builds its messages, so tests that
+    drive a Message-API strategy in-process need what ``run_serverapp`` would set.
+    """
+    saved = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+    TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved
 
 
 @pytest.fixture

@@ -172,7 +172,7 @@ def gmm_round(rogue: list[np.ndarray], rogue_examples: int) -> tuple[dict, objec
 def test_gmm_counts_near_the_int32_limit_cannot_ruin_the_broadcast() -> None:
     metrics, strategy = gmm_round(mixtures(1, 2**31 - 1), rogue_examples=2**31 - 1)
     assert metrics["rejected_payloads"] == 0  # consistent, so accepted, but capped in fusion
-    (broadcast, _), *_ = strategy.configure_fit(2, None, idle_federation(3)[0])
+    (_, broadcast), *_ = strategy.configure_fit(2, None, idle_federation(3)[0])
     arrays = [np.load(io.BytesIO(t)) for t in broadcast.parameters.tensors]
     fused = decode_mixtures(arrays, 3, 4)  # what an honest client does: it must accept it
     assert (fused.class_counts >= 0).all() and fused.class_counts[1] <= 10 * 60 + 60

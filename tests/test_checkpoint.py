@@ -131,7 +131,7 @@ class AnsweringGrid:
         return replies
 
 
-def test_data() -> ImageDataset:
+def labelled_test_set() -> ImageDataset:
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 30)
     images = np.clip(rng.normal(0.2 + 0.3 * labels[:, None], 0.1, (90, 64)), 0, 1)
@@ -140,7 +140,9 @@ def test_data() -> ImageDataset:
 
 def metered_run(path: Path) -> MeteredStrategy:
     torch.manual_seed(0)
-    classifier = PooledClassifier(build_model(SHAPE, 3), test_data(), epochs=1, learning_rate=0.05)
+    classifier = PooledClassifier(
+        build_model(SHAPE, 3), labelled_test_set(), epochs=1, learning_rate=0.05
+    )
     strategy = SyntheticSampleStrategy(
         sample_shape=SHAPE,
         num_classes=3,

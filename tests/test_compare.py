@@ -19,6 +19,7 @@ def write_results(cell: Cell, rounds: int, **config_changes) -> Path:
     )
     for server_round in range(1, rounds + 1):
         recorder.update(server_round, global_accuracy=0.5, bytes_down=10, bytes_up=10, seconds=1.0)
+    recorder.finish()  # as the ServerApp does when it returns
     return recorder.path
 
 

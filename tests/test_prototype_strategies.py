@@ -47,8 +47,8 @@ def test_gmm_strategy_broadcasts_the_fused_mixtures_to_every_client() -> None:
     first = strategy.configure_fit(1, strategy.initialize_parameters(manager), manager)
     assert len(first) == 3 and all(ins.parameters.tensors == [] for _, ins in first)
     results = [
-        (proxies[0], fit_result(one_class_mixture(0, 0.0, 100), {})),
-        (proxies[1], fit_result(one_class_mixture(0, 0.2, 300), {})),
+        (proxies[0], fit_result(one_class_mixture(0, 0.0, 100), {}, 100)),
+        (proxies[1], fit_result(one_class_mixture(0, 0.2, 300), {}, 300)),
         (proxies[2], fit_result(one_class_mixture(2, 9.0, 50), {})),
     ]
     parameters, metrics = strategy.aggregate_fit(1, results, [])
@@ -81,7 +81,8 @@ def test_gmm_strategy_rejects_malformed_payloads_and_keeps_previous_summaries() 
     results = [(proxies[0], fit_result(bad, {})), (proxies[1], fit_result(wrong_width, {}))]
     _, metrics = strategy.aggregate_fit(2, results, [])
     assert metrics["rejected_payloads"] == 2
-    assert strategy.exchange.summaries["node-0"].labels.tolist() == [0, 0]  # previous summary kept
+    kept = strategy.exchange.summaries[strategy.exchange.roster.key_of("node-0")]
+    assert kept.labels.tolist() == [0, 0]  # previous summary kept
     assert metrics["global_classes"] == 2
 
 

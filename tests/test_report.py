@@ -45,6 +45,7 @@ def write_run(
             seconds=secs,
             **{key: values[server_round - 1] for key, values in extra.items()},
         )
+    recorder.finish()
     measurements = {"machine": machine} | ({} if peak_mb is None else {"peak_rss_mb": peak_mb})
     add_measurements(recorder.path, **measurements)
 

@@ -48,7 +48,8 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
     summary, or only empty ones) leaves no broadcast; a fused summary that the clients
     would reject (:meth:`decode_broadcast`) is not sent and the previous one stays.
     A client whose class counts exceed its training-set size is rejected, and in fusion
-    no client's count of a class weighs more than ``SIZE_CAP`` times the clients' median.
+    no client's count of a class weighs more than ``SIZE_CAP`` times the median of the
+    clients' total counts.
     No model weights travel.
 
     Subclasses define :meth:`decode_summary`, :meth:`fuse`, :meth:`encode`,
@@ -185,13 +186,12 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
                 self.summaries[key] = summary
 
     def capped(self, summaries: Sequence[Summary]) -> list[Summary]:
-        """The summaries with each class count capped at ``SIZE_CAP`` times the median
-        of the clients' nonzero counts of that class."""
+        """The summaries with every class count capped at ``SIZE_CAP`` times the median
+        of the clients' total counts, so no one client's claim outweighs the others'."""
         counts = np.stack([self.counts(s) for s in summaries]).astype(np.float64)
-        present = np.where(counts > 0, counts, np.nan)
-        with np.errstate(all="ignore"):
-            median = np.nan_to_num(np.nanmedian(present, axis=0), nan=1.0)
-        cap = SIZE_CAP * np.maximum(median, 1.0)
+        totals = counts.sum(axis=1)
+        median = float(np.median(totals[totals > 0])) if (totals > 0).any() else 1.0
+        cap = SIZE_CAP * max(median, 1.0)
         return [
             self.with_counts(s, np.minimum(c, cap).astype(np.int64))
             for s, c in zip(summaries, counts, strict=True)

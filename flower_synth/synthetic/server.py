@@ -170,16 +170,18 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
         self, server_round: int, accepted: Sequence[Accepted[tuple[int | None, WireBatch]]]
     ) -> dict[str, Any]:
         """Keep every accepted batch as its client's pool and let the server classifier
-        learn from them; returns the pools' figures and the classifier's metrics."""
+        learn from them (in the order of the clients' identities, so a run does not
+        depend on the order replies arrive in); returns the pools' figures and the
+        classifier's metrics."""
         departed = self.pools.drop_departed(
             list(self.requested), [item.reply.node_id for item in accepted]
         )
-        arrived, client_metrics = [], {}
+        arrived, client_metrics = {}, {}
         for item in accepted:
             partition, batch = item.decoded
             reply = item.reply
             key = self.pools.store(reply.node_id, partition, batch, reply.num_examples)
-            arrived.append(batch)
+            arrived[key] = batch
             client_metrics[key] = reply.metrics
         counts = self.pools.label_counts(self.num_classes)
         shares = counts / max(int(counts.sum()), 1)
@@ -191,7 +193,9 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
             "pool_class_share_max": float(shares.max()),
         }
         if self.server_classifier is not None:
-            metrics |= self.server_classifier.learn(server_round, arrived)
+            metrics |= self.server_classifier.learn(
+                server_round, [arrived[key] for key in sorted(arrived)]
+            )
         if self.on_pools is not None:
             self.on_pools(server_round, dict(self.pools.pools), client_metrics)
         return metrics
