@@ -11,7 +11,7 @@ from flwr.common import Scalar
 from torch import nn
 
 from flower_synth.data.federated import ClientData
-from flower_synth.learner import Evaluated, Fitted, round_seed, server_round
+from flower_synth.learner import Evaluated, Fitted, round_seed, server_round, step_size
 from flower_synth.training import (
     Device,
     evaluate,
@@ -86,7 +86,7 @@ class FedAvgLearner:
             self.model,
             loader,
             epochs=self.local_epochs,
-            learning_rate=self.learning_rate,
+            learning_rate=step_size(config, self.learning_rate),
             momentum=self.momentum,
             proximal_mu=float(config.get("proximal_mu", 0.0)),
             device=self.device,

@@ -51,6 +51,18 @@ def round_seed(seed: int, partition_id: int, server_round: int) -> int:
     return int(np.random.SeedSequence([seed, partition_id, server_round]).generate_state(1)[0])
 
 
+LEARNING_RATE_KEYS = ("learning_rate", "lr")  # Flower's quickstart templates send "lr"
+
+
+def step_size(config: Mapping[str, Scalar], default: float) -> float:
+    """The learning rate the server's config sets for this round (``learning_rate``,
+    or ``lr`` as Flower's templates send it), else the learner's ``default``."""
+    for key in LEARNING_RATE_KEYS:
+        if key in config:
+            return float(config[key])
+    return default
+
+
 def server_round(config: Mapping[str, Scalar]) -> int:
     """The round a config belongs to (0 where it does not say)."""
     return int(config.get("server_round", 0))

@@ -253,7 +253,7 @@ def test_comparison_stops_its_federation_when_terminated_and_resumes_the_cell(
     SuperLink, SuperExec, simulation and Ray processes by pid; the command exits 130.
     Run again, it continues the partial cell from its checkpoint."""
     experiment = tmp_path / "long.yaml"
-    rounds = 3
+    rounds = 40  # digits rounds take under a second: enough for SIGTERM to land mid-run
     experiment.write_text(
         f"""
 name: long

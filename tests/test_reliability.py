@@ -167,5 +167,6 @@ def test_tls_with_authenticated_supernodes_refuses_an_unregistered_one(tmp_path:
     data = single_results_file(tmp_path / "results")
     for record in data["rounds"]:
         assert record["clients_sampled"] == nodes and record["fit_failures"] == 0
-    assert re.search(r"authenticat|not registered|unauthori[sz]ed|401", refused, re.I), refused
+    # Flower 1.41 refuses an unknown key when the node activates, and the node exits
+    assert "Failed to activate SuperNode" in refused, refused
     assert data["rounds"][-1]["global_accuracy"] > 0.3

@@ -72,4 +72,5 @@ def run_centralized(settings: RunSettings, num_clients: int) -> Path:
             bytes_up=0,
             seconds=time.perf_counter() - started,
         )
+    recorder.finish()
     return path

@@ -14,7 +14,7 @@ from torch import nn
 
 from flower_synth.data.federated import ClientData
 from flower_synth.data.image_dataset import ImageDataset
-from flower_synth.learner import Evaluated, Fitted, round_seed, server_round
+from flower_synth.learner import Evaluated, Fitted, round_seed, server_round, step_size
 from flower_synth.models import require_feature_split
 from flower_synth.state import count_round, fresh_start, load_module, save_module
 from flower_synth.training import (
@@ -123,7 +123,7 @@ class PrototypeLearner(ABC):
             self.model,
             loader,
             self.local_epochs,
-            self.learning_rate,
+            step_size(config, self.learning_rate),
             self.momentum,
             seed=seed,
             device=self.device,

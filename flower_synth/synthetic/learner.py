@@ -22,7 +22,7 @@ from flower_synth.data.federated import ClientData
 from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.distillation import adjust_prior
 from flower_synth.generative import DensityModel, GenerativeModel
-from flower_synth.learner import Evaluated, Fitted, round_seed, server_round
+from flower_synth.learner import Evaluated, Fitted, round_seed, server_round, step_size
 from flower_synth.payload import SampleBatch, encode_samples, validate_payload
 from flower_synth.state import (
     count_round,
@@ -208,6 +208,7 @@ class SyntheticLearner:
             self_trust=float(config.get("self_trust", 1.0)),
             num_samples=int(config.get("num_samples", self.samples_per_round)),
             seed=round_seed(self.seed, self.partition_id, server_round(config)),
+            learning_rate=step_size(config, self.training.learning_rate),
         )
         metrics["fresh_start"] = fresh_start(int(metrics["client_rounds"]), server_round(config))
         probabilities = generated.probabilities if self.soft_labels else None
@@ -226,6 +227,7 @@ class SyntheticLearner:
         self_trust: float,
         num_samples: int,
         seed: int,
+        learning_rate: float | None = None,
     ) -> tuple[SampleBatch, dict[str, Scalar]]:
         """Learn from real + received data; return the new samples and the metrics
         ``partition_id``, ``received_samples``, ``client_rounds``,
@@ -250,7 +252,8 @@ class SyntheticLearner:
             "generator_seconds": fitted - started,
         }
         if self.classifier is not None:
-            metrics["train_loss"] = self._train_classifier(mixture, targets, weights, seed)
+            step = self.training.learning_rate if learning_rate is None else learning_rate
+            metrics["train_loss"] = self._train_classifier(mixture, targets, weights, seed, step)
             save_module(self.state, CLASSIFIER_STATE, self.classifier)
         trained = time.perf_counter()
         metrics["classifier_seconds"] = trained - fitted
@@ -268,7 +271,12 @@ class SyntheticLearner:
         return generated, metrics
 
     def _train_classifier(
-        self, mixture: SampleBatch, targets: np.ndarray, weights: np.ndarray, seed: int
+        self,
+        mixture: SampleBatch,
+        targets: np.ndarray,
+        weights: np.ndarray,
+        seed: int,
+        learning_rate: float,
     ) -> float:
         settings = self.training
         loader = make_loader(
@@ -285,7 +293,7 @@ class SyntheticLearner:
             self.classifier,
             loader,
             settings.local_epochs,
-            settings.learning_rate,
+            learning_rate,
             settings.momentum,
             temperature=settings.temperature,
             device=self.device,
