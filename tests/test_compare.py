@@ -78,3 +78,13 @@ def test_foreign_json_files_are_ignored(tmp_path: Path, garbage: str) -> None:
     cell.directory.mkdir(parents=True)
     (cell.directory / "other.json").write_text(garbage)
     assert finished_results(cell) is None
+
+
+def test_synthetic_only_settings_do_not_invalidate_other_strategies_runs(tmp_path: Path) -> None:
+    exp = experiment(tmp_path)
+    exp.strategies = {"fedavg": {}, "synthetic": {}}
+    fedavg, synthetic = [c for c in expand(exp) if c.seed == 0]
+    for cell in (fedavg, synthetic):  # written when the generator trained 5 epochs a round
+        write_results(cell, rounds=2, **{"generator-epochs": 5})
+    assert finished_results(fedavg) is not None  # FedAvg never reads it
+    assert finished_results(synthetic) is None  # synthetic exchange does: rerun

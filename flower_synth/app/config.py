@@ -28,6 +28,37 @@ CLASSIFIERS = ("model", "bayes")
 BOOKKEEPING_KEYS = ("output-dir", "resume")
 
 
+# Run-config keys only synthetic-sample exchange reads: a run of another strategy is
+# the same run whatever they say (the comparison runner ignores them there).
+SYNTHETIC_ONLY_KEYS = (
+    "generator",
+    "classifier",
+    "samples-per-client",
+    "download-budget",
+    "trust",
+    "self-trust",
+    "sample-dtype",
+    "generator-epochs",
+    "latent-dim",
+    "generator-hidden",
+    "generator-batch-size",
+    "generator-learning-rate",
+    "latent-prior",
+    "kl-weight",
+    "sample-labels",
+    "sample-allocation",
+    "soft-labels",
+    "soft-label-top-k",
+    "distill-temperature",
+    "hard-label-weight",
+    "server-epochs",
+    "replay-rounds",
+    "server-weight-decay",
+    "server-lr-decay",
+    "record-pool-means",
+)
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Every knob of a run. Field ``foo_bar`` is run-config key ``foo-bar``.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flower_synth.app.config import BOOKKEEPING_KEYS, RunSettings
+from flower_synth.app.config import BOOKKEEPING_KEYS, SYNTHETIC_ONLY_KEYS, RunSettings
 from flower_synth.bench.centralized import CENTRALIZED, run_centralized
 from flower_synth.bench.experiments import Cell
 from flower_synth.bench.federation import LocalFederation
@@ -24,14 +24,18 @@ CellRunner = Callable[[Cell], None]
 
 def matches(config: dict[str, Any], cell: Cell) -> bool:
     """Whether a results file's ``config`` is the cell's full run config, defaults
-    included (``BOOKKEEPING_KEYS`` aside). A key the file lacks (written before the key
+    included (``BOOKKEEPING_KEYS`` aside, and ``SYNTHETIC_ONLY_KEYS`` for the other
+    strategies, which never read them). A key the file lacks (written before the key
     existed) matches if the cell leaves it at its default."""
     defaults = RunSettings().to_run_config()
     expected = cell.settings.to_run_config() | {"strategy": cell.base}
+    ignored = set(BOOKKEEPING_KEYS) | (
+        set() if cell.base == "synthetic" else set(SYNTHETIC_ONLY_KEYS)
+    )
     return all(
         config.get(key, defaults[key]) == value
         for key, value in expected.items()
-        if key not in BOOKKEEPING_KEYS
+        if key not in ignored
     )
 
 
