@@ -16,7 +16,7 @@ from conftest import PROJECT_ROOT
 from flower_synth.bench.cli import main
 from flower_synth.bench.equilibrium_check import run_equilibrium_experiment
 from flower_synth.bench.federation import LocalFederation
-from flower_synth.bench.processes import family
+from flower_synth.bench.processes import family, identities, still_running
 from flower_synth.results import load_results
 
 DIGITS_MLP_PARAMETERS = 17_226
@@ -41,9 +41,11 @@ def single_results_file(folder: Path) -> dict:
     return load_results(files[0])
 
 
-def assert_all_stopped(pids: set[int]) -> None:
-    assert pids, "the federation should have started processes"
-    assert not set().union(*(family(pid) for pid in pids))
+def assert_all_stopped(started: dict[int, int]) -> None:
+    """None of the processes ``started`` (pid -> start time) still runs; a pid the
+    machine has since given to another process does not count."""
+    assert started, "the federation should have started processes"
+    assert not still_running(started)
 
 
 def simulate(tmp_path: Path, run_config: dict, clients: int) -> dict:
@@ -55,7 +57,7 @@ def simulate(tmp_path: Path, run_config: dict, clients: int) -> dict:
             DIGITS_RUN | run_config | {"output-dir": str(tmp_path / "results")},
             {"num-supernodes": clients},
         )
-        started = federation.processes.pids()
+        started = identities(federation.processes.pids())
     assert outcome.succeeded, outcome.describe()
     assert_all_stopped(started)
     return single_results_file(tmp_path / "results")
@@ -101,7 +103,7 @@ def test_deployment_with_superlink_and_two_supernodes(tmp_path: Path) -> None:
                 ("gmm-prototype", {"strategy": "gmm-prototype"}),
             ]
         ]
-        started = federation.processes.pids()
+        started = identities(federation.processes.pids())
     for outcome in outcomes:
         assert outcome.succeeded, outcome.describe()
     assert len(started) >= 1 + nodes
@@ -271,7 +273,7 @@ strategies: {{fedavg: {{}}}}
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
-    started: set[int] = set()
+    started: dict[int, int] = {}
     try:
         assert process.stdout is not None
         output = ""
@@ -280,7 +282,7 @@ strategies: {{fedavg: {{}}}}
             if "round 1:" in line:
                 break
         assert "round 1:" in output, output[-4000:]
-        started = family(process.pid)
+        started = identities(family(process.pid))
         assert len(started) > 3, "compare, flwr run, the SuperLink and its children"
         process.send_signal(signal.SIGTERM)
         output += process.communicate(timeout=600)[0]  # generous: the machine may be busy
@@ -288,7 +290,7 @@ strategies: {{fedavg: {{}}}}
         assert "interrupted" in output
         assert_all_stopped(started)
     finally:
-        for pid in started | family(process.pid):  # only if an assertion failed above
+        for pid in still_running(started) | family(process.pid):  # if an assertion failed
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         process.wait(timeout=600)

@@ -4,7 +4,10 @@ A SuperLink spawns a SuperExec, which spawns the simulation or ServerApp process
 which starts Ray. Stopping only the SuperLink would leave the rest behind, and
 stopping by name would hit processes this program never started. So every process
 is started in a session of its own; on stop, its descendants (found through
-``/proc``) and the members of its session are signalled by pid.
+``/proc``) and the members of its session are signalled by pid. A pid is only a name
+until its process ends (a busy machine reuses pids within minutes), so a process is
+known by its pid and its start time (:func:`identities`), and nothing whose start time
+differs is ever signalled.
 """
 
 from __future__ import annotations
@@ -27,14 +30,35 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
+def started_at(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot), or None if there is no
+    such live process."""
+    fields = _stat_fields(pid)
+    return None if fields is None or fields[0] == "Z" else int(fields[19])
+
+
+def identities(pids: set[int]) -> dict[int, int]:
+    """The live processes among ``pids``, as pid -> start time."""
+    found = {pid: started_at(pid) for pid in pids}
+    return {pid: start for pid, start in found.items() if start is not None}
+
+
+def still_running(processes: dict[int, int]) -> set[int]:
+    """The pids of ``processes`` (from :func:`identities`) whose process still runs:
+    the same pid with the same start time, not a later process that reuses the pid."""
+    return {pid for pid, start in processes.items() if started_at(pid) == start}
+
+
 def _all_pids() -> list[int]:
     return [int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit()]
 
 
-def family(root: int) -> set[int]:
-    """``root``, its live descendants, and live members of the session ``root`` leads."""
+def family(root: int, descendants: bool = True) -> set[int]:
+    """``root``, its live descendants, and live members of the session ``root`` leads
+    (only the session's members with ``descendants=False``: once ``root`` has exited
+    and been reaped, its pid may name another process)."""
     parents: dict[int, int] = {}
-    members = {root}
+    members = {root} if descendants else set()
     for pid in _all_pids():
         fields = _stat_fields(pid)
         if fields is None:
@@ -42,7 +66,7 @@ def family(root: int) -> set[int]:
         parents[pid] = int(fields[1])  # ppid
         if int(fields[3]) == root:  # session id
             members.add(pid)
-    frontier = [root]
+    frontier = [root] if descendants else []
     while frontier:
         parent = frontier.pop()
         children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in members]
@@ -86,8 +110,9 @@ class ProcessGroup:
         return process
 
     def pids(self) -> set[int]:
-        """Every live process this group is responsible for."""
-        return set().union(*(family(p.pid) for p in self.processes)) if self.processes else set()
+        """Every live process this group is responsible for (a started process that has
+        exited and been reaped contributes the members of its session only)."""
+        return set().union(*(family(p.pid, p.returncode is None) for p in self.processes))
 
     def stop(self, grace_seconds: float = 10.0, kill_seconds: float = 120.0) -> None:
         """SIGTERM every process of the group, then SIGKILL what is left after the grace.
@@ -101,21 +126,21 @@ class ProcessGroup:
             ProcessesSurvived: some process of the group was still alive
                 ``kill_seconds`` after the first SIGKILL (its pids are named).
         """
-        targets = self.pids()
-        for pid in targets:
+        targets = identities(self.pids())
+        for pid in still_running(targets):
             _signal(pid, signal.SIGTERM)
         self._wait_for_exit(targets, grace_seconds)
         deadline = time.monotonic() + kill_seconds
         while True:
-            targets |= self.pids()
-            alive = {pid for pid in targets if _is_alive(pid)}
+            targets.update(identities(self.pids() - set(targets)))
+            alive = still_running(targets)
             if not alive:
                 break
             if time.monotonic() > deadline:
                 raise ProcessesSurvived(sorted(alive))
             for pid in alive:
                 _signal(pid, signal.SIGKILL)
-            self._wait_for_exit(alive, 0.5)
+            self._wait_for_exit({pid: targets[pid] for pid in alive}, 0.5)
         for process in self.processes:
             process.wait()
         self.processes.clear()
@@ -127,20 +152,26 @@ class ProcessGroup:
         Raises:
             ProcessesSurvived: some of them outlived ``kill_seconds``.
         """
-        targets = family(process.pid)
+        targets = identities(family(process.pid))
         deadline = time.monotonic() + kill_seconds
-        while alive := {pid for pid in targets | family(process.pid) if _is_alive(pid)}:
+        while True:
+            targets.update(
+                identities(family(process.pid, process.returncode is None) - set(targets))
+            )
+            alive = still_running(targets)
+            if not alive:
+                break
             if time.monotonic() > deadline:
                 raise ProcessesSurvived(sorted(alive))
             for pid in alive:
                 _signal(pid, signal.SIGKILL)
-            self._wait_for_exit(alive, 0.5)
+            self._wait_for_exit({pid: targets[pid] for pid in alive}, 0.5)
         process.wait()
         self.processes.remove(process)
 
-    def _wait_for_exit(self, pids: set[int], seconds: float) -> None:
+    def _wait_for_exit(self, processes: dict[int, int], seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and any(_is_alive(pid) for pid in pids):
+        while time.monotonic() < deadline and still_running(processes):
             self._reap()
             time.sleep(0.05)
 
