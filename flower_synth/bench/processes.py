@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -130,17 +131,7 @@ class ProcessGroup:
         for pid in still_running(targets):
             _signal(pid, signal.SIGTERM)
         self._wait_for_exit(targets, grace_seconds)
-        deadline = time.monotonic() + kill_seconds
-        while True:
-            targets.update(identities(self.pids() - set(targets)))
-            alive = still_running(targets)
-            if not alive:
-                break
-            if time.monotonic() > deadline:
-                raise ProcessesSurvived(sorted(alive))
-            for pid in alive:
-                _signal(pid, signal.SIGKILL)
-            self._wait_for_exit({pid: targets[pid] for pid in alive}, 0.5)
+        self._kill_until_gone(targets, self.pids, kill_seconds)
         for process in self.processes:
             process.wait()
         self.processes.clear()
@@ -152,22 +143,30 @@ class ProcessGroup:
         Raises:
             ProcessesSurvived: some of them outlived ``kill_seconds``.
         """
-        targets = identities(family(process.pid))
+        self._kill_until_gone(
+            identities(family(process.pid)),
+            lambda: family(process.pid, process.returncode is None),
+            kill_seconds,
+        )
+        process.wait()
+        self.processes.remove(process)
+
+    def _kill_until_gone(
+        self, targets: dict[int, int], lookup: Callable[[], set[int]], kill_seconds: float
+    ) -> None:
+        """SIGKILL ``targets`` and whatever ``lookup`` finds beside them, again and again,
+        until none still runs; raise :class:`ProcessesSurvived` after ``kill_seconds``."""
         deadline = time.monotonic() + kill_seconds
         while True:
-            targets.update(
-                identities(family(process.pid, process.returncode is None) - set(targets))
-            )
+            targets.update(identities(lookup() - set(targets)))
             alive = still_running(targets)
             if not alive:
-                break
+                return
             if time.monotonic() > deadline:
                 raise ProcessesSurvived(sorted(alive))
             for pid in alive:
                 _signal(pid, signal.SIGKILL)
             self._wait_for_exit({pid: targets[pid] for pid in alive}, 0.5)
-        process.wait()
-        self.processes.remove(process)
 
     def _wait_for_exit(self, processes: dict[int, int], seconds: float) -> None:
         deadline = time.monotonic() + seconds
