@@ -32,15 +32,14 @@ def added_lines(patch: Path) -> tuple[int, set[str]]:
     return len(added), files
 
 
-def project(tmp_path: Path, legacy: bool = False, patch: Path | None = None) -> Path:
+def project(tmp_path: Path, patch: Path, legacy: bool = False) -> Path:
     """The example project in ``tmp_path``, on the legacy API if asked, with ``patch``."""
     root = tmp_path / "project"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("legacy", "*.patch"))
     if legacy:
         for app in ("client_app.py", "server_app.py"):
             shutil.copy(EXAMPLE / "legacy" / app, root / "quickstart" / app)
-    if patch is not None:
-        subprocess.run(["git", "apply", str(patch)], cwd=root, check=True)
+    subprocess.run(["git", "apply", str(patch)], cwd=root, check=True)
     return root
 
 
@@ -65,16 +64,15 @@ def test_switches_touch_only_the_app_files(patch: str) -> None:
 @pytest.mark.parametrize(
     ("patch", "figure"),
     [
-        (None, ("server", "accuracy")),  # the project as written: FedAvg
         ("switch-to-synthetic.patch", ("server", "global_accuracy")),  # server classifier
         ("switch-to-gmm-prototypes.patch", ("clients", "accuracy")),  # the clients' own
     ],
-    ids=["fedavg", "synthetic", "gmm-prototypes"],
+    ids=["synthetic", "gmm-prototypes"],
 )
-def test_message_api_project_runs_before_and_after_the_switch(
-    tmp_path: Path, patch: str | None, figure: tuple[str, str]
+def test_message_api_project_runs_after_the_switch(
+    tmp_path: Path, patch: str, figure: tuple[str, str]
 ) -> None:
-    root = project(tmp_path, patch=None if patch is None else EXAMPLE / patch)
+    root = project(tmp_path, patch=EXAMPLE / patch)
     flwr_run(tmp_path, root)
     results = tmp_path / "results.json"
     assert results.is_file()  # written at the end of main()

@@ -91,7 +91,7 @@ def test_a_rogue_supernode_among_honest_ones_cannot_harm_the_run(tmp_path: Path)
 def test_a_supernode_killed_and_restarted_mid_run_leaves_no_ghost_pool(tmp_path: Path) -> None:
     """SuperNode 1 dies after round 1 and comes back under a new node id: its partition
     keeps one pool, the new node says it started without state, and the run finishes."""
-    nodes, rounds = 2, 4
+    nodes, rounds = 2, 3
     with LocalFederation(simulation=False, workdir=tmp_path / "federation") as federation:
         supernodes = [federation.start_supernode(p, nodes) for p in range(nodes)]
 
@@ -117,14 +117,14 @@ def test_a_run_whose_superlink_was_killed_resumes_without_losing_or_doubling_a_r
     tmp_path: Path,
 ) -> None:
     """The SuperLink (and with it the ServerApp and the simulation) is killed after
-    round 2; a new SuperLink runs the same settings with ``resume=true``: the results
+    round 1; a new SuperLink runs the same settings with ``resume=true``: the results
     file continues from the checkpoint to the last round."""
-    rounds, clients = 4, 3
+    rounds, clients = 3, 3
     run_config = synthetic_run(tmp_path, rounds, clients) | {"resume": True}
     with LocalFederation(simulation=True, workdir=tmp_path / "first") as federation:
         with pytest.raises(StopAfterRound):
             federation.run(
-                PROJECT_ROOT, run_config, {"num-supernodes": clients}, on_line=after_round(2)
+                PROJECT_ROOT, run_config, {"num-supernodes": clients}, on_line=after_round(1)
             )
         federation.processes.kill(federation.superlink)  # a crash: SIGKILL, no shutdown
     (partial,) = (tmp_path / "results").glob("*.json")
@@ -138,7 +138,7 @@ def test_a_run_whose_superlink_was_killed_resumes_without_losing_or_doubling_a_r
     assert data["finished"] is True
     assert [r["round"] for r in data["rounds"]] == list(range(1, rounds + 1))
     (resumed_after,) = data["resumed"]
-    assert resumed_after >= 2
+    assert 1 <= resumed_after < rounds
     first_resumed = data["rounds"][resumed_after]
     assert first_resumed["bytes_down"] > 0  # the pools came back from the checkpoint
     assert first_resumed["clients_fresh_start"] == clients  # client state was lost; said so

@@ -194,8 +194,8 @@ class MeteredStrategy(Strategy):
                 values["global_loss"] = values.pop("loss")
             record = self.meter.record(server_round, **values)
             if server_round > 0:
+                self.save(server_round, arrays)  # before the log line: it says "done"
                 self.meter.log(record)
-                self.save(server_round, arrays)
             return outcome
 
         return super().start(
