@@ -73,12 +73,7 @@ def family(root: int, descendants: bool = True) -> set[int]:
         children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in members]
         members.update(children)
         frontier.extend(children)
-    return {pid for pid in members if _is_alive(pid)}
-
-
-def _is_alive(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] != "Z"
+    return set(identities(members))
 
 
 class ProcessesSurvived(RuntimeError):
