@@ -104,16 +104,21 @@ def clients_global_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Sca
 
 
 def client_evaluation(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
-    """Personalized and global accuracy of clients that keep their own models (and,
-    where they report it, their global accuracy without prior correction)."""
-    uncorrected = [
-        float(m["global_accuracy_uncorrected"])
-        for _, m in results
-        if "global_accuracy_uncorrected" in m
-    ]
+    """Personalized and global accuracy of clients that keep their own models and,
+    where they report them, the same without prior correction (the plain means
+    ``personalized_accuracy_uncorrected`` and ``clients_global_accuracy_uncorrected``)
+    and the global accuracy on the classes each client holds and on the others
+    (``clients_global_accuracy_own_classes``, ``..._other_classes``)."""
     metrics = personalized_accuracy(results) | clients_global_accuracy(results)
-    if uncorrected:
-        metrics["clients_global_accuracy_uncorrected"] = sum(uncorrected) / len(uncorrected)
+    for key, name in (
+        ("accuracy_uncorrected", "personalized_accuracy_uncorrected"),
+        ("global_accuracy_uncorrected", "clients_global_accuracy_uncorrected"),
+        ("global_accuracy_own_classes", "clients_global_accuracy_own_classes"),
+        ("global_accuracy_other_classes", "clients_global_accuracy_other_classes"),
+    ):
+        values = [float(m[key]) for _, m in results if key in m]
+        if values:
+            metrics[name] = sum(values) / len(values)
     return metrics
 
 

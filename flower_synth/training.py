@@ -155,6 +155,7 @@ def train(
     proximal_mu: float = 0.0,
     feature_loss: FeatureLoss | None = None,
     pseudo: PseudoFeatures | None = None,
+    pseudo_weight: float = 1.0,
     seed: int = 0,
     temperature: float = 1.0,
     weight_decay: float = 0.0,
@@ -179,9 +180,14 @@ def train(
       Dot-Regression, or FedProto's distance to the global prototypes), added to the
       per-example cross-entropy before weighting;
     * ``pseudo``: feature vectors spread evenly over each epoch's batches (shuffled
-      with ``seed`` and the epoch); the head's cross-entropy is averaged over the real
-      and pseudo examples of a batch together.
+      with ``seed`` and the epoch), trained on by the head alone: a batch's loss is the
+      mean loss of its real examples plus ``pseudo_weight`` times the mean
+      cross-entropy of its pseudo-features, so however many pseudo-features there are,
+      the real examples' gradient keeps its size (``pseudo_weight = 0``: exactly as
+      without ``pseudo``).
     """
+    if pseudo_weight < 0:
+        raise ValueError(f"pseudo_weight must be >= 0, got {pseudo_weight}")
     model.to(device)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=learning_rate, momentum=momentum, weight_decay=weight_decay
@@ -203,11 +209,11 @@ def train(
                 per_example = criterion(logits, labels)
             if feature_loss is not None:
                 per_example = per_example + feature_loss(features, labels)
-            losses = [weights * per_example]
-            if extra is not None:
+            loss = (weights * per_example).mean()
+            if extra is not None and pseudo_weight > 0 and len(extra[step][1]):
                 pseudo_features, pseudo_labels = (tensor.to(device) for tensor in extra[step])
-                losses.append(criterion(model.head(pseudo_features), pseudo_labels))
-            loss = torch.cat(losses).mean()
+                pseudo_loss = criterion(model.head(pseudo_features), pseudo_labels).mean()
+                loss = loss + pseudo_weight * pseudo_loss
             if anchor is not None:
                 drift = sum(
                     (p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor, strict=True)

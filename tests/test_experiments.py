@@ -95,11 +95,16 @@ def test_bad_experiments_are_named(grid_file: Path, override, error, message) ->
 
 
 def test_shipped_experiments_load() -> None:
-    for name, cells in [("fmnist", 35), ("demo", 7), ("scale", 6)]:
+    shipped = [("fmnist", 35), ("demo", 7), ("scale", 6), ("gmm-ablation", 6), ("long-tail", 16)]
+    for name, cells in shipped:
         config = load_experiment(PROJECT_ROOT / "simulations" / f"{name}.yaml")
         assert len(expand(config)) == cells
     fmnist = load_experiment(PROJECT_ROOT / "simulations" / "fmnist.yaml")
     assert fmnist.rounds == 30 and fmnist.local_epochs == 2 and fmnist.num_clients == 10
+    long_tail = expand(load_experiment(PROJECT_ROOT / "simulations" / "long-tail.yaml"))
+    assert {cell.run_config["imbalance-factor"] for cell in long_tail} == {10.0, 100.0}
+    ablation = expand(load_experiment(PROJECT_ROOT / "simulations" / "gmm-ablation.yaml"))
+    assert all(cell.settings.validation for cell in ablation)
 
 
 def test_a_variant_is_one_more_run_of_its_strategy(grid_file: Path, tmp_path: Path) -> None:

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from flower_synth.app.config import RunSettings
-from flower_synth.data import load_client_data, load_dataset
+from flower_synth.data import load_client_data, load_dataset, load_global_test
 from flower_synth.data.federated import load_partitions
 from flower_synth.data.partition import (
     label_skew,
+    long_tail_indices,
     make_partitioner,
     partition_indices,
     split_by_class,
@@ -90,3 +91,45 @@ def test_client_data_is_identical_across_calls_and_partitions_sum_up() -> None:
 def test_partition_id_out_of_range_names_the_node_config() -> None:
     with pytest.raises(ValueError, match="partition-id"):
         load_client_data(RunSettings(dataset="digits").partition_scheme(3), 3)
+
+
+@pytest.mark.parametrize("factor", [10.0, 100.0])
+def test_long_tailed_class_counts_follow_the_imbalance_factor(factor: float) -> None:
+    labels = np.repeat(np.arange(10), 6000)
+    kept = long_tail_indices(labels, 10, factor, seed=1)
+    counts = np.bincount(labels[kept], minlength=10)
+    expected = np.round(6000 * factor ** (-np.arange(10) / 9)).astype(int)
+    np.testing.assert_array_equal(counts, expected)
+    assert counts[0] == 6000 and counts[-1] == round(6000 / factor)
+    assert np.array_equal(kept, np.unique(kept))  # sorted, no repeats
+    np.testing.assert_array_equal(kept, long_tail_indices(labels, 10, factor, seed=1))
+
+
+def test_long_tailed_partitions_hold_only_the_kept_rows() -> None:
+    settings = RunSettings(dataset="digits", partitioner="dirichlet", imbalance_factor=10.0)
+    parts = load_partitions(settings.partition_scheme(4))
+    train, _ = load_dataset("digits")
+    rows = np.concatenate(parts)
+    assert len(rows) == len(np.unique(rows))
+    counts = np.bincount(train.labels[rows], minlength=10)
+    assert counts[0] > 5 * counts[9]  # the tail: about 10x fewer of the last class
+    balanced = load_partitions(RunSettings(dataset="digits").partition_scheme(4))
+    assert len(rows) < 0.6 * sum(len(p) for p in balanced)
+    with pytest.raises(ValueError, match="imbalance-factor"):
+        RunSettings(imbalance_factor=0.5)
+
+
+def test_validation_holds_out_training_images_as_the_test_set() -> None:
+    settings = RunSettings(dataset="digits", validation=True)
+    train, test = load_dataset("digits")
+    held_out = load_global_test(settings.data_source)
+    assert abs(len(held_out) - len(train) / 6) <= 10  # 1/6 of every class, rounded
+    assert len(held_out) != len(test)
+    parts = load_partitions(settings.partition_scheme(3))
+    assert sum(len(p) for p in parts) == len(train) - len(held_out)
+    # every held-out image is a training image, and none of them is in a partition
+    pool = {image.tobytes() for image in train.images}
+    assert all(image.tobytes() in pool for image in held_out.images)
+    client = load_client_data(settings.partition_scheme(3), 0)
+    held = {image.tobytes() for image in held_out.images}
+    assert not any(image.tobytes() in held for image in client.train.images)

@@ -20,6 +20,7 @@ from flower_synth.models import (
     simplex_etf,
 )
 from flower_synth.prototypes import (
+    ClassMixtures,
     ClassPrototypes,
     decode_mixtures,
     decode_prototypes,
@@ -27,7 +28,15 @@ from flower_synth.prototypes import (
     encode_prototypes,
     fit_class_mixtures,
 )
-from flower_synth.training import extract_features, get_weights, to_unit_range
+from flower_synth.prototypes.pull import MixturePull
+from flower_synth.training import (
+    PseudoFeatures,
+    extract_features,
+    get_weights,
+    make_loader,
+    to_unit_range,
+    train,
+)
 
 DIGITS_SHAPE = (1, 8, 8)
 
@@ -189,3 +198,95 @@ def test_fedproto_regulariser_pulls_features_to_the_global_prototypes(
         return float(((features - target.means[client.learner.data.train.labels]) ** 2).mean())
 
     assert distance_after_training(10.0) < 0.5 * distance_after_training(0.0)
+
+
+def test_gmm_client_with_pseudo_weight_zero_trains_exactly_as_without_top_up(
+    client_settings: RunSettings,
+) -> None:
+    received = global_mixtures_for_all_classes(client_settings)
+    alone = gmm_client(client_settings, RecordDict(), pull_weight=0.0)
+    alone.fit([], {"server_round": 2})
+    weightless = gmm_client(client_settings, RecordDict(), pseudo_weight=0.0, pull_weight=0.0)
+    _, _, metrics = weightless.fit(received, {"server_round": 2})
+    assert "pseudo_features" not in metrics
+    for a, b in zip(
+        get_weights(alone.learner.model), get_weights(weightless.learner.model), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    topped_up = gmm_client(client_settings, RecordDict(), pseudo_weight=1.0, pull_weight=0.0)
+    assert topped_up.fit(received, {"server_round": 2})[2]["pseudo_features"] > 0
+    assert not np.array_equal(
+        get_weights(alone.learner.model)[-1], get_weights(topped_up.learner.model)[-1]
+    )
+
+
+def test_pseudo_features_do_not_weaken_the_backbone_gradient(client_settings: RunSettings) -> None:
+    """The real examples' loss keeps its size however many pseudo-features join it: the
+    backbone (which pseudo-features never reach) takes the same step with 10 or 10,000
+    (one batch, one step: later steps differ through the head they share)."""
+    data = load_client_data(client_settings.partition_scheme(4), 0)
+    images, labels = to_unit_range(data.train)[:64], data.train.labels[:64]
+    loader = make_loader(images, labels, 64, True, seed=1)
+    rng = np.random.default_rng(0)
+
+    def backbone_after(num_pseudo: int) -> list[np.ndarray]:
+        torch.manual_seed(0)
+        model = build_dual_head_model(DIGITS_SHAPE, 10, etf_seed=0)
+        pseudo = PseudoFeatures(
+            rng.normal(size=(num_pseudo, 64)).astype(np.float32), rng.integers(0, 10, num_pseudo)
+        )
+        train(model, loader, 1, 0.05, pseudo=pseudo, pseudo_weight=1.0, seed=1)
+        return [p.detach().numpy().copy() for p in model.features.parameters()]
+
+    for few, many in zip(backbone_after(10), backbone_after(10_000), strict=True):
+        np.testing.assert_allclose(few, many, rtol=1e-5, atol=1e-6)
+
+
+def test_gmm_client_head_prior_is_restored_at_evaluation(client_settings: RunSettings) -> None:
+    received = global_mixtures_for_all_classes(client_settings)
+    client = gmm_client(client_settings, RecordDict(), pseudo_weight=0.5)
+    terms = client.learner.training_terms(received, seed=1)
+    real = client.learner.real_prior
+    pseudo = np.bincount(terms["pseudo"].labels, minlength=10) / len(terms["pseudo"])
+    expected = (real + 0.5 * pseudo) / 1.5
+    np.testing.assert_allclose(client.learner.trained_prior(terms), expected)
+    assert client.learner.trained_prior({"pseudo_weight": 0.5}) is None  # no pseudo: real mix
+    client.learner.global_test = client.learner.data.test
+    client.fit(received, {"server_round": 2})
+    _, _, metrics = client.evaluate([], {})
+    assert {"accuracy", "accuracy_uncorrected", "global_accuracy_uncorrected"} <= set(metrics)
+
+
+def test_the_pull_draws_class_features_to_their_fused_component(
+    client_settings: RunSettings,
+) -> None:
+    torch.manual_seed(0)
+    model = build_dual_head_model(DIGITS_SHAPE, 10, etf_seed=0)
+    data = load_client_data(
+        dataclasses.replace(client_settings, partitioner="iid").partition_scheme(4), 0
+    )
+    loader = make_loader(to_unit_range(data.train), data.train.labels, 256, False)
+    images, labels, _ = next(iter(loader))
+    target = ClassMixtures(
+        np.repeat(np.arange(10), 2),
+        np.full(20, 0.5),
+        np.repeat(np.eye(10, 64) * 3.0, 2, axis=0) + np.tile([[0.0], [0.1]], (10, 64)),
+        np.ones((20, 64)),
+        np.full(10, 100),
+    )
+    pull = MixturePull(target, 10)
+
+    def distance() -> float:
+        with torch.no_grad():
+            return float(pull(model.features(images), labels).mean())
+
+    before = distance()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    for _ in range(30):
+        optimizer.zero_grad()
+        pull(model.features(images), labels).mean().backward()
+        optimizer.step()
+    assert distance() < 0.5 * before
+    # a class without a fused mixture costs nothing
+    partial = MixturePull(dataclasses.replace(target, labels=np.repeat([0] * 9 + [1], 2)), 10)
+    assert float(partial(model.features(images[:1]), torch.tensor([5]))) == 0.0

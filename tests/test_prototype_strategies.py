@@ -54,8 +54,9 @@ def test_gmm_strategy_broadcasts_the_fused_mixtures_to_every_client() -> None:
     parameters, metrics = strategy.aggregate_fit(1, results, [])
     assert parameters is None
     assert metrics["rejected_payloads"] == 0 and metrics["summary_clients"] == 3
-    # Close components (D_B < 0.5) merge: one per class.
+    # Close components (D_B / d < 0.5) merge by similarity: one per class.
     assert (metrics["global_components"], metrics["global_classes"]) == (2, 2)
+    assert (metrics["merged_similar"], metrics["merged_capped"]) == (4, 0)
     second = strategy.configure_fit(2, None, manager)
     broadcasts = [parameters_to_ndarrays(ins.parameters) for _, ins in second]
     for arrays in broadcasts[1:]:

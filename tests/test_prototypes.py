@@ -19,6 +19,8 @@ from flower_synth.prototypes import (
     merge_moments,
     top_up_counts,
 )
+from flower_synth.prototypes.exchange import FUSION_TAU
+from flower_synth.prototypes.fusion import Merges
 
 
 def random_components(rng: np.random.Generator, size: int, dim: int, full: bool):
@@ -92,34 +94,62 @@ def test_merge_preserves_mass_mean_and_total_covariance(full: bool) -> None:
 def test_fusion_with_tau_zero_and_no_cap_changes_nothing() -> None:
     masses, means, covs = random_components(np.random.default_rng(2), 6, 3, False)
     fused = fuse_components(masses, means, covs, tau=0.0, max_components=None)
-    np.testing.assert_allclose(fused[0], masses)
-    np.testing.assert_allclose(fused[1], means)
-    np.testing.assert_allclose(fused[2], covs)
+    np.testing.assert_allclose(fused.masses, masses)
+    np.testing.assert_allclose(fused.means, means)
+    np.testing.assert_allclose(fused.covariances, covs)
+    assert fused.merges == Merges(0, 0)
 
 
 @pytest.mark.parametrize("full", [False, True])
 def test_fusion_with_huge_tau_leaves_one_moment_matched_component(full: bool) -> None:
     masses, means, covs = random_components(np.random.default_rng(3), 6, 3, full)
-    fused_masses, fused_means, fused_covs = fuse_components(masses, means, covs, tau=1e9)
+    fused = fuse_components(masses, means, covs, tau=1e9)
     total, mean, covariance = merge_moments(masses, means, covs)
-    assert len(fused_masses) == 1
-    assert fused_masses[0] == pytest.approx(total)
-    np.testing.assert_allclose(fused_means[0], mean)
-    np.testing.assert_allclose(fused_covs[0], covariance)
+    assert len(fused.masses) == 1
+    assert fused.masses[0] == pytest.approx(total)
+    np.testing.assert_allclose(fused.means[0], mean)
+    np.testing.assert_allclose(fused.covariances[0], covariance)
+    assert fused.merges == Merges(similar=5, capped=0)
 
 
 def test_fusion_caps_components_and_merges_the_closest_pair_first() -> None:
     means = np.array([[0.0], [0.1], [10.0], [10.2], [30.0]])
     covs = np.ones((5, 1))
-    masses, fused_means, _ = fuse_components(np.ones(5), means, covs, tau=0.0, max_components=3)
-    np.testing.assert_allclose(np.sort(fused_means[:, 0]), [0.05, 10.1, 30.0])
-    np.testing.assert_allclose(masses, [2, 2, 1])
+    fused = fuse_components(np.ones(5), means, covs, tau=0.0, max_components=3)
+    np.testing.assert_allclose(np.sort(fused.means[:, 0]), [0.05, 10.1, 30.0])
+    np.testing.assert_allclose(fused.masses, [2, 2, 1])
+    assert fused.merges == Merges(similar=0, capped=2)
 
 
 def test_fusion_merges_only_below_tau() -> None:
     means = np.array([[0.0], [0.1], [10.0]])
-    masses, fused_means, _ = fuse_components(np.ones(3), means, np.ones((3, 1)), tau=0.5)
-    assert len(masses) == 2  # D(0, 0.1) = 0.00125 < 0.5; D(., 10) ~ 12.5 > 0.5
+    fused = fuse_components(np.ones(3), means, np.ones((3, 1)), tau=0.5)
+    assert len(fused.masses) == 2  # D(0, 0.1) = 0.00125 < 0.5; D(., 10) ~ 12.5 > 0.5
+    assert fused.merges == Merges(similar=1, capped=0)
+
+
+def feature_cluster_estimates(rng: np.random.Generator, dim: int, shift: float):
+    """Two clients' Gaussian fits (200 points each) of one cluster, and a third of a
+    cluster ``shift`` standard deviations away in every dimension."""
+    centre, scale = rng.normal(size=dim), rng.uniform(0.5, 2.0, dim)
+    fits = []
+    for offset in (0.0, 0.0, shift):
+        points = centre + scale * (offset + rng.standard_normal((200, dim)))
+        fits.append((points.mean(axis=0), points.var(axis=0)))
+    return np.stack([m for m, _ in fits]), np.stack([v for _, v in fits])
+
+
+@pytest.mark.parametrize("dim", [2, 84])
+def test_the_per_dimension_threshold_merges_estimates_of_one_cluster_in_any_dimension(
+    dim: int,
+) -> None:
+    means, variances = feature_cluster_estimates(np.random.default_rng(dim), dim, shift=1.5)
+    fused = fuse_components(np.ones(3), means, variances, tau=FUSION_TAU)
+    assert fused.merges == Merges(similar=1, capped=0)  # the two estimates, not the far one
+    assert len(fused.masses) == 2
+    # the same threshold as a total distance (the old meaning) merges nothing in 84 dims
+    total = bhattacharyya_distance(means[0], variances[0], means[1], variances[1])
+    assert (total < FUSION_TAU) == (dim == 2)
 
 
 def mixtures(labels, weights, means, counts, num_classes=3) -> ClassMixtures:
@@ -135,7 +165,8 @@ def mixtures(labels, weights, means, counts, num_classes=3) -> ClassMixtures:
 def test_fuse_mixtures_pools_per_class_with_mass_n_c_times_pi() -> None:
     first = mixtures([0, 0, 1], [0.5, 0.5, 1.0], [[0.0], [4.0], [7.0]], {0: 100, 1: 10})
     second = mixtures([0], [1.0], [[2.0]], {0: 300})
-    fused = fuse_mixtures([first, second], tau=1e9)
+    fused, merges = fuse_mixtures([first, second], tau=1e9)
+    assert merges == Merges(similar=2, capped=0)
     np.testing.assert_array_equal(fused.labels, [0, 1])
     np.testing.assert_array_equal(fused.class_counts, [400, 10, 0])
     # class 0: masses 50 at 0, 50 at 4, 300 at 2 -> mean 2
@@ -143,7 +174,7 @@ def test_fuse_mixtures_pools_per_class_with_mass_n_c_times_pi() -> None:
     np.testing.assert_allclose(fused.weights, [1.0, 1.0])
     # total variance: 1 + (50 * 4 + 50 * 4) / 400 = 2
     np.testing.assert_allclose(fused.covariances[0], [2.0])
-    unfused = fuse_mixtures([first, second], tau=0.0)
+    unfused, _ = fuse_mixtures([first, second], tau=0.0)
     np.testing.assert_allclose(
         unfused.weights[unfused.labels == 0], [50 / 400, 50 / 400, 300 / 400]
     )

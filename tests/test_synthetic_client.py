@@ -18,6 +18,7 @@ from flower_synth.payload import encode_samples, validate_payload
 from flower_synth.synthetic.learner import (
     CLASSIFIER_STATE,
     GENERATOR_STATE,
+    OWN_CLASS_SHARE,
     ClassifierTraining,
     SyntheticLearner,
     mixture_weights,
@@ -85,6 +86,13 @@ def test_fit_returns_samples_with_soft_labels_and_state_survives_a_rebuild(digit
     assert n_test == len(rebuilt.learner.data.test)
     assert evaluation["accuracy"] > 0.6
     assert {"global_accuracy", "global_accuracy_uncorrected"} <= evaluation.keys()
+    # the global accuracy splits into the classes the client holds and the others
+    test_labels = load_global_test(digits_settings.data_source).labels
+    own = (rebuilt.learner.real_prior >= OWN_CLASS_SHARE)[test_labels].mean()
+    parts = own * evaluation["global_accuracy_own_classes"]
+    if own < 1:
+        parts += (1 - own) * evaluation["global_accuracy_other_classes"]
+    assert parts == pytest.approx(evaluation["global_accuracy"])
 
 
 def test_generated_labels_follow_the_real_class_counts(digits_settings) -> None:

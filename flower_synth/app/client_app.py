@@ -151,6 +151,8 @@ def own_model_learner(
         covariance_type=settings.gmm_covariance,
         min_samples=settings.gmm_min_samples,
         pseudo_per_class=settings.pseudo_per_class,
+        pseudo_weight=settings.pseudo_weight,
+        pull_weight=settings.pull_weight,
         dr_lambda=settings.dr_lambda,
         **options,
     )

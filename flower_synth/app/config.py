@@ -17,6 +17,8 @@ from flower_synth.generative.cvae import LATENT_PRIORS
 from flower_synth.models.dual_head import PREDICTION_HEADS
 from flower_synth.payload import SAMPLE_DTYPES
 from flower_synth.prototypes import COVARIANCE_TYPES, PROTOTYPE_DTYPES
+from flower_synth.prototypes.exchange import FUSION_TAU
+from flower_synth.prototypes.gmm_learner import PSEUDO_WEIGHT, PULL_WEIGHT
 from flower_synth.synthetic.learner import SAMPLE_LABELS
 from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS
 
@@ -76,6 +78,8 @@ class RunSettings:
     dirichlet_alpha: float = 0.5
     classes_per_client: int = 2
     local_test_fraction: float = 0.2
+    imbalance_factor: float = 1.0
+    validation: bool = False
     num_server_rounds: int = 3
     fraction_fit: float = 1.0
     fraction_evaluate: float = 1.0
@@ -124,9 +128,11 @@ class RunSettings:
     gmm_components: int = 3
     gmm_covariance: str = "diag"
     gmm_min_samples: int = 10
-    fusion_tau: float = 1.0
+    fusion_tau: float = FUSION_TAU
     fusion_max_components: int = 5
     pseudo_per_class: int = 0
+    pseudo_weight: float = PSEUDO_WEIGHT
+    pull_weight: float = PULL_WEIGHT
     proto_lambda: float = 1.0
 
     def __post_init__(self) -> None:
@@ -150,6 +156,10 @@ class RunSettings:
             raise ValueError(f"learning-rate must be > 0, got {self.learning_rate}")
         if self.dirichlet_alpha <= 0:
             raise ValueError(f"dirichlet-alpha must be > 0, got {self.dirichlet_alpha}")
+        if self.imbalance_factor < 1:
+            raise ValueError(
+                f"imbalance-factor must be >= 1 (1: no long tail), got {self.imbalance_factor}"
+            )
         if not 0.0 <= self.local_test_fraction < 1.0:
             raise ValueError(
                 f"local-test-fraction must lie in [0, 1), got {self.local_test_fraction}"
@@ -198,6 +208,8 @@ class RunSettings:
             "server_epochs",
             "fusion_max_components",
             "pseudo_per_class",
+            "pseudo_weight",
+            "pull_weight",
             "dr_lambda",
             "fusion_tau",
             "proto_lambda",
@@ -227,8 +239,9 @@ class RunSettings:
 
     @property
     def data_source(self) -> DataSource:
-        """The dataset and where its files are (``dataset``, ``data-dir``, ``download``)."""
-        return DataSource(self.dataset, self.data_dir, self.download)
+        """The dataset, where its files are and whether a validation split replaces the
+        test set (``dataset``, ``data-dir``, ``download``, ``validation``)."""
+        return DataSource(self.dataset, self.data_dir, self.download, self.validation)
 
     def check_federation(self, num_partitions: int) -> None:
         """``ValueError`` for settings that cannot fit a federation of
@@ -251,6 +264,7 @@ class RunSettings:
             dirichlet_alpha=self.dirichlet_alpha,
             classes_per_client=self.classes_per_client,
             local_test_fraction=self.local_test_fraction,
+            imbalance_factor=self.imbalance_factor,
         )
 
     @property

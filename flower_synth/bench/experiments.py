@@ -29,6 +29,7 @@ class PartitionSpec:
     partitioner: str = "dirichlet"
     alpha: float = 0.5  # dirichlet
     classes_per_client: int = 2  # pathological
+    imbalance: float = 1.0  # long-tailed training set first (imbalance factor; 1: none)
     seeds: list[int] = field(default_factory=lambda: [0])
 
 
@@ -139,6 +140,8 @@ def partition_run_config(partition: PartitionSpec) -> dict[str, Any]:
         keys["dirichlet-alpha"] = float(partition.alpha)
     if partition.partitioner == "pathological":
         keys["classes-per-client"] = int(partition.classes_per_client)
+    if partition.imbalance != 1:
+        keys["imbalance-factor"] = float(partition.imbalance)
     return keys
 
 

@@ -8,7 +8,12 @@ from functools import lru_cache
 import numpy as np
 
 from flower_synth.data.image_dataset import ImageDataset
-from flower_synth.data.partition import make_partitioner, partition_indices, split_by_class
+from flower_synth.data.partition import (
+    long_tail_indices,
+    make_partitioner,
+    partition_indices,
+    split_by_class,
+)
 from flower_synth.data.sources import load_dataset
 from flower_synth.normalization import SYMMETRIC, Normalization
 
@@ -25,13 +30,21 @@ class ClientData:
     normalization: Normalization = SYMMETRIC
 
 
+VALIDATION_FRACTION = 1 / 6  # of the training set (10,000 of Fashion-MNIST's 60,000)
+VALIDATION_SEED = 0  # the held-out images are the same whatever the run's seed
+
+
 @dataclass(frozen=True)
 class DataSource:
-    """Which dataset, and where its files are (see :func:`load_dataset`)."""
+    """Which dataset, and where its files are (see :func:`load_dataset`). With
+    ``validation``, a class-stratified ``VALIDATION_FRACTION`` of the training set is
+    held out and stands in for the test set, and only the rest is partitioned: runs
+    that choose settings never read the test set."""
 
     name: str
     data_dir: str = ""
     download: bool = False
+    validation: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,10 @@ class PartitionScheme:
     flwr-datasets partitioner (``iid``, ``dirichlet`` with ``dirichlet_alpha``,
     ``pathological`` with ``classes_per_client``) seeded by ``seed``, then each
     partition split per class into training and local test data
-    (``local_test_fraction`` of each class to the test split)."""
+    (``local_test_fraction`` of each class to the test split). With
+    ``imbalance_factor > 1`` the training set is made long-tailed first
+    (:func:`~flower_synth.data.partition.long_tail_indices`); the test set stays
+    balanced."""
 
     source: DataSource
     num_partitions: int
@@ -49,12 +65,19 @@ class PartitionScheme:
     dirichlet_alpha: float = 0.5
     classes_per_client: int = 2
     local_test_fraction: float = 0.2
+    imbalance_factor: float = 1.0
 
 
 @lru_cache(maxsize=2)
 def _cached_dataset(source: DataSource) -> tuple[ImageDataset, ImageDataset]:
     # Ray reuses worker processes across rounds and clients: read the files once each.
-    return load_dataset(source.name, source.data_dir or None, source.download)
+    train, test = load_dataset(source.name, source.data_dir or None, source.download)
+    if not source.validation:
+        return train, test
+    kept, held_out = split_by_class(
+        np.arange(len(train)), train.labels, VALIDATION_FRACTION, VALIDATION_SEED
+    )
+    return train.subset(kept), train.subset(held_out)
 
 
 @lru_cache(maxsize=8)
@@ -67,7 +90,11 @@ def _cached_partitions(scheme: PartitionScheme) -> tuple[np.ndarray, ...]:
         dirichlet_alpha=scheme.dirichlet_alpha,
         classes_per_client=scheme.classes_per_client,
     )
-    return tuple(partition_indices(train.labels, partitioner, scheme.seed))
+    if scheme.imbalance_factor == 1:
+        return tuple(partition_indices(train.labels, partitioner, scheme.seed))
+    rows = long_tail_indices(train.labels, train.num_classes, scheme.imbalance_factor, scheme.seed)
+    parts = partition_indices(train.labels[rows], partitioner, scheme.seed)
+    return tuple(rows[part] for part in parts)
 
 
 def load_client_data(scheme: PartitionScheme, partition_id: int) -> ClientData:
@@ -89,7 +116,8 @@ def load_client_data(scheme: PartitionScheme, partition_id: int) -> ClientData:
 
 
 def load_global_test(source: DataSource) -> ImageDataset:
-    """The dataset's own (class-balanced) test set, used for server-side evaluation."""
+    """The dataset's own (class-balanced) test set, used for server-side evaluation
+    (with ``source.validation``: the held-out part of the training set)."""
     return _cached_dataset(source)[1]
 
 

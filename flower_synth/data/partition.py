@@ -53,6 +53,25 @@ def make_partitioner(
     raise ValueError(f"unknown partitioner {kind!r}; choose one of {', '.join(PARTITIONERS)}")
 
 
+def long_tail_indices(
+    labels: np.ndarray, num_classes: int, imbalance_factor: float, seed: int
+) -> np.ndarray:
+    """Rows of a long-tailed subset, sorted: class ``c`` keeps
+    ``round(n_c * imbalance_factor ** (-c / (num_classes - 1)))`` of its ``n_c``
+    examples (drawn with ``seed``), so class 0 keeps all and the last class
+    ``1 / imbalance_factor`` of them, the usual geometric profile of long-tailed
+    benchmarks (CIFAR-10-LT). ``imbalance_factor = 1`` keeps everything."""
+    if imbalance_factor < 1:
+        raise ValueError(f"imbalance-factor must be >= 1, got {imbalance_factor}")
+    rng = np.random.default_rng(seed)
+    kept = []
+    for label in range(num_classes):
+        members = np.flatnonzero(labels == label)
+        share = imbalance_factor ** (-label / max(num_classes - 1, 1))
+        kept.append(rng.choice(members, size=int(round(len(members) * share)), replace=False))
+    return np.sort(np.concatenate(kept))
+
+
 def partition_indices(labels: np.ndarray, partitioner: Partitioner, seed: int) -> list[np.ndarray]:
     """Row indices of every partition, sorted, in partition-id order.
 

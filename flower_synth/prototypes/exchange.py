@@ -25,7 +25,7 @@ from flower_synth.exchange import (
     reported_partition,
 )
 from flower_synth.payload import PayloadError
-from flower_synth.prototypes.fusion import fuse_mixtures
+from flower_synth.prototypes.fusion import Merges, fuse_mixtures
 from flower_synth.prototypes.means import ClassPrototypes, aggregate_prototypes
 from flower_synth.prototypes.mixtures import ClassMixtures
 from flower_synth.prototypes.wire import (
@@ -36,6 +36,7 @@ from flower_synth.prototypes.wire import (
 )
 
 Summary = TypeVar("Summary")
+FUSION_TAU = 0.05  # Bhattacharyya distance per dimension below which components merge
 GLOBAL = "global"  # the broadcast summary's name in a checkpoint (identities have a prefix)
 
 
@@ -289,7 +290,7 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
     of its features with the class count ``n_c`` (``[labels, weights, means,
     covariances, class_counts]``). Per class, the server pools all clients' components
     with mass ``n_c * pi_k`` and merges the closest pair by Bhattacharyya distance
-    (moment matching) while that distance is below ``tau`` or more than
+    (moment matching) while that distance per dimension is below ``tau`` or more than
     ``max_components`` remain; the fused mixtures go back to every client, which draws
     pseudo-features from them to top up the classes it lacks.
 
@@ -298,7 +299,8 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
         feature_dim: width of the feature vectors.
         covariance: ``"diag"`` (variance vectors) or ``"full"``; payloads of the other
             kind are rejected.
-        tau: Bhattacharyya distance below which components merge (0: only the cap).
+        tau: Bhattacharyya distance per feature dimension below which components
+            merge (0: only the cap; see :func:`~flower_synth.prototypes.fuse_components`).
         max_components: at most this many fused components per class (None: no cap).
         max_client_components: payloads with more components in a class are rejected.
         dtype: float format of the broadcast, ``"float16"`` or ``"float32"``.
@@ -309,7 +311,7 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
         num_classes: int,
         feature_dim: int,
         covariance: str = "diag",
-        tau: float = 1.0,
+        tau: float = FUSION_TAU,
         max_components: int | None = 5,
         max_client_components: int = 32,
         dtype: str = "float16",
@@ -328,6 +330,7 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
         self.max_components = max_components
         self.max_client_components = max_client_components
         self.dtype = dtype
+        self.last_merges = Merges()
 
     def describe(self) -> str:
         """The strategy's main settings."""
@@ -365,18 +368,24 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
         return self.num_classes * (self.max_client_components * per_component + 4)
 
     def fuse(self, summaries: Sequence[ClassMixtures]) -> ClassMixtures:
-        """Bhattacharyya fusion per class (see :func:`~flower_synth.prototypes.fuse_mixtures`)."""
-        return fuse_mixtures(summaries, self.tau, self.max_components)
+        """Bhattacharyya fusion per class (see :func:`~flower_synth.prototypes.fuse_mixtures`);
+        the merges it made are kept in ``last_merges`` for :meth:`summary_metrics`."""
+        fused, self.last_merges = fuse_mixtures(summaries, self.tau, self.max_components)
+        return fused
 
     def encode(self, summary: ClassMixtures, dtype: str | None = None) -> list[np.ndarray]:
         """Mixtures in the wire format."""
         return encode_mixtures(summary, dtype or self.dtype)
 
     def summary_metrics(self, summary: ClassMixtures) -> dict[str, Scalar]:
-        """``global_components`` and ``global_classes`` of the fused mixtures."""
+        """``global_components`` and ``global_classes`` of the fused mixtures, and how
+        many component pairs the last fusion merged by similarity (``merged_similar``)
+        and only for the cap (``merged_capped``)."""
         return {
             "global_components": len(summary),
             "global_classes": int(np.unique(summary.labels).size),
+            "merged_similar": self.last_merges.similar,
+            "merged_capped": self.last_merges.capped,
         }
 
 

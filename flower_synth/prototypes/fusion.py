@@ -4,6 +4,7 @@ moment-matched merging (GFPL-style prototype fusion)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,35 +50,70 @@ def merge_moments(
     return total, mean, covariance
 
 
+@dataclass(frozen=True)
+class Merges:
+    """How many component pairs a fusion merged: ``similar`` because their
+    Bhattacharyya distance per dimension was below ``tau``, ``capped`` only to respect
+    the component cap."""
+
+    similar: int = 0
+    capped: int = 0
+
+    def __add__(self, other: Merges) -> Merges:
+        return Merges(self.similar + other.similar, self.capped + other.capped)
+
+
+@dataclass(frozen=True)
+class FusedComponents:
+    """One class's components after :func:`fuse_components`, and the merges made."""
+
+    masses: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    merges: Merges
+
+
 def fuse_components(
     masses: np.ndarray,
     means: np.ndarray,
     covariances: np.ndarray,
     tau: float,
     max_components: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> FusedComponents:
     """Greedy agglomerative fusion of one class's components.
 
     Repeatedly merges (:func:`merge_moments`) the pair with the smallest Bhattacharyya
-    distance while that distance is below ``tau`` or more than ``max_components``
-    components remain (None: no cap). ``tau = 0`` and no cap change nothing.
+    distance while that distance *per feature dimension* is below ``tau`` or more than
+    ``max_components`` components remain (None: no cap). ``tau = 0`` and no cap change
+    nothing.
+
+    The distance is divided by the dimension ``d`` because between diagonal Gaussians
+    it is a sum of one term per dimension: two estimates of the same cluster differ a
+    little in every dimension, so their distance grows with ``d`` and a fixed threshold
+    would merge everything in 2 dimensions and nothing in 84. Per dimension, ``tau``
+    means the same in any feature space: e.g. ``tau = 0.05`` merges equal-variance
+    Gaussians whose means differ by less than ``0.63`` standard deviations per
+    dimension on average (``D / d = mean(dmu^2 / sigma^2) / 8``).
     """
     masses = [float(m) for m in masses]
     means_list = [np.asarray(m, np.float64) for m in means]
     covs = [np.asarray(c, np.float64) for c in covariances]
     size = len(masses)
+    dim = means_list[0].shape[-1] if size else 1
     distance = np.full((size, size), np.inf)
     for i in range(size):
         for j in range(i + 1, size):
             distance[i, j] = bhattacharyya_distance(means_list[i], covs[i], means_list[j], covs[j])
     alive = list(range(size))
+    similar = capped = 0
     while len(alive) > 1:
         sub = distance[np.ix_(alive, alive)]
         a, b = np.unravel_index(np.argmin(sub), sub.shape)
         i, j = alive[a], alive[b]
-        over_cap = max_components is not None and len(alive) > max_components
-        if not (sub[a, b] < tau or over_cap):
+        close = sub[a, b] / dim < tau
+        if not (close or (max_components is not None and len(alive) > max_components)):
             break
+        similar, capped = (similar + 1, capped) if close else (similar, capped + 1)
         masses[i], means_list[i], covs[i] = merge_moments(
             np.array([masses[i], masses[j]]),
             np.stack([means_list[i], means_list[j]]),
@@ -89,23 +125,25 @@ def fuse_components(
             if other != i:
                 d = bhattacharyya_distance(means_list[i], covs[i], means_list[other], covs[other])
                 distance[min(i, other), max(i, other)] = d
-    return (
+    return FusedComponents(
         np.array([masses[i] for i in alive]),
         np.stack([means_list[i] for i in alive]),
         np.stack([covs[i] for i in alive]),
+        Merges(similar, capped),
     )
 
 
 def fuse_mixtures(
     mixtures: Sequence[ClassMixtures], tau: float, max_components: int | None = None
-) -> ClassMixtures:
+) -> tuple[ClassMixtures, Merges]:
     """The global mixtures: per class, every client's components with mass
     ``n_c * pi_k`` pooled and fused by :func:`fuse_components`; weights renormalised
-    within each class, ``class_counts`` summed."""
+    within each class, ``class_counts`` summed. Also returns the merges of all classes."""
     if not mixtures:
         raise ValueError("nothing to fuse")
     counts = np.sum([m.class_counts for m in mixtures], axis=0)
     parts: dict[str, list[np.ndarray]] = {"labels": [], "weights": [], "means": [], "cov": []}
+    merges = Merges()
     labels = np.unique(np.concatenate([m.labels for m in mixtures]))
     for label in labels:
         masses, means, covs = [], [], []
@@ -114,17 +152,19 @@ def fuse_mixtures(
             masses.append(mixture.class_counts[label] * mixture.weights[members])
             means.append(mixture.means[members])
             covs.append(mixture.covariances[members])
-        fused_mass, fused_means, fused_covs = fuse_components(
+        fused = fuse_components(
             np.concatenate(masses), np.concatenate(means), np.concatenate(covs), tau, max_components
         )
-        parts["labels"].append(np.full(len(fused_mass), label))
-        parts["weights"].append(fused_mass / fused_mass.sum())
-        parts["means"].append(fused_means)
-        parts["cov"].append(fused_covs)
-    return ClassMixtures(
+        merges += fused.merges
+        parts["labels"].append(np.full(len(fused.masses), label))
+        parts["weights"].append(fused.masses / fused.masses.sum())
+        parts["means"].append(fused.means)
+        parts["cov"].append(fused.covariances)
+    fused_mixtures = ClassMixtures(
         np.concatenate(parts["labels"]).astype(np.int64),
         np.concatenate(parts["weights"]),
         np.concatenate(parts["means"]),
         np.concatenate(parts["cov"]),
         counts.astype(np.int64),
     )
+    return fused_mixtures, merges

@@ -14,14 +14,23 @@ from torch import nn
 
 from flower_synth.data.federated import ClientData
 from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.distillation import adjust_prior
 from flower_synth.learner import Evaluated, Fitted, round_seed, server_round, step_size
 from flower_synth.models import require_feature_split
-from flower_synth.state import count_round, fresh_start, load_module, save_module
+from flower_synth.state import (
+    count_round,
+    fresh_start,
+    load_arrays,
+    load_module,
+    save_arrays,
+    save_module,
+)
 from flower_synth.training import (
     Device,
-    evaluate,
+    class_probabilities,
     extract_features,
     make_loader,
+    score,
     to_unit_range,
     train,
 )
@@ -38,8 +47,13 @@ class PrototypeLearner(ABC):
     ``partition_id``, ``train_loss`` and ``client_rounds``. :meth:`evaluate` scores the
     model on the local test split (``accuracy``) and, if given and the config's
     ``global_eval`` (default true) asks, the global test set (``global_accuracy``); a
-    client that has not trained yet evaluates nothing (0 examples). The model persists
-    across rounds in ``state`` (the node's ``Context.state``) under ``state_key``.
+    client that has not trained yet evaluates nothing (0 examples). A learner whose
+    head trains on another label mix than its real data (:meth:`trained_prior`)
+    predicts with the prior restored by logit adjustment: its real label mix on the
+    local test split, the uniform one on the global test set (the unadjusted figures
+    are ``accuracy_uncorrected`` and ``global_accuracy_uncorrected``). The model
+    persists across rounds in ``state`` (the node's ``Context.state``) under
+    ``state_key``.
 
     Args:
         model: torch classifier with ``features`` and ``head`` (and ``feature_dim``).
@@ -104,6 +118,17 @@ class PrototypeLearner(ABC):
         """The payload: a per-class summary of the training split's features
         (:meth:`training_features`), after this round's training."""
 
+    def trained_prior(self, terms: Mapping[str, Any]) -> np.ndarray | None:
+        """The label mix the head learns with ``terms`` when it differs from the real
+        data's (None: the real label mix, nothing to adjust)."""
+        return None
+
+    @property
+    def real_prior(self) -> np.ndarray:
+        """The label mix of the client's real training split."""
+        counts = self.data.train.class_counts().astype(np.float64)
+        return counts / counts.sum()
+
     def training_features(self) -> tuple[np.ndarray, np.ndarray]:
         """Features of the training split under the current model, and their labels."""
         features = extract_features(
@@ -130,6 +155,9 @@ class PrototypeLearner(ABC):
             **terms,
         )
         save_module(self.state, f"{self.state_key}.model", self.model)
+        prior = self.trained_prior(terms)
+        if prior is not None:
+            save_arrays(self.state, f"{self.state_key}.prior", {"trained": prior})
         self.trained = True
         rounds = count_round(self.state, f"{self.state_key}.progress")
         metrics: dict[str, Scalar] = {
@@ -145,19 +173,37 @@ class PrototypeLearner(ABC):
     def evaluate(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Evaluated:
         """The client's own model on its local test split (``accuracy``) and, if set and
         the config's ``global_eval`` (default true) asks, the global test set
-        (``global_accuracy``)."""
+        (``global_accuracy``). Where the head learnt another label mix than the real
+        one (:meth:`trained_prior`), the prior is restored: the real mix on the local
+        test split, the uniform one on the global test set (the unadjusted figures are
+        ``accuracy_uncorrected`` and ``global_accuracy_uncorrected``)."""
         if not self.trained:
             return Evaluated(0.0, 0, {"accuracy": 0.0})
-        normalization, device = self.data.normalization, self.device
+        stored = load_arrays(self.state, f"{self.state_key}.prior")
+        trained = None if stored is None else stored["trained"]
         metrics: dict[str, Scalar] = {}
         if self.global_test is not None and bool(config.get("global_eval", True)):
-            metrics["global_accuracy"] = evaluate(
-                self.model, self.global_test, normalization, device
-            )[1]
+            probabilities = self.probabilities(self.global_test)
+            labels = self.global_test.labels
+            metrics["global_accuracy"] = score(probabilities, labels)[1]
+            if trained is not None:
+                uniform = np.full(self.num_classes, 1.0 / self.num_classes)
+                metrics["global_accuracy_uncorrected"] = metrics["global_accuracy"]
+                metrics["global_accuracy"] = score(
+                    adjust_prior(probabilities, trained, uniform), labels
+                )[1]
         if len(self.data.test) == 0:
             return Evaluated(0.0, 0, metrics)
-        loss, metrics["accuracy"] = evaluate(self.model, self.data.test, normalization, device)
+        probabilities = self.probabilities(self.data.test)
+        if trained is not None:
+            metrics["accuracy_uncorrected"] = score(probabilities, self.data.test.labels)[1]
+            probabilities = adjust_prior(probabilities, trained, self.real_prior)
+        loss, metrics["accuracy"] = score(probabilities, self.data.test.labels)
         return Evaluated(loss, len(self.data.test), metrics)
+
+    def probabilities(self, data: ImageDataset) -> np.ndarray:
+        """The model's class probabilities for ``data``."""
+        return class_probabilities(self.model, data.images, self.data.normalization, self.device)
 
 
 class LocalOnlyLearner(PrototypeLearner):

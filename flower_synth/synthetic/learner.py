@@ -44,6 +44,7 @@ from flower_synth.training import (
 GENERATOR_STATE = "synthetic.generator"
 CLASSIFIER_STATE = "synthetic.classifier"
 PROGRESS_STATE = "synthetic.progress"
+OWN_CLASS_SHARE = 0.05  # a class the client holds: this share of its real data or more
 PRIOR_STATE = "synthetic.prior"
 SAMPLE_LABELS = ("real", "prior")
 # Received payloads are as large as the server's download budget: a client trusts the
@@ -100,7 +101,10 @@ class SyntheticLearner:
     The classifier learns with the mixture's label mix as its prior. ``evaluate``
     scores it on the local test split with that prior replaced by the client's real
     label mix (logit adjustment; ``accuracy``), and on the global test set with a
-    uniform prior (``global_accuracy``; ``global_accuracy_uncorrected`` without).
+    uniform prior (``global_accuracy``; ``global_accuracy_uncorrected`` without),
+    split into the classes the client holds (at least ``OWN_CLASS_SHARE`` of its real
+    data; ``global_accuracy_own_classes``) and the others, which it knows from
+    received samples alone (``global_accuracy_other_classes``).
 
     On the wire (:meth:`fit`): it receives a payload of
     :mod:`flower_synth.payload` (possibly empty) with the config keys ``self_trust``
@@ -330,10 +334,15 @@ class SyntheticLearner:
             probabilities = self.probabilities(to_unit_range(self.global_test))
             labels = self.global_test.labels
             uniform = np.full(self.num_classes, 1.0 / self.num_classes)
-            metrics["global_accuracy"] = score(
-                adjust_prior(probabilities, trained, uniform), labels
-            )[1]
+            corrected = adjust_prior(probabilities, trained, uniform)
+            metrics["global_accuracy"] = score(corrected, labels)[1]
             metrics["global_accuracy_uncorrected"] = score(probabilities, labels)[1]
+            own = (self.real_prior >= OWN_CLASS_SHARE)[labels]
+            for name, rows in (("own", own), ("other", ~own)):
+                if rows.any():
+                    metrics[f"global_accuracy_{name}_classes"] = score(
+                        corrected[rows], labels[rows]
+                    )[1]
         if len(self.data.test) == 0:
             return Evaluated(0.0, 0, metrics)
         probabilities = self.probabilities(to_unit_range(self.data.test))
