@@ -88,3 +88,12 @@ def test_synthetic_only_settings_do_not_invalidate_other_strategies_runs(tmp_pat
         write_results(cell, rounds=2, **{"generator-epochs": 5})
     assert finished_results(fedavg) is not None  # FedAvg never reads it
     assert finished_results(synthetic) is None  # synthetic exchange does: rerun
+
+
+def test_gmm_only_settings_do_not_invalidate_other_strategies_runs(tmp_path: Path) -> None:
+    exp = experiment(tmp_path)
+    fedavg, gmm = [c for c in expand(exp) if c.seed == 0]
+    for cell in (fedavg, gmm):  # written when fusion-tau was a total distance of 1.0
+        write_results(cell, rounds=2, **{"fusion-tau": 1.0})
+    assert finished_results(fedavg) is not None  # FedAvg never reads it
+    assert finished_results(gmm) is None  # GMM prototypes do: rerun

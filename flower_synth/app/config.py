@@ -59,6 +59,22 @@ SYNTHETIC_ONLY_KEYS = (
     "server-lr-decay",
     "record-pool-means",
 )
+# Run-config keys only GMM prototypes read.
+GMM_ONLY_KEYS = (
+    "dr-lambda",
+    "prediction-head",
+    "gmm-components",
+    "gmm-covariance",
+    "gmm-min-samples",
+    "fusion-tau",
+    "fusion-max-components",
+    "pseudo-per-class",
+    "pseudo-weight",
+    "pull-weight",
+)
+# Keys that one strategy alone reads, by strategy: a run of any other strategy is the
+# same run whatever they say.
+STRATEGY_ONLY_KEYS = {"synthetic": SYNTHETIC_ONLY_KEYS, "gmm-prototype": GMM_ONLY_KEYS}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flower_synth.app.config import BOOKKEEPING_KEYS, SYNTHETIC_ONLY_KEYS, RunSettings
+from flower_synth.app.config import BOOKKEEPING_KEYS, STRATEGY_ONLY_KEYS, RunSettings
 from flower_synth.bench.centralized import CENTRALIZED, run_centralized
 from flower_synth.bench.experiments import Cell
 from flower_synth.bench.federation import LocalFederation
@@ -24,13 +24,13 @@ CellRunner = Callable[[Cell], None]
 
 def matches(config: dict[str, Any], cell: Cell) -> bool:
     """Whether a results file's ``config`` is the cell's full run config, defaults
-    included (``BOOKKEEPING_KEYS`` aside, and ``SYNTHETIC_ONLY_KEYS`` for the other
-    strategies, which never read them). A key the file lacks (written before the key
-    existed) matches if the cell leaves it at its default."""
+    included (``BOOKKEEPING_KEYS`` aside, and the ``STRATEGY_ONLY_KEYS`` of the other
+    strategies, which this one never reads). A key the file lacks (written before the
+    key existed) matches if the cell leaves it at its default."""
     defaults = RunSettings().to_run_config()
     expected = cell.settings.to_run_config() | {"strategy": cell.base}
-    ignored = set(BOOKKEEPING_KEYS) | (
-        set() if cell.base == "synthetic" else set(SYNTHETIC_ONLY_KEYS)
+    ignored = set(BOOKKEEPING_KEYS).union(
+        *(keys for strategy, keys in STRATEGY_ONLY_KEYS.items() if strategy != cell.base)
     )
     return all(
         config.get(key, defaults[key]) == value
