@@ -106,12 +106,15 @@ def clients_global_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Sca
 def client_evaluation(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
     """Personalized and global accuracy of clients that keep their own models and,
     where they report them, the same without prior correction (the plain means
-    ``personalized_accuracy_uncorrected`` and ``clients_global_accuracy_uncorrected``)
+    ``personalized_accuracy_uncorrected`` and ``clients_global_accuracy_uncorrected``),
+    the personalized accuracy with the real prior restored
+    (``personalized_accuracy_restored``)
     and the global accuracy on the classes each client holds and on the others
     (``clients_global_accuracy_own_classes``, ``..._other_classes``)."""
     metrics = personalized_accuracy(results) | clients_global_accuracy(results)
     for key, name in (
         ("accuracy_uncorrected", "personalized_accuracy_uncorrected"),
+        ("accuracy_restored", "personalized_accuracy_restored"),
         ("global_accuracy_uncorrected", "clients_global_accuracy_uncorrected"),
         ("global_accuracy_own_classes", "clients_global_accuracy_own_classes"),
         ("global_accuracy_other_classes", "clients_global_accuracy_other_classes"),

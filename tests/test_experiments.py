@@ -95,7 +95,7 @@ def test_bad_experiments_are_named(grid_file: Path, override, error, message) ->
 
 
 def test_shipped_experiments_load() -> None:
-    shipped = [("fmnist", 35), ("demo", 7), ("scale", 6), ("gmm-ablation", 6), ("long-tail", 16)]
+    shipped = [("fmnist", 35), ("demo", 7), ("scale", 6), ("gmm-ablation", 7), ("long-tail", 16)]
     for name, cells in shipped:
         config = load_experiment(PROJECT_ROOT / "simulations" / f"{name}.yaml")
         assert len(expand(config)) == cells

@@ -41,11 +41,13 @@ def test_client_evaluation_reports_corrected_and_uncorrected_global_accuracy() -
         (20, {"accuracy": 0.9, "global_accuracy": 0.6, "global_accuracy_uncorrected": 0.5}),
         (10, {"accuracy": 0.7, "global_accuracy": 0.8, "global_accuracy_uncorrected": 0.7}),
         (10, {"accuracy": 0.8, "accuracy_uncorrected": 0.6, "global_accuracy_own_classes": 0.9}),
+        (10, {"accuracy": 0.8, "accuracy_restored": 0.7}),
         (0, {}),  # a client that has not trained yet reports nothing
     ]
     metrics = client_evaluation(results)
     assert metrics["personalized_accuracy"] == pytest.approx(0.8)
     assert metrics["personalized_accuracy_uncorrected"] == pytest.approx(0.6)
+    assert metrics["personalized_accuracy_restored"] == pytest.approx(0.7)
     assert metrics["clients_global_accuracy"] == pytest.approx(0.7)
     assert metrics["clients_global_accuracy_uncorrected"] == pytest.approx(0.6)
     assert metrics["clients_global_accuracy_own_classes"] == pytest.approx(0.9)

@@ -254,7 +254,12 @@ def test_gmm_client_head_prior_is_restored_at_evaluation(client_settings: RunSet
     client.learner.global_test = client.learner.data.test
     client.fit(received, {"server_round": 2})
     _, _, metrics = client.evaluate([], {})
-    assert {"accuracy", "accuracy_uncorrected", "global_accuracy_uncorrected"} <= set(metrics)
+    assert {"accuracy_uncorrected", "accuracy_restored", "global_accuracy_uncorrected"} <= set(
+        metrics
+    )
+    assert metrics["accuracy"] == metrics["accuracy_uncorrected"]  # the head as it learnt
+    client.learner.restore_prior = True
+    assert client.evaluate([], {})[2]["accuracy"] == metrics["accuracy_restored"]
 
 
 def test_the_pull_draws_class_features_to_their_fused_component(

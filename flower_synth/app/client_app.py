@@ -153,6 +153,7 @@ def own_model_learner(
         pseudo_per_class=settings.pseudo_per_class,
         pseudo_weight=settings.pseudo_weight,
         pull_weight=settings.pull_weight,
+        restore_prior=settings.restore_prior,
         dr_lambda=settings.dr_lambda,
         **options,
     )

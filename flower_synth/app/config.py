@@ -71,6 +71,7 @@ GMM_ONLY_KEYS = (
     "pseudo-per-class",
     "pseudo-weight",
     "pull-weight",
+    "restore-prior",
 )
 # Keys that one strategy alone reads, by strategy: a run of any other strategy is the
 # same run whatever they say.
@@ -149,6 +150,7 @@ class RunSettings:
     pseudo_per_class: int = 0
     pseudo_weight: float = PSEUDO_WEIGHT
     pull_weight: float = PULL_WEIGHT
+    restore_prior: bool = False
     proto_lambda: float = 1.0
 
     def __post_init__(self) -> None:

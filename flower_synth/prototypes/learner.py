@@ -49,10 +49,10 @@ class PrototypeLearner(ABC):
     ``global_eval`` (default true) asks, the global test set (``global_accuracy``); a
     client that has not trained yet evaluates nothing (0 examples). A learner whose
     head trains on another label mix than its real data (:meth:`trained_prior`)
-    predicts with the prior restored by logit adjustment: its real label mix on the
-    local test split, the uniform one on the global test set (the unadjusted figures
-    are ``accuracy_uncorrected`` and ``global_accuracy_uncorrected``). The model
-    persists across rounds in ``state`` (the node's ``Context.state``) under
+    predicts on the global test set with the uniform prior restored by logit
+    adjustment, and on its local test split with its real label mix restored if
+    ``restore_prior`` (both figures are reported either way, see :meth:`evaluate`).
+    The model persists across rounds in ``state`` (the node's ``Context.state``) under
     ``state_key``.
 
     Args:
@@ -64,6 +64,8 @@ class PrototypeLearner(ABC):
         local_epochs, batch_size, learning_rate, momentum: local SGD settings.
         seed: run seed.
         prototype_dtype: float format of uploads, ``"float16"`` or ``"float32"``.
+        restore_prior: personalized predictions restore the client's real label mix
+            where the head learnt another one.
         global_test: if given, ``evaluate`` also scores the global test set.
         device: where the model trains and predicts.
     """
@@ -82,6 +84,7 @@ class PrototypeLearner(ABC):
         momentum: float = 0.9,
         seed: int = 0,
         prototype_dtype: str = "float16",
+        restore_prior: bool = False,
         global_test: ImageDataset | None = None,
         device: Device = "cpu",
     ) -> None:
@@ -99,6 +102,7 @@ class PrototypeLearner(ABC):
         self.momentum = momentum
         self.seed = seed
         self.prototype_dtype = prototype_dtype
+        self.restore_prior = restore_prior
         self.global_test = global_test
         self.device = device
         self.trained = load_module(state, f"{state_key}.model", model)
@@ -174,9 +178,11 @@ class PrototypeLearner(ABC):
         """The client's own model on its local test split (``accuracy``) and, if set and
         the config's ``global_eval`` (default true) asks, the global test set
         (``global_accuracy``). Where the head learnt another label mix than the real
-        one (:meth:`trained_prior`), the prior is restored: the real mix on the local
-        test split, the uniform one on the global test set (the unadjusted figures are
-        ``accuracy_uncorrected`` and ``global_accuracy_uncorrected``)."""
+        one (:meth:`trained_prior`), the global test set is scored with the uniform mix
+        restored (``global_accuracy_uncorrected`` without), and the local test split
+        both as the head predicts (``accuracy_uncorrected``) and with the real mix
+        restored (``accuracy_restored``); ``accuracy`` is the latter with
+        ``restore_prior``, else the former."""
         if not self.trained:
             return Evaluated(0.0, 0, {"accuracy": 0.0})
         stored = load_arrays(self.state, f"{self.state_key}.prior")
@@ -194,11 +200,14 @@ class PrototypeLearner(ABC):
                 )[1]
         if len(self.data.test) == 0:
             return Evaluated(0.0, 0, metrics)
-        probabilities = self.probabilities(self.data.test)
+        probabilities, labels = self.probabilities(self.data.test), self.data.test.labels
         if trained is not None:
-            metrics["accuracy_uncorrected"] = score(probabilities, self.data.test.labels)[1]
-            probabilities = adjust_prior(probabilities, trained, self.real_prior)
-        loss, metrics["accuracy"] = score(probabilities, self.data.test.labels)
+            restored = adjust_prior(probabilities, trained, self.real_prior)
+            metrics["accuracy_uncorrected"] = score(probabilities, labels)[1]
+            metrics["accuracy_restored"] = score(restored, labels)[1]
+            if self.restore_prior:
+                probabilities = restored
+        loss, metrics["accuracy"] = score(probabilities, labels)
         return Evaluated(loss, len(self.data.test), metrics)
 
     def probabilities(self, data: ImageDataset) -> np.ndarray:
