@@ -96,11 +96,23 @@ def personalized_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Scala
     }
 
 
+MAX_PARTITION_ID = 1_000_000  # a reported partition id above this is not recorded per client
+
+
 def clients_global_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
     """Mean, min and max of the clients' own models on the global test set (metric
-    ``global_accuracy``), for strategies where every client keeps its own model."""
+    ``global_accuracy``), for strategies where every client keeps its own model, and
+    each client's as ``clients_global_accuracy_client_<partition_id>`` where it reports
+    an integer ``partition_id`` in ``[0, MAX_PARTITION_ID]``."""
     values = [float(m["global_accuracy"]) for _, m in results if "global_accuracy" in m]
-    return spread("clients_global_accuracy", values) if values else {}
+    if not values:
+        return {}
+    metrics = spread("clients_global_accuracy", values)
+    for _, m in results:
+        pid = m.get("partition_id")
+        if "global_accuracy" in m and type(pid) is int and 0 <= pid <= MAX_PARTITION_ID:
+            metrics[f"clients_global_accuracy_client_{pid}"] = float(m["global_accuracy"])
+    return metrics
 
 
 def client_evaluation(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:

@@ -69,3 +69,25 @@ def test_a_trust_matrix_must_fit_the_federation() -> None:
     settings.check_federation(2)
     with pytest.raises(ValueError, match="2 rows but the federation has 3 partitions"):
         settings.check_federation(3)
+
+
+def test_capacity_is_a_per_partition_scale_for_strategies_without_shared_models() -> None:
+    settings = RunSettings(strategy="synthetic", capacity="0.25, 0.5,1")
+    assert [settings.capacity_for(pid) for pid in range(4)] == [0.25, 0.5, 1.0, 0.25]
+    assert RunSettings(strategy="local-only", capacity="0.5").capacity_for(3) == 0.5
+    with pytest.raises(ValueError, match="'fedavg' cannot exchange"):
+        RunSettings(strategy="fedavg", capacity="0.5,1")
+    with pytest.raises(ValueError, match="comma-separated list of numbers"):
+        RunSettings(strategy="synthetic", capacity="small,large")
+    with pytest.raises(ValueError, match="finite and > 0"):
+        RunSettings(strategy="synthetic", capacity="0,1")
+
+
+def test_capacity_scales_the_generator_and_the_classifier_of_each_partition() -> None:
+    from flower_synth.app.client_app import generator_params
+
+    settings = RunSettings(strategy="synthetic", capacity="0.25,1", latent_dim=16)
+    small = generator_params(settings, "cvae", 0, 100)
+    large = generator_params(settings, "cvae", 1, 100)
+    assert (small["latent_dim"], large["latent_dim"]) == (4, 16)
+    assert (small["hidden_dim"], large["hidden_dim"]) == (64, 256)

@@ -14,6 +14,7 @@ from flower_synth.generative import (
     ClassConditionalGMM,
     ConditionalVAE,
     GenerativeModel,
+    SymmetricVAE,
     build_generator,
 )
 
@@ -455,6 +456,7 @@ def test_build_generator_builds_every_kind(kind: str) -> None:
         "gmm": ClassConditionalGMM,
         "cvae": ConditionalVAE,
         "cvae-conv": ConditionalVAE,
+        "symvae": SymmetricVAE,
     }[kind]
     assert type(model) is expected
     if kind.startswith("gaussian"):

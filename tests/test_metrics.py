@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from flower_synth.metrics import client_evaluation, stateful_client_fit_metrics
+from flower_synth.metrics import (
+    client_evaluation,
+    clients_global_accuracy,
+    stateful_client_fit_metrics,
+)
 
 
 def test_label_agreement_is_the_share_of_all_samples_with_the_clients_spread() -> None:
@@ -52,3 +56,20 @@ def test_client_evaluation_reports_corrected_and_uncorrected_global_accuracy() -
     assert metrics["clients_global_accuracy_uncorrected"] == pytest.approx(0.6)
     assert metrics["clients_global_accuracy_own_classes"] == pytest.approx(0.9)
     assert "clients_global_accuracy_other_classes" not in metrics
+
+
+def test_clients_global_accuracy_is_recorded_per_partition_and_rogue_ids_are_not() -> None:
+    results = [
+        (10, {"global_accuracy": 0.5, "partition_id": 0}),
+        (10, {"global_accuracy": 0.7, "partition_id": 3}),
+        (10, {"global_accuracy": 0.9, "partition_id": -1}),
+        (10, {"global_accuracy": 0.6, "partition_id": 2.5}),
+        (10, {"global_accuracy": 0.8}),
+    ]
+    metrics = clients_global_accuracy(results)
+    assert metrics["clients_global_accuracy"] == pytest.approx(0.7)
+    per_client = {k: v for k, v in metrics.items() if "_client_" in k}
+    assert per_client == {
+        "clients_global_accuracy_client_0": 0.5,
+        "clients_global_accuracy_client_3": 0.7,
+    }

@@ -30,3 +30,13 @@ def test_build_model_splits_features_and_head(shape, model_type, feature_dim) ->
     assert features.shape == (5, feature_dim) == (5, model.feature_dim)
     assert torch.equal(model.head(features), model(x))
     assert model(x).shape == (5, 10)
+
+
+def test_width_scales_the_classifier_and_keeps_its_feature_dimension() -> None:
+    sizes = [count_parameters(build_model((1, 28, 28), 10, width=w)) for w in (0.25, 0.5, 1.0)]
+    assert sizes[0] < sizes[1] < sizes[2] == 44_426
+    small = build_model((1, 28, 28), 10, width=0.25)
+    assert small.features(torch.zeros(2, 1, 28, 28)).shape == (2, 84)
+    assert count_parameters(build_model((1, 8, 8), 10, width=0.5)) < 17_226
+    with pytest.raises(ValueError, match="width must be > 0"):
+        build_model((1, 28, 28), 10, width=0.0)

@@ -133,3 +133,42 @@ def test_validation_holds_out_training_images_as_the_test_set() -> None:
     client = load_client_data(settings.partition_scheme(3), 0)
     held = {image.tobytes() for image in held_out.images}
     assert not any(image.tobytes() in held for image in client.train.images)
+
+
+@pytest.mark.parametrize("n", [1, 7, 30])
+def test_per_class_partitioner_gives_exactly_n_disjoint_examples_per_class(
+    n: int, digit_labels: np.ndarray
+) -> None:
+    parts = partition_indices(
+        digit_labels, make_partitioner("per-class", 4, seed=2, examples_per_class=n), seed=2
+    )
+    assert len(parts) == 4
+    for part in parts:
+        assert np.bincount(digit_labels[part], minlength=10).tolist() == [n] * 10
+    joined = np.concatenate(parts)
+    assert len(np.unique(joined)) == len(joined) == 4 * 10 * n
+    again = partition_indices(
+        digit_labels, make_partitioner("per-class", 4, seed=2, examples_per_class=n), seed=2
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again, strict=True))
+
+
+def test_per_class_partitioner_rejects_more_than_a_class_holds(digit_labels: np.ndarray) -> None:
+    partitioner = make_partitioner("per-class", 4, seed=0, examples_per_class=50)
+    with pytest.raises(ValueError, match="fewer than 4 partitions x 50 examples-per-class"):
+        partition_indices(digit_labels, partitioner, seed=0)
+    with pytest.raises(ValueError, match="examples-per-class must be >= 1"):
+        make_partitioner("per-class", 4, seed=0)
+    with pytest.raises(ValueError, match="per-class partitioner needs examples-per-class"):
+        RunSettings(partitioner="per-class")
+
+
+def test_per_class_clients_keep_every_example_for_training_without_a_local_test() -> None:
+    settings = RunSettings(
+        dataset="digits", partitioner="per-class", examples_per_class=5, local_test_fraction=0.0
+    )
+    scheme = settings.partition_scheme(3)
+    for pid in range(3):
+        data = load_client_data(scheme, pid)
+        assert np.bincount(data.train.labels, minlength=10).tolist() == [5] * 10
+        assert len(data.test) == 0

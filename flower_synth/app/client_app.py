@@ -51,22 +51,25 @@ def node_partition(node_config: Mapping[str, Scalar]) -> tuple[int, int]:
 def generator_params(
     settings: RunSettings, kind: str, partition_id: int, num_real: int
 ) -> dict[str, Any]:
-    """Constructor parameters the run config sets for a generator of ``kind``; a CVAE
+    """Constructor parameters the run config sets for a generator of ``kind`` (its
+    sizes scaled by the partition's ``capacity``); a CVAE (or SymmetricVAE)
     epoch draws as many examples from the mixture as the client has real ones, and at
     least :data:`MIN_GENERATOR_BATCHES` batches (so that small clients' generators learn)."""
     seed = round_seed(settings.seed, partition_id, 0)
-    if kind.startswith("cvae"):
-        return {
+    scale = settings.capacity_for(partition_id)
+    if kind.startswith("cvae") or kind == "symvae":
+        params = {
             "epochs": settings.generator_epochs,
-            "latent_dim": settings.latent_dim,
-            "hidden_dim": settings.generator_hidden,
+            "latent_dim": max(1, round(settings.latent_dim * scale)),
+            "hidden_dim": max(1, round(settings.generator_hidden * scale)),
             "batch_size": settings.generator_batch_size,
             "learning_rate": settings.generator_learning_rate,
-            "latent_prior": settings.latent_prior,
-            "kl_weight": settings.kl_weight,
             "epoch_size": max(num_real, MIN_GENERATOR_BATCHES * settings.generator_batch_size),
             "seed": seed,
         }
+        if kind.startswith("cvae"):  # the SymmetricVAE has no latent prior or KL weight
+            params |= {"latent_prior": settings.latent_prior, "kl_weight": settings.kl_weight}
+        return params
     if kind == "gmm":
         return {"random_state": seed}
     return {}
@@ -88,7 +91,7 @@ def synthetic_learner(
     classifier = None
     if settings.kind_for(settings.classifier, partition_id) == "model":
         torch.manual_seed(round_seed(settings.seed, partition_id, 0))
-        classifier = build_model(shape, num_classes)
+        classifier = build_model(shape, num_classes, width=settings.capacity_for(partition_id))
     return SyntheticLearner(
         generator,
         classifier,
@@ -102,6 +105,7 @@ def synthetic_learner(
             momentum=settings.momentum,
             temperature=settings.distill_temperature,
             hard_label_weight=settings.hard_label_weight,
+            epoch_scale=settings.classifier_epoch_scale,
         ),
         sample_labels=settings.sample_labels,
         sample_dtype=settings.sample_dtype,
@@ -136,7 +140,8 @@ def own_model_learner(
         **settings.sgd_params(),
     )
     if settings.strategy == "local-only":
-        return LocalOnlyLearner(build_model(shape, num_classes), data, context.state, **options)
+        model = build_model(shape, num_classes, width=settings.capacity_for(partition_id))
+        return LocalOnlyLearner(model, data, context.state, **options)
     if settings.strategy == "fedproto":
         model = build_model(shape, num_classes)
         return FedProtoLearner(

@@ -23,6 +23,9 @@ from flower_synth.synthetic.learner import SAMPLE_LABELS
 from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS
 
 STRATEGIES = ("fedavg", "fedprox", "synthetic", "gmm-prototype", "fedproto", "local-only")
+# Strategies whose clients may differ in model size (``capacity``): nothing is averaged
+# and no feature space is shared.
+CAPACITY_STRATEGIES = ("synthetic", "local-only")
 OWN_MODEL_STRATEGIES = ("gmm-prototype", "fedproto", "local-only")  # no global model
 CLASSIFIERS = ("model", "bayes")
 # Keys that say where a run writes and whether it continues an earlier one, never
@@ -53,11 +56,13 @@ SYNTHETIC_ONLY_KEYS = (
     "soft-label-top-k",
     "distill-temperature",
     "hard-label-weight",
+    "classifier-epoch-scale",
     "server-epochs",
     "replay-rounds",
     "server-weight-decay",
     "server-lr-decay",
     "record-pool-means",
+    "generation-quality",
 )
 # Run-config keys only GMM prototypes read.
 GMM_ONLY_KEYS = (
@@ -96,6 +101,7 @@ class RunSettings:
     classes_per_client: int = 2
     local_test_fraction: float = 0.2
     imbalance_factor: float = 1.0
+    examples_per_class: int = 0
     validation: bool = False
     num_server_rounds: int = 3
     fraction_fit: float = 1.0
@@ -110,6 +116,7 @@ class RunSettings:
     output_dir: str = "results"
     resume: bool = False
     # synthetic-sample exchange
+    capacity: str = "1"
     generator: str = "cvae"
     classifier: str = "model"
     samples_per_client: int = 1000
@@ -130,6 +137,7 @@ class RunSettings:
     soft_label_top_k: int = 0
     distill_temperature: float = 1.0
     hard_label_weight: float = 0.3
+    classifier_epoch_scale: float = 1.0
     server_epochs: int = 2
     replay_rounds: int = 5
     server_weight_decay: float = 5e-4
@@ -138,6 +146,7 @@ class RunSettings:
     client_global_eval_every: int = 1
     max_missed_rounds: int = 3
     record_pool_means: bool = False
+    generation_quality: bool = False
     # prototype strategies
     prototype_dtype: str = "float16"
     dr_lambda: float = 1.0
@@ -178,10 +187,16 @@ class RunSettings:
             raise ValueError(
                 f"imbalance-factor must be >= 1 (1: no long tail), got {self.imbalance_factor}"
             )
+        if self.partitioner == "per-class" and self.examples_per_class < 1:
+            raise ValueError(
+                f"the per-class partitioner needs examples-per-class >= 1, got "
+                f"{self.examples_per_class}"
+            )
         if not 0.0 <= self.local_test_fraction < 1.0:
             raise ValueError(
                 f"local-test-fraction must lie in [0, 1), got {self.local_test_fraction}"
             )
+        self._check_capacity()
         for kind in per_partition(self.generator):
             _check_choice("generator", kind, GENERATORS)
         for kind in per_partition(self.classifier):
@@ -197,6 +212,10 @@ class RunSettings:
             )
         if not 0.0 <= self.hard_label_weight <= 1.0:
             raise ValueError(f"hard-label-weight must lie in [0, 1], got {self.hard_label_weight}")
+        if self.classifier_epoch_scale <= 0:
+            raise ValueError(
+                f"classifier-epoch-scale must be > 0, got {self.classifier_epoch_scale}"
+            )
         if self.distill_temperature <= 0:
             raise ValueError(f"distill-temperature must be > 0, got {self.distill_temperature}")
         if not 0.0 < self.server_lr_decay <= 1.0:
@@ -238,6 +257,30 @@ class RunSettings:
         ):
             if getattr(self, key) < 0:
                 raise ValueError(f"{_key(key)} must be >= 0, got {getattr(self, key)}")
+
+    def _check_capacity(self) -> None:
+        """``capacity`` is a per-partition list of positive scales, and other than 1
+        only where clients share no weights or features."""
+        try:
+            scales = [float(value) for value in per_partition(self.capacity)]
+        except ValueError:
+            raise ValueError(
+                f"capacity must be a comma-separated list of numbers, got {self.capacity!r}"
+            ) from None
+        if any(not math.isfinite(scale) or scale <= 0 for scale in scales):
+            raise ValueError(f"capacity scales must be finite and > 0, got {self.capacity!r}")
+        if any(scale != 1 for scale in scales) and self.strategy not in CAPACITY_STRATEGIES:
+            raise ValueError(
+                f"capacity {self.capacity!r} gives clients models of different sizes, which "
+                f"{self.strategy!r} cannot exchange; use it with "
+                f"{' or '.join(CAPACITY_STRATEGIES)}, or capacity='1'"
+            )
+
+    def capacity_for(self, partition_id: int) -> float:
+        """The model-size scale of ``partition_id`` (``capacity``, round-robin): it
+        multiplies the generator's ``latent-dim`` and ``generator-hidden`` and the
+        classifier's width (:func:`~flower_synth.models.build_model`)."""
+        return float(self.kind_for(self.capacity, partition_id))
 
     def _check_bayes_classifiers(self) -> None:
         """``classifier='bayes'`` needs a generator with a class posterior on the same
@@ -283,6 +326,7 @@ class RunSettings:
             classes_per_client=self.classes_per_client,
             local_test_fraction=self.local_test_fraction,
             imbalance_factor=self.imbalance_factor,
+            examples_per_class=self.examples_per_class,
         )
 
     @property

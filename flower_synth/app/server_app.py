@@ -3,6 +3,7 @@ records the run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import flwr
@@ -15,7 +16,7 @@ from torch import nn
 
 from flower_synth.app.config import BOOKKEEPING_KEYS, OWN_MODEL_STRATEGIES, RunSettings
 from flower_synth.checkpoint import Checkpoint
-from flower_synth.data import ImageDataset, load_global_test
+from flower_synth.data import ImageDataset, load_global_test, load_global_train
 from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
 from flower_synth.metrics import (
     client_evaluation,
@@ -26,6 +27,7 @@ from flower_synth.metrics import (
     stateful_client_fit_metrics,
 )
 from flower_synth.models import build_dual_head_model, build_model, count_parameters
+from flower_synth.quality import ReferenceClassifier, generation_quality
 from flower_synth.results import RunRecorder, load_results, results_file_name, results_file_prefix
 from flower_synth.serverapp.strategy import (
     FedProtoStrategy,
@@ -37,7 +39,7 @@ from flower_synth.serverapp.strategy import (
 from flower_synth.serverapp.strategy.model_free import EvaluateFn
 from flower_synth.synthetic.server import PoolCallback
 from flower_synth.synthetic.server_classifier import PooledClassifier
-from flower_synth.training import evaluate, get_weights, set_weights
+from flower_synth.training import evaluate, get_weights, set_weights, to_unit_range
 
 app = ServerApp()
 
@@ -76,10 +78,52 @@ def build_baseline_strategy(settings: RunSettings) -> Strategy:
     return FedAvg(**common)
 
 
-def record_pools(recorder: RunRecorder, num_classes: int, means: bool) -> PoolCallback:
+REFERENCE_CACHE = Path.home() / ".cache" / "flower-synth" / "reference"
+REFERENCE_EPOCHS = 3
+REFERENCE_SEED = 0  # one judge for every run, so figures compare across seeds
+
+
+def generation_judge(settings: RunSettings) -> ReferenceClassifier | None:
+    """With ``generation-quality``, the reference classifier that scores the clients'
+    samples: the default CNN trained once (``REFERENCE_EPOCHS``, ``REFERENCE_SEED``)
+    on all real training images and cached under ``REFERENCE_CACHE``."""
+    if not settings.generation_quality:
+        return None
+    return ReferenceClassifier.load_or_train(
+        settings.dataset,
+        load_global_train(settings.data_source),
+        REFERENCE_CACHE,
+        epochs=REFERENCE_EPOCHS,
+        seed=REFERENCE_SEED,
+    )
+
+
+def pool_quality(
+    judge: ReferenceClassifier, pools: dict, test: ImageDataset
+) -> dict[str, dict[str, float]]:
+    """Every pool's :func:`~flower_synth.quality.generation_quality` against the test
+    set (Fréchet distance overall and per class in the judge's feature space, the
+    judge's accuracy on the samples' conditioning labels), keyed by partition id."""
+    real = to_unit_range(test)
+    scores = {}
+    for key, pool in pools.items():
+        batch = pool.decode()
+        quality = generation_quality(judge, batch.samples, batch.labels, real, test.labels)
+        scores[key.removeprefix("partition-")] = quality.as_metrics()
+    return scores
+
+
+def record_pools(
+    recorder: RunRecorder,
+    num_classes: int,
+    means: bool,
+    quality: Callable[[int, dict], dict] | None = None,
+) -> PoolCallback:
     """``on_pools`` callback: record the label agreement each client reported this
-    round, and with ``means`` every pool's mean sample and label frequencies (the mean
-    parameters the equilibrium analysis compares), keyed by partition id."""
+    round, with ``means`` every pool's mean sample and label frequencies (the mean
+    parameters the equilibrium analysis compares), and where ``quality(round, pools)``
+    answers, its figures (``generation_quality_by_client`` and their means over
+    clients), keyed by partition id."""
 
     def name(key: str) -> str:
         return key.removeprefix("partition-")
@@ -104,9 +148,35 @@ def record_pools(recorder: RunRecorder, num_classes: int, means: bool) -> PoolCa
                 name(key): (np.bincount(pool.labels, minlength=num_classes) / len(pool)).tolist()
                 for key, pool in pools.items()
             }
+        scores = quality(server_round, pools) if quality is not None else {}
+        if scores:
+            values["generation_quality_by_client"] = scores
+            for figure in ("frechet", "mean_class_frechet", "reference_accuracy"):
+                values[f"generation_{figure}"] = float(
+                    np.mean([score[figure] for score in scores.values()])
+                )
         recorder.update(server_round, **values)
 
     return callback
+
+
+def quality_schedule(
+    settings: RunSettings, test: ImageDataset
+) -> Callable[[int, dict], dict] | None:
+    """With ``generation-quality``: score the pools (:func:`pool_quality`) in the rounds
+    the clients score their models on the global test set (``client-global-eval-every``
+    and the last round)."""
+    judge = generation_judge(settings)
+    if judge is None:
+        return None
+    every, last = settings.client_global_eval_every, settings.num_server_rounds
+
+    def scores(server_round: int, pools: dict) -> dict:
+        if server_round % every and server_round != last:
+            return {}
+        return pool_quality(judge, pools, test)
+
+    return scores
 
 
 def build_synthetic_strategy(
@@ -139,7 +209,9 @@ def build_synthetic_strategy(
         sample_allocation=settings.sample_allocation,
         soft_label_top_k=settings.soft_label_top_k,
         server_classifier=classifier,
-        on_pools=record_pools(recorder, test.num_classes, settings.record_pool_means),
+        on_pools=record_pools(
+            recorder, test.num_classes, settings.record_pool_means, quality_schedule(settings, test)
+        ),
         seed=settings.seed,
         max_missed_rounds=settings.departure,
         train_metrics_aggr_fn=for_messages(stateful_client_fit_metrics),

@@ -30,6 +30,7 @@ class PartitionSpec:
     alpha: float = 0.5  # dirichlet
     classes_per_client: int = 2  # pathological
     imbalance: float = 1.0  # long-tailed training set first (imbalance factor; 1: none)
+    examples_per_class: int = 0  # per-class: examples of every class on every client
     seeds: list[int] = field(default_factory=lambda: [0])
 
 
@@ -140,6 +141,8 @@ def partition_run_config(partition: PartitionSpec) -> dict[str, Any]:
         keys["dirichlet-alpha"] = float(partition.alpha)
     if partition.partitioner == "pathological":
         keys["classes-per-client"] = int(partition.classes_per_client)
+    if partition.partitioner == "per-class":
+        keys["examples-per-class"] = int(partition.examples_per_class)
     if partition.imbalance != 1:
         keys["imbalance-factor"] = float(partition.imbalance)
     return keys

@@ -6,6 +6,7 @@ from flower_synth.data.federated import (
     PartitionScheme,
     load_client_data,
     load_global_test,
+    load_global_train,
 )
 from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.data.loaders import client_data_from_loaders
@@ -24,6 +25,7 @@ __all__ = [
     "load_client_data",
     "load_dataset",
     "load_global_test",
+    "load_global_train",
     "make_partitioner",
     "partition_indices",
 ]

@@ -51,7 +51,8 @@ class DataSource:
 class PartitionScheme:
     """How a dataset's training set is split over ``num_partitions`` clients: a
     flwr-datasets partitioner (``iid``, ``dirichlet`` with ``dirichlet_alpha``,
-    ``pathological`` with ``classes_per_client``) seeded by ``seed``, then each
+    ``pathological`` with ``classes_per_client``, ``per-class`` with
+    ``examples_per_class``) seeded by ``seed``, then each
     partition split per class into training and local test data
     (``local_test_fraction`` of each class to the test split). With
     ``imbalance_factor > 1`` the training set is made long-tailed first
@@ -66,6 +67,7 @@ class PartitionScheme:
     classes_per_client: int = 2
     local_test_fraction: float = 0.2
     imbalance_factor: float = 1.0
+    examples_per_class: int = 0
 
 
 @lru_cache(maxsize=2)
@@ -89,6 +91,7 @@ def _cached_partitions(scheme: PartitionScheme) -> tuple[np.ndarray, ...]:
         seed=scheme.seed,
         dirichlet_alpha=scheme.dirichlet_alpha,
         classes_per_client=scheme.classes_per_client,
+        examples_per_class=scheme.examples_per_class,
     )
     if scheme.imbalance_factor == 1:
         return tuple(partition_indices(train.labels, partitioner, scheme.seed))
@@ -119,6 +122,12 @@ def load_global_test(source: DataSource) -> ImageDataset:
     """The dataset's own (class-balanced) test set, used for server-side evaluation
     (with ``source.validation``: the held-out part of the training set)."""
     return _cached_dataset(source)[1]
+
+
+def load_global_train(source: DataSource) -> ImageDataset:
+    """The dataset's whole training set (with ``source.validation``: the part not held
+    out), e.g. for a reference classifier trained on all real training images."""
+    return _cached_dataset(source)[0]
 
 
 def load_partitions(scheme: PartitionScheme) -> list[np.ndarray]:

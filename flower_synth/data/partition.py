@@ -16,7 +16,9 @@ from flwr_datasets.partitioner import (
 )
 from flwr_datasets.partitioner.partitioner import Partitioner
 
-PARTITIONERS = ("iid", "dirichlet", "pathological")
+from flower_synth.data.per_class_partitioner import PerClassPartitioner
+
+PARTITIONERS = ("iid", "dirichlet", "pathological", "per-class")
 
 
 def make_partitioner(
@@ -25,8 +27,11 @@ def make_partitioner(
     seed: int,
     dirichlet_alpha: float = 0.5,
     classes_per_client: int = 2,
+    examples_per_class: int = 0,
 ) -> Partitioner:
-    """Build the flwr-datasets partitioner named ``kind`` (see :data:`PARTITIONERS`)."""
+    """Build the flwr-datasets partitioner named ``kind`` (see :data:`PARTITIONERS`):
+    ``per-class`` gives every partition ``examples_per_class`` examples of every class
+    (:class:`~flower_synth.data.per_class_partitioner.PerClassPartitioner`)."""
     if num_partitions < 1:
         raise ValueError(f"num_partitions must be >= 1, got {num_partitions}")
     if kind == "iid":
@@ -50,6 +55,8 @@ def make_partitioner(
             class_assignment_mode="first-deterministic",
             seed=seed,
         )
+    if kind == "per-class":
+        return PerClassPartitioner(num_partitions, examples_per_class, "label", seed)
     raise ValueError(f"unknown partitioner {kind!r}; choose one of {', '.join(PARTITIONERS)}")
 
 

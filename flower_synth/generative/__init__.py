@@ -8,6 +8,7 @@ from flower_synth.generative.base import DensityModel, GenerativeModel
 from flower_synth.generative.cvae import ConditionalVAE
 from flower_synth.generative.gaussian import ClassConditionalGaussian
 from flower_synth.generative.gmm import ClassConditionalGMM
+from flower_synth.generative.symvae import SymmetricVAE
 
 __all__ = [
     "DENSITY_GENERATORS",
@@ -17,10 +18,11 @@ __all__ = [
     "ConditionalVAE",
     "DensityModel",
     "GenerativeModel",
+    "SymmetricVAE",
     "build_generator",
 ]
 
-GENERATORS = ("gaussian", "gaussian-full", "gmm", "cvae", "cvae-conv")
+GENERATORS = ("gaussian", "gaussian-full", "gmm", "cvae", "cvae-conv", "symvae")
 DENSITY_GENERATORS = ("gaussian", "gaussian-full", "gmm")  # with a class posterior
 
 
@@ -31,17 +33,18 @@ def build_generator(
 
     Args:
         kind: ``"gaussian"`` (diagonal covariances), ``"gaussian-full"``, ``"gmm"``,
-            ``"cvae"`` (MLP encoder/decoder) or ``"cvae-conv"`` (convolutional).
+            ``"cvae"`` (MLP encoder/decoder), ``"cvae-conv"`` (convolutional) or
+            ``"symvae"`` (:class:`SymmetricVAE`, binary latents).
         n_classes: Number of classes.
-        sample_shape: Shape of one sample; the CVAE needs images ``(C, H, W)``, the
-            other models take the shape from the data when fitted.
+        sample_shape: Shape of one sample; the CVAE and the SymmetricVAE need images
+            ``(C, H, W)``, the other models take the shape from the data when fitted.
         **params: Further constructor parameters of the model.
 
     Returns:
         The model.
 
     Raises:
-        ValueError: If ``kind`` is unknown, or ``"cvae"`` gets a non-image shape.
+        ValueError: If ``kind`` is unknown, or an image model gets a non-image shape.
     """
     if kind == "gaussian":
         return ClassConditionalGaussian(n_classes, covariance_type="diag", **params)
@@ -49,14 +52,16 @@ def build_generator(
         return ClassConditionalGaussian(n_classes, covariance_type="full", **params)
     if kind == "gmm":
         return ClassConditionalGMM(n_classes, **params)
-    if kind in ("cvae", "cvae-conv"):
+    if kind in ("cvae", "cvae-conv", "symvae"):
         if len(sample_shape) != 3:
             raise ValueError(
-                f"the cvae generates images: sample_shape must be (C, H, W), got "
+                f"the {kind} generates images: sample_shape must be (C, H, W), got "
                 f"{tuple(sample_shape)}; use 'gaussian' or 'gmm' for feature vectors"
             )
         channels, height, width = (int(d) for d in sample_shape)
-        architecture = "conv" if kind == "cvae-conv" else "mlp"
         shape = (channels, height, width)
+        if kind == "symvae":
+            return SymmetricVAE(n_classes, image_shape=shape, **params)
+        architecture = "conv" if kind == "cvae-conv" else "mlp"
         return ConditionalVAE(n_classes, image_shape=shape, architecture=architecture, **params)
     raise ValueError(f"unknown generator {kind!r}; choose one of {GENERATORS}")

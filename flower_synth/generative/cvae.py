@@ -9,21 +9,16 @@ import torch
 import torch.nn.functional as F
 
 from flower_synth.generative.base import (
-    GenerativeModel,
     check_choice,
     check_fit_inputs,
-    check_int,
     check_number,
-    require_keys,
 )
 from flower_synth.generative.cvae_networks import ConvCVAENetwork, CVAENetwork
 from flower_synth.generative.gaussian import ClassConditionalGaussian
+from flower_synth.generative.torch_images import TorchImageModel
 from flower_synth.generative.torch_state import (
-    RNG_KEY,
-    generator_array,
     load_optimizer_arrays,
     optimizer_arrays,
-    restore_generator,
 )
 
 ARCHITECTURES = ("mlp", "conv")
@@ -33,7 +28,7 @@ LATENT_PREFIX = "latent."
 LATENT_REG_COVAR = 1e-2
 
 
-class ConditionalVAE(GenerativeModel):
+class ConditionalVAE(TorchImageModel):
     """A CVAE with a Bernoulli likelihood per pixel, trained with Adam on the negative ELBO.
 
     The per-image loss is the binary cross-entropy of the reconstruction (summed over
@@ -142,37 +137,10 @@ class ConditionalVAE(GenerativeModel):
         return float(loss)
 
     def _check_params(self) -> None:
-        shape = self.image_shape
-        if not (isinstance(shape, tuple | list) and len(shape) == 3):
-            raise ValueError(f"image_shape must be (C, H, W), got {shape!r}")
-        for i, dim in enumerate(shape):
-            check_int(f"image_shape[{i}]", dim, minimum=1)
-        check_int("latent_dim", self.latent_dim, minimum=1)
-        check_int("hidden_dim", self.hidden_dim, minimum=1)
+        super()._check_params()
         check_choice("architecture", self.architecture, ARCHITECTURES)
-        check_int("epochs", self.epochs, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_number("learning_rate", self.learning_rate, positive=True)
-        check_int("seed", self.seed, minimum=0)
         check_choice("latent_prior", self.latent_prior, LATENT_PRIORS)
         check_number("kl_weight", self.kl_weight, positive=False)
-        if self.epoch_size is not None:
-            check_int("epoch_size", self.epoch_size, minimum=1)
-
-    def _tensors(self, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flattened float32 images and one-hot labels, after checking shape and range."""
-        if X.shape[1:] != tuple(self.image_shape):
-            raise ValueError(
-                f"X has shape {X.shape}, expected (N, *image_shape) = (N, "
-                f"{', '.join(map(str, self.image_shape))}); set image_shape to the data's"
-            )
-        if X.min() < 0 or X.max() > 1:
-            raise ValueError(
-                f"X has values in [{X.min():g}, {X.max():g}] but the Bernoulli likelihood "
-                "needs [0, 1]; scale the images, e.g. uint8 / 255"
-            )
-        x = torch.as_tensor(X.reshape(len(X), -1), dtype=torch.float32).to(self.device)
-        return x, F.one_hot(torch.as_tensor(y), self.n_classes).float().to(self.device)
 
     def _build_network(self) -> CVAENetwork | ConvCVAENetwork:
         with torch.random.fork_rng(devices=[]):
@@ -189,34 +157,20 @@ class ConditionalVAE(GenerativeModel):
         return torch.optim.Adam(self._network.parameters(), lr=self.learning_rate)
 
     def _fit(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray) -> None:
-        keep = weight > 0
-        if not keep.all():
-            X, y, weight = X[keep], y[keep], weight[keep]
-        x, onehot = self._tensors(X, y)
-        weight = torch.as_tensor(weight / weight.mean(), dtype=torch.float32).to(self.device)
+        x, onehot, weight, y = self._training_tensors(X, y, weight)
         if self._network is None:
             self._network = self._build_network()
         if self._optimizer is None:
             self._optimizer = self._build_optimizer()
-        if self._generator is None:
-            self._generator = torch.Generator().manual_seed(self.seed)
         for _ in range(self.epochs):
-            if self.epoch_size is None:
-                order, scale = torch.randperm(len(x), generator=self._generator), weight
-            else:
-                order = torch.multinomial(
-                    weight.cpu(), self.epoch_size, replacement=True, generator=self._generator
-                )
-                scale = torch.ones_like(weight)
-            order = order.to(self.device)
-            total = 0.0
-            for batch in order.split(self.batch_size):
-                loss = torch.mean(scale[batch] * self._negative_elbo(x[batch], onehot[batch]))
+            total, count = 0.0, 0
+            for batch, scale in self._epoch_batches(weight):
+                loss = torch.mean(scale * self._negative_elbo(x[batch], onehot[batch]))
                 self._optimizer.zero_grad()
                 loss.backward()
                 self._optimizer.step()
-                total += loss.item() * len(batch)
-            self.last_fit_loss_ = total / len(order)
+                total, count = total + loss.item() * len(batch), count + len(batch)
+            self.last_fit_loss_ = total / count
         if self.latent_prior == "class":
             self._fit_latent_prior(x, onehot, y, weight.cpu().numpy())
 
@@ -259,39 +213,18 @@ class ConditionalVAE(GenerativeModel):
             return torch.sigmoid(logits).cpu().numpy()
 
     def _model_state(self) -> dict[str, np.ndarray]:
-        state = {
-            key: value.detach().cpu().numpy().copy()
-            for key, value in self._network.state_dict().items()
-        }
+        state = self._network_state()
         if self._optimizer is not None:
             state |= optimizer_arrays(self._optimizer)
-        if self._generator is not None:
-            state[RNG_KEY] = generator_array(self._generator)
         if self._latent is not None:
             state |= {LATENT_PREFIX + k: v for k, v in self._latent.get_state().items()}
         return state
 
     def _load_model_state(self, state: Mapping[str, np.ndarray]) -> None:
-        if self.sample_shape_ != tuple(self.image_shape):
-            raise ValueError(
-                f"state is for images of shape {self.sample_shape_}, but image_shape is "
-                f"{tuple(self.image_shape)}; construct the model with the state's image_shape"
-            )
-        network = self._build_network()
-        keys = list(network.state_dict())
-        require_keys(state, keys)
-        try:
-            network.load_state_dict({key: torch.as_tensor(np.asarray(state[key])) for key in keys})
-        except RuntimeError as error:
-            raise ValueError(
-                f"state does not fit this network ({error}); construct the model with the "
-                "same architecture, latent_dim and hidden_dim as the one that produced the state"
-            ) from error
-        self._network = network
+        self._load_network_state(state)
         self._optimizer = self._build_optimizer()
         if not load_optimizer_arrays(self._optimizer, state):
             self._optimizer = None
-        self._generator = restore_generator(self.seed, state)
         latent = {
             k[len(LATENT_PREFIX) :]: v for k, v in state.items() if k.startswith(LATENT_PREFIX)
         }

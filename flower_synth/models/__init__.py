@@ -25,19 +25,22 @@ __all__ = [
 
 
 def build_model(
-    image_shape: tuple[int, int, int], num_classes: int, feature_activation: bool = True
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+    feature_activation: bool = True,
+    width: float = 1.0,
 ) -> nn.Module:
     """The default classifier for images of shape ``(C, H, W)``.
 
     8x8 images get :class:`DigitsMLP`, 28x28 and 32x32 images :class:`SimpleCNN`;
-    ``feature_activation`` as in those classes.
+    ``feature_activation`` and ``width`` (1: the original size) as in those classes.
     """
-    channels, height, width = image_shape
-    if height != width:
-        raise ValueError(f"square images expected, got {height}x{width}")
+    channels, height, image_width = image_shape
+    if height != image_width:
+        raise ValueError(f"square images expected, got {height}x{image_width}")
     if height <= 16:
-        return DigitsMLP(channels * height * width, num_classes, feature_activation)
-    return SimpleCNN(channels, height, num_classes, feature_activation)
+        return DigitsMLP(channels * height * image_width, num_classes, feature_activation, width)
+    return SimpleCNN(channels, height, num_classes, feature_activation, width)
 
 
 def build_dual_head_model(

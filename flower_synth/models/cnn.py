@@ -20,6 +20,9 @@ class SimpleCNN(nn.Module):
         feature_activation: end ``features`` with a ReLU (the original network). Without
             it, features are the signed outputs of the 84-unit layer, which a fixed ETF
             head with negative entries can align and Gaussians describe well.
+        width: scale of the convolution channels (6, 16) and of the 120-unit layer
+            (each at least 1); the 84-dimensional feature layer keeps its size. 1 is
+            the original network; below 1, a smaller client (heterogeneous capacities).
     """
 
     def __init__(
@@ -28,21 +31,25 @@ class SimpleCNN(nn.Module):
         image_size: int = 28,
         num_classes: int = 10,
         feature_activation: bool = True,
+        width: float = 1.0,
     ) -> None:
         super().__init__()
+        if width <= 0:
+            raise ValueError(f"width must be > 0, got {width}")
         side = ((image_size - 4) // 2 - 4) // 2
+        conv1, conv2, hidden = (max(1, round(units * width)) for units in (6, 16, 120))
         self.feature_dim = 84
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, kernel_size=5),
+            nn.Conv2d(in_channels, conv1, kernel_size=5),
             nn.ReLU(),
             nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, kernel_size=5),
+            nn.Conv2d(conv1, conv2, kernel_size=5),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(16 * side * side, 120),
+            nn.Linear(conv2 * side * side, hidden),
             nn.ReLU(),
-            nn.Linear(120, self.feature_dim),
+            nn.Linear(hidden, self.feature_dim),
             *([nn.ReLU()] if feature_activation else []),
         )
         self.head = nn.Linear(self.feature_dim, num_classes)

@@ -13,18 +13,27 @@ class DigitsMLP(nn.Module):
         in_features: pixels per image (64 for 8x8 digits).
         num_classes: number of output logits.
         feature_activation: end ``features`` with a ReLU (see :class:`SimpleCNN`).
+        width: scale of the 128-unit hidden layer (at least 1 unit; see
+            :class:`SimpleCNN`).
     """
 
     def __init__(
-        self, in_features: int = 64, num_classes: int = 10, feature_activation: bool = True
+        self,
+        in_features: int = 64,
+        num_classes: int = 10,
+        feature_activation: bool = True,
+        width: float = 1.0,
     ) -> None:
         super().__init__()
+        if width <= 0:
+            raise ValueError(f"width must be > 0, got {width}")
+        hidden = max(1, round(128 * width))
         self.feature_dim = 64
         self.features = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(in_features, 128),
+            nn.Linear(in_features, hidden),
             nn.ReLU(),
-            nn.Linear(128, self.feature_dim),
+            nn.Linear(hidden, self.feature_dim),
             *([nn.ReLU()] if feature_activation else []),
         )
         self.head = nn.Linear(self.feature_dim, num_classes)

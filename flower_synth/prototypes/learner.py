@@ -182,12 +182,12 @@ class PrototypeLearner(ABC):
         restored (``global_accuracy_uncorrected`` without), and the local test split
         both as the head predicts (``accuracy_uncorrected``) and with the real mix
         restored (``accuracy_restored``); ``accuracy`` is the latter with
-        ``restore_prior``, else the former."""
+        ``restore_prior``, else the former; and ``partition_id``."""
         if not self.trained:
             return Evaluated(0.0, 0, {"accuracy": 0.0})
         stored = load_arrays(self.state, f"{self.state_key}.prior")
         trained = None if stored is None else stored["trained"]
-        metrics: dict[str, Scalar] = {}
+        metrics: dict[str, Scalar] = {"partition_id": self.partition_id}
         if self.global_test is not None and bool(config.get("global_eval", True)):
             probabilities = self.probabilities(self.global_test)
             labels = self.global_test.labels

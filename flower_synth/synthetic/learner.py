@@ -69,8 +69,10 @@ def mixture_weights(num_real: int, num_received: int, self_trust: float) -> np.n
 class ClassifierTraining:
     """How a synthetic-exchange client trains its classifier.
 
-    Every epoch draws as many examples as the client has real ones from the
-    trust-weighted mixture (so a round costs what a FedAvg client's costs); received
+    Every epoch draws ``epoch_scale`` times as many examples as the client has real
+    ones from the trust-weighted mixture (at 1, a round costs what a FedAvg client's
+    costs; at ``1 / self_trust``, the client draws each real example once per epoch on
+    average, as a local-only client does, and the received samples on top); received
     samples with soft labels are learnt with the distillation loss at ``temperature``,
     their targets blended with the one-hot class they were generated for
     (``hard_label_weight`` of it).
@@ -82,6 +84,7 @@ class ClassifierTraining:
     momentum: float = 0.9
     temperature: float = 1.0
     hard_label_weight: float = 0.0
+    epoch_scale: float = 1.0
 
 
 class SyntheticLearner:
@@ -290,7 +293,7 @@ class SyntheticLearner:
             shuffle=True,
             seed=seed,
             weights=weights,
-            draws=len(self.data.train),
+            draws=max(1, round(len(self.data.train) * settings.epoch_scale)),
             normalization=self.data.normalization,
         )
         return train(
@@ -323,13 +326,13 @@ class SyntheticLearner:
         """The classifier's loss on the local test split and its metrics: ``accuracy``
         there with the real prior; ``global_accuracy`` (uniform prior) and
         ``global_accuracy_uncorrected`` on the global test set when one is given and
-        the config's ``global_eval`` (default true) asks. A client that has not trained
-        yet evaluates nothing: 0 examples and ``accuracy`` 0, which example-weighted
-        aggregation leaves out."""
+        the config's ``global_eval`` (default true) asks; ``partition_id``. A client
+        that has not trained yet evaluates nothing: 0 examples and ``accuracy`` 0,
+        which example-weighted aggregation leaves out."""
         trained = self.trained_prior
         if trained is None:
             return Evaluated(0.0, 0, {"accuracy": 0.0})
-        metrics: dict[str, Scalar] = {}
+        metrics: dict[str, Scalar] = {"partition_id": self.partition_id}
         if bool(config.get("global_eval", True)) and self.global_test is not None:
             probabilities = self.probabilities(to_unit_range(self.global_test))
             labels = self.global_test.labels

@@ -197,12 +197,15 @@ class ModelFreeStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         """``evaluate_metrics_aggr_fn`` over the replies that carry a positive
-        ``weighted_by_key`` (nodes that have not trained yet report 0 and are left out)."""
+        ``weighted_by_key`` or a ``global_accuracy`` (nodes that have not trained yet
+        report 0 examples and no global accuracy and are left out; a trained node
+        without a local test split reports 0 examples and its global accuracy)."""
         valid = [
             message.content
             for message in self.without_errors(replies, "aggregate_evaluate")
             if any(
-                isinstance(w := record.get(self.weighted_by_key), int) and w > 0
+                (isinstance(w := record.get(self.weighted_by_key), int) and w > 0)
+                or "global_accuracy" in record
                 for record in message.content.metric_records.values()
             )
         ]
