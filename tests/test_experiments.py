@@ -95,7 +95,14 @@ def test_bad_experiments_are_named(grid_file: Path, override, error, message) ->
 
 
 def test_shipped_experiments_load() -> None:
-    shipped = [("fmnist", 35), ("demo", 7), ("scale", 6), ("gmm-ablation", 7), ("long-tail", 16)]
+    shipped = [
+        ("fmnist", 35),
+        ("demo", 7),
+        ("scale", 6),
+        ("gmm-ablation", 7),
+        ("long-tail", 16),
+        ("scarce", 84),
+    ]
     for name, cells in shipped:
         config = load_experiment(PROJECT_ROOT / "simulations" / f"{name}.yaml")
         assert len(expand(config)) == cells
@@ -105,6 +112,15 @@ def test_shipped_experiments_load() -> None:
     assert {cell.run_config["imbalance-factor"] for cell in long_tail} == {10.0, 100.0}
     ablation = expand(load_experiment(PROJECT_ROOT / "simulations" / "gmm-ablation.yaml"))
     assert all(cell.settings.validation for cell in ablation)
+    scarce = expand(load_experiment(PROJECT_ROOT / "simulations" / "scarce.yaml"))
+    assert {cell.settings.examples_per_class for cell in scarce} == {10, 50, 100, 500}
+    # per-partition overrides: every client's round is 5,000 draws whatever its size
+    assert {
+        cell.settings.examples_per_class * 10 * cell.settings.local_epochs for cell in scarce
+    } == {5000}
+    assert {cell.settings.capacity for cell in scarce if cell.base == "synthetic"} == {
+        "0.25,0.5,0.75,1"
+    }
 
 
 def test_a_variant_is_one_more_run_of_its_strategy(grid_file: Path, tmp_path: Path) -> None:
@@ -118,3 +134,30 @@ def test_a_variant_is_one_more_run_of_its_strategy(grid_file: Path, tmp_path: Pa
     assert variant.directory == tmp_path / "out" / "iid" / "gmm-prototype@no-dr" / "seed0"
     with pytest.raises(ValueError, match="a variant is NAME@VARIANT"):
         load_experiment(grid_file, ["strategies.fedsgd@fast={}"])
+
+
+def test_partition_overrides_come_after_the_experiments_and_before_the_strategys(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "scarce.yaml"
+    path.write_text(
+        """
+dataset: digits
+local_epochs: 2
+partitions:
+  - {name: few, partitioner: per-class, examples_per_class: 3, run_config: {local-epochs: 40}}
+  - {name: many, partitioner: per-class, examples_per_class: 30}
+strategies: {fedavg: {}, local-only: {local-epochs: 7}}
+run_config: {local-epochs: 4, learning-rate: 0.05}
+"""
+    )
+    epochs = {
+        (cell.partition, cell.strategy): cell.run_config["local-epochs"]
+        for cell in expand(load_experiment(path))
+    }
+    assert epochs == {
+        ("few", "fedavg"): 40,
+        ("few", "local-only"): 7,
+        ("many", "fedavg"): 4,
+        ("many", "local-only"): 7,
+    }

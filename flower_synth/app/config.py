@@ -104,6 +104,7 @@ class RunSettings:
     examples_per_class: int = 0
     validation: bool = False
     num_server_rounds: int = 3
+    centralized_epochs: int = 1
     fraction_fit: float = 1.0
     fraction_evaluate: float = 1.0
     min_available_clients: int = 2
@@ -172,6 +173,7 @@ class RunSettings:
                 raise ValueError(f"{_key(key)} must lie in (0, 1], got {value}")
         for key in (
             "num_server_rounds",
+            "centralized_epochs",
             "local_epochs",
             "batch_size",
             "min_available_clients",

@@ -20,8 +20,9 @@ CENTRALIZED = "centralized"
 
 
 def run_centralized(settings: RunSettings, num_clients: int) -> Path:
-    """Train the dataset's model on all clients' training splits pooled, one epoch per
-    "round" for ``num-server-rounds`` rounds, with the federated runs' SGD settings.
+    """Train the dataset's model on all clients' training splits pooled,
+    ``centralized-epochs`` epochs (default 1) per "round" for ``num-server-rounds``
+    rounds, with the federated runs' SGD settings.
 
     Each round records ``global_accuracy`` (the global test set) and
     ``personalized_accuracy`` (mean over clients of the model on each local test
@@ -59,7 +60,9 @@ def run_centralized(settings: RunSettings, num_clients: int) -> Path:
     for epoch in range(1, settings.num_server_rounds + 1):
         started = time.perf_counter()
         loader = make_loader(samples, pooled.labels, sgd["batch_size"], True, sgd["seed"] + epoch)
-        loss = train(model, loader, 1, sgd["learning_rate"], sgd["momentum"])
+        loss = train(
+            model, loader, settings.centralized_epochs, sgd["learning_rate"], sgd["momentum"]
+        )
         global_loss, global_accuracy = evaluate(model, test)
         local = [evaluate(model, c.test)[1] for c in clients if len(c.test)]
         recorder.update(

@@ -32,6 +32,9 @@ class PartitionSpec:
     imbalance: float = 1.0  # long-tailed training set first (imbalance factor; 1: none)
     examples_per_class: int = 0  # per-class: examples of every class on every client
     seeds: list[int] = field(default_factory=lambda: [0])
+    # run-config overrides for this partition's cells (e.g. more local epochs where
+    # clients hold less data); the strategies' own overrides come after them
+    run_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -178,6 +181,7 @@ def expand(
                     }
                     | partition_run_config(partition)
                     | dict(config.run_config)
+                    | dict(partition.run_config)
                     | dict(overrides or {})
                     | {"strategy": base_strategy(strategy), "output-dir": str(directory)}
                 )
