@@ -101,7 +101,7 @@ def test_shipped_experiments_load() -> None:
         ("scale", 6),
         ("gmm-ablation", 7),
         ("long-tail", 16),
-        ("scarce", 84),
+        ("scarce", 96),
     ]
     for name, cells in shipped:
         config = load_experiment(PROJECT_ROOT / "simulations" / f"{name}.yaml")
