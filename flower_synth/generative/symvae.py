@@ -194,25 +194,17 @@ class SymmetricVAE(TorchImageModel):
         self, x: torch.Tensor, onehot: torch.Tensor, z1: torch.Tensor, z0: torch.Tensor
     ) -> torch.Tensor:
         """Per-image ``-log p(x, z1 | z0, c)``."""
-        z1_loss = F.binary_cross_entropy_with_logits(
-            self._network.decode_z1(z0, onehot), z1, reduction="none"
-        )
-        x_loss = F.binary_cross_entropy_with_logits(
-            self._network.decode_x(z1, onehot), x, reduction="none"
-        )
-        return z1_loss.sum(1) + x_loss.sum(1)
+        network = self._network
+        return bernoulli_nll((network.decode_z1(z0, onehot), z1), (network.decode_x(z1, onehot), x))
 
     def _encoder_loss(
         self, x: torch.Tensor, onehot: torch.Tensor, z1: torch.Tensor, z0: torch.Tensor
     ) -> torch.Tensor:
         """Per-image ``-log q(z1, z0 | x, c)``."""
-        z1_loss = F.binary_cross_entropy_with_logits(
-            self._network.encode_z1(x, onehot), z1, reduction="none"
+        network = self._network
+        return bernoulli_nll(
+            (network.encode_z1(x, onehot), z1), (network.encode_z0(z1, onehot), z0)
         )
-        z0_loss = F.binary_cross_entropy_with_logits(
-            self._network.encode_z0(z1, onehot), z0, reduction="none"
-        )
-        return z1_loss.sum(1) + z0_loss.sum(1)
 
     def _step(self, x: torch.Tensor, onehot: torch.Tensor, scale: torch.Tensor) -> float:
         """One update of the decoder and of the encoder; returns the decoder loss."""
@@ -268,3 +260,12 @@ class SymmetricVAE(TorchImageModel):
             if not load_optimizer_arrays(optimizer, arrays):
                 self._optimizers = None
                 break
+
+
+def bernoulli_nll(*terms: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Per-row negative log-likelihood of targets under Bernoulli logits, summed over
+    units and over the ``(logits, targets)`` terms."""
+    return sum(
+        F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1)
+        for logits, target in terms
+    )
