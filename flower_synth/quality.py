@@ -401,6 +401,37 @@ class GenerationQuality:
         return metrics
 
 
+@dataclass(frozen=True)
+class RealFeatures:
+    """Real images in a reference classifier's feature space, computed once and
+    compared with many sample sets (:func:`generation_quality_against`).
+
+    Attributes:
+        features: ``(M, D)`` features of the real images.
+        labels: ``(M,)`` their labels.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def of(
+        cls, reference: ReferenceClassifier, images: np.ndarray, labels: np.ndarray
+    ) -> RealFeatures:
+        """The features of ``images`` (``(M, C, H, W)`` floats in [0, 1]) under
+        ``reference``, with their ``labels``.
+
+        Raises:
+            ValueError: If the images are not float images in [0, 1] of the reference's
+                shape, the labels do not match them, or there are fewer than 2 images.
+        """
+        images = _check_unit_images("real_images", images)
+        labels = _check_labels("real_labels", labels, len(images), "real_images")
+        if len(images) < 2:
+            raise ValueError(f"real_images needs at least 2 images, got {len(images)}")
+        return cls(reference.features(images), labels)
+
+
 def generation_quality(
     reference: ReferenceClassifier,
     samples: np.ndarray,
@@ -414,7 +445,8 @@ def generation_quality(
     :class:`~flower_synth.data.image_dataset.ImageDataset` use
     :func:`~flower_synth.training.to_unit_range`). Use the same numbers of samples and
     real images when comparing generators: the Fréchet distance is biased upwards for
-    small sets.
+    small sets. To compare many sample sets with the same real images, compute
+    :class:`RealFeatures` once and call :func:`generation_quality_against`.
 
     Args:
         reference: the classifier whose features define the space.
@@ -430,23 +462,36 @@ def generation_quality(
         ValueError: If images are not float images in [0, 1] of the reference's shape,
             labels do not match their images, or either set has fewer than 2 images.
     """
+    real = RealFeatures.of(reference, real_images, real_labels)
+    return generation_quality_against(reference, samples, sample_labels, real)
+
+
+def generation_quality_against(
+    reference: ReferenceClassifier,
+    samples: np.ndarray,
+    sample_labels: np.ndarray,
+    real: RealFeatures,
+) -> GenerationQuality:
+    """:func:`generation_quality` against real images whose features are computed
+    already (``real``, from the same ``reference``).
+
+    Raises:
+        ValueError: If the samples are not float images in [0, 1] of the reference's
+            shape, their labels do not match them, or there are fewer than 2.
+    """
     samples = _check_unit_images("samples", samples)
-    real_images = _check_unit_images("real_images", real_images)
     sample_labels = _check_labels("sample_labels", sample_labels, len(samples), "samples")
-    real_labels = _check_labels("real_labels", real_labels, len(real_images), "real_images")
-    for name, images in (("samples", samples), ("real_images", real_images)):
-        if len(images) < 2:
-            raise ValueError(f"{name} needs at least 2 images, got {len(images)}")
+    if len(samples) < 2:
+        raise ValueError(f"samples needs at least 2 images, got {len(samples)}")
     sample_features, predictions = reference._features_and_predictions(samples)
-    real_features = reference.features(real_images)
     per_class: dict[int, float] = {}
-    for label in np.intersect1d(sample_labels, real_labels):
+    for label in np.intersect1d(sample_labels, real.labels):
         generated = sample_features[sample_labels == label]
-        real = real_features[real_labels == label]
-        if len(generated) >= 2 and len(real) >= 2:
-            per_class[int(label)] = frechet_distance(generated, real)
+        real_class = real.features[real.labels == label]
+        if len(generated) >= 2 and len(real_class) >= 2:
+            per_class[int(label)] = frechet_distance(generated, real_class)
     return GenerationQuality(
-        frechet=frechet_distance(sample_features, real_features),
+        frechet=frechet_distance(sample_features, real.features),
         frechet_per_class=per_class,
         mean_class_frechet=float(np.mean(list(per_class.values()))) if per_class else float("nan"),
         reference_accuracy=float((predictions == sample_labels).mean()),

@@ -13,9 +13,11 @@ import torch
 from flower_synth.data import load_dataset
 from flower_synth.quality import (
     GenerationQuality,
+    RealFeatures,
     ReferenceClassifier,
     frechet_distance,
     generation_quality,
+    generation_quality_against,
 )
 from flower_synth.training import to_unit_range
 
@@ -268,3 +270,17 @@ def test_generation_quality_rejects_bad_inputs(digits, reference):
         bad = images.copy()
         bad[0, 0, 0, 0] = np.nan
         generation_quality(reference, bad, labels, real, real_labels)
+
+
+def test_real_features_computed_once_give_the_same_quality(digits, reference):
+    train_set, test_set = digits
+    train_images, train_labels = to_unit_range(train_set), train_set.labels
+    test_images, test_labels = to_unit_range(test_set), test_set.labels
+    real = RealFeatures.of(reference, train_images, train_labels)
+    noisy = np.clip(test_images + 0.3, 0.0, 1.0)
+    for samples in (test_images, noisy):
+        assert generation_quality_against(
+            reference, samples, test_labels, real
+        ) == generation_quality(reference, samples, test_labels, train_images, train_labels)
+    with pytest.raises(ValueError, match="samples needs at least 2 images"):
+        generation_quality_against(reference, test_images[:1], test_labels[:1], real)

@@ -166,10 +166,8 @@ def own_model_learner(
 
 def global_test_due(settings: RunSettings, server_round: int) -> bool:
     """Whether clients score their own models on the global test set this round: with
-    ``client-global-eval``, in rounds divisible by ``client-global-eval-every`` and in
-    the last round."""
-    every, last = settings.client_global_eval_every, settings.num_server_rounds
-    return settings.client_global_eval and (server_round % every == 0 or server_round == last)
+    ``client-global-eval``, in :meth:`~RunSettings.global_eval_round` rounds."""
+    return settings.client_global_eval and settings.global_eval_round(server_round)
 
 
 def learner_for(context: Context, global_eval: bool = False) -> Learner:

@@ -278,6 +278,12 @@ class RunSettings:
                 f"{' or '.join(CAPACITY_STRATEGIES)}, or capacity='1'"
             )
 
+    def global_eval_round(self, server_round: int) -> bool:
+        """Whether ``server_round`` is one in which the global test set is scored:
+        divisible by ``client-global-eval-every``, or the last round."""
+        every, last = self.client_global_eval_every, self.num_server_rounds
+        return server_round % every == 0 or server_round == last
+
     def capacity_for(self, partition_id: int) -> float:
         """The model-size scale of ``partition_id`` (``capacity``, round-robin): it
         multiplies the generator's ``latent-dim`` and ``generator-hidden`` and the

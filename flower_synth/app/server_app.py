@@ -27,7 +27,7 @@ from flower_synth.metrics import (
     stateful_client_fit_metrics,
 )
 from flower_synth.models import build_dual_head_model, build_model, count_parameters
-from flower_synth.quality import ReferenceClassifier, generation_quality
+from flower_synth.quality import RealFeatures, ReferenceClassifier, generation_quality_against
 from flower_synth.results import RunRecorder, load_results, results_file_name, results_file_prefix
 from flower_synth.serverapp.strategy import (
     FedProtoStrategy,
@@ -98,18 +98,20 @@ def generation_judge(settings: RunSettings) -> ReferenceClassifier | None:
     )
 
 
-def pool_quality(
-    judge: ReferenceClassifier, pools: dict, test: ImageDataset
-) -> dict[str, dict[str, float]]:
-    """Every pool's :func:`~flower_synth.quality.generation_quality` against the test
-    set (Fréchet distance overall and per class in the judge's feature space, the
-    judge's accuracy on the samples' conditioning labels), keyed by partition id."""
-    real = to_unit_range(test)
+def partition_name(pool_key: str) -> str:
+    """The partition id a pool is kept under (``partition-3`` -> ``3``)."""
+    return pool_key.removeprefix("partition-")
+
+
+def pool_quality(judge: ReferenceClassifier, pools: dict, test: RealFeatures) -> dict:
+    """Every pool's :func:`~flower_synth.quality.generation_quality_against` the test
+    set's features (Fréchet distance overall and per class in the judge's feature space,
+    the judge's accuracy on the samples' conditioning labels), keyed by partition id."""
     scores = {}
     for key, pool in pools.items():
         batch = pool.decode()
-        quality = generation_quality(judge, batch.samples, batch.labels, real, test.labels)
-        scores[key.removeprefix("partition-")] = quality.as_metrics()
+        quality = generation_quality_against(judge, batch.samples, batch.labels, test)
+        scores[partition_name(key)] = quality.as_metrics()
     return scores
 
 
@@ -125,27 +127,26 @@ def record_pools(
     answers, its figures (``generation_quality_by_client`` and their means over
     clients), keyed by partition id."""
 
-    def name(key: str) -> str:
-        return key.removeprefix("partition-")
-
     def callback(server_round: int, pools: dict, metrics: dict) -> None:
         values: dict = {
             "label_agreement_by_client": {
-                name(key): m["label_agreement"]
+                partition_name(key): m["label_agreement"]
                 for key, m in metrics.items()
                 if "label_agreement" in m
             }
         }
         if means:
             values["pool_means"] = {
-                name(key): pool.decode()
+                partition_name(key): pool.decode()
                 .samples.reshape(len(pool), -1)
                 .mean(axis=0, dtype=np.float64)
                 .tolist()
                 for key, pool in pools.items()
             }
             values["pool_label_frequencies"] = {
-                name(key): (np.bincount(pool.labels, minlength=num_classes) / len(pool)).tolist()
+                partition_name(key): (
+                    np.bincount(pool.labels, minlength=num_classes) / len(pool)
+                ).tolist()
                 for key, pool in pools.items()
             }
         scores = quality(server_round, pools) if quality is not None else {}
@@ -169,12 +170,10 @@ def quality_schedule(
     judge = generation_judge(settings)
     if judge is None:
         return None
-    every, last = settings.client_global_eval_every, settings.num_server_rounds
+    real = RealFeatures.of(judge, to_unit_range(test), test.labels)  # once per run
 
     def scores(server_round: int, pools: dict) -> dict:
-        if server_round % every and server_round != last:
-            return {}
-        return pool_quality(judge, pools, test)
+        return pool_quality(judge, pools, real) if settings.global_eval_round(server_round) else {}
 
     return scores
 

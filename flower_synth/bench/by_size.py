@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from flower_synth.bench.compare import finished_results  # noqa: E402
 from flower_synth.bench.experiments import Cell, ExperimentConfig  # noqa: E402
+from flower_synth.bench.plotting import save_figure  # noqa: E402
 from flower_synth.bench.report import mean_std  # noqa: E402
 from flower_synth.results import load_results  # noqa: E402
 
@@ -144,11 +145,7 @@ def plot_accuracy(
     axis.set_ylabel("clients' accuracy on the test set (%)")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=120)
-    plt.close(figure)
-    return output
+    return save_figure(figure, output)
 
 
 def write_by_size(config: ExperimentConfig, cells: Sequence[Cell]) -> Path:

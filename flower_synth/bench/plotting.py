@@ -59,7 +59,8 @@ def _draw(axes: Sequence[Any], labelled: Sequence[tuple[str, Curve]], metric: st
     by_round.legend(fontsize="small")
 
 
-def _save(figure: Any, output: str | Path) -> Path:
+def save_figure(figure: Any, output: str | Path) -> Path:
+    """Lay out, write (creating the folder) and close ``figure``; returns the path."""
     figure.tight_layout()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +77,7 @@ def plot_runs(
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     runs = [load_results(path) for path in result_files]
     _draw(axes, [(run_label(data["config"]), curve(data, metric)) for data in runs], metric)
-    return _save(figure, output)
+    return save_figure(figure, output)
 
 
 def plot_strategies(
@@ -94,4 +95,4 @@ def plot_strategies(
             if all(len(curve(data, metric)[0]) for data in group)
         ]
         _draw(axes, labelled, metric)
-    return _save(figure, output)
+    return save_figure(figure, output)
