@@ -129,7 +129,9 @@ def test_reference_features_are_penultimate_and_deterministic(digits, reference)
     features = reference.features(images)
     assert features.shape == (len(test_set), reference.model.feature_dim)
     assert np.isfinite(features).all()
-    np.testing.assert_array_equal(reference.features(images[:7]), features[:7])
+    np.testing.assert_array_equal(reference.features(images), features)  # same call, same bits
+    # another batch size may take another BLAS path: equal up to float rounding
+    np.testing.assert_allclose(reference.features(images[:7]), features[:7], rtol=1e-5, atol=1e-6)
     assert not reference.model.training
     logits = reference.model.head(torch.from_numpy(features))
     np.testing.assert_array_equal(logits.argmax(1).numpy(), reference.predict(images))
