@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,11 @@ from flower_synth.results import RunRecorder
 
 
 def write_results(cell: Cell, rounds: int, **config_changes) -> Path:
-    """A results file as a run of ``cell`` would write it, with ``rounds`` rounds."""
+    """A results file as a run of ``cell`` would write it (its full run config), with
+    ``rounds`` rounds."""
     recorder = RunRecorder(
         cell.directory / f"{cell.strategy}-run{len(list(cell.directory.glob('*.json')))}.json",
-        config=cell.run_config | config_changes,
+        config=cell.settings.to_run_config() | {"strategy": cell.base} | config_changes,
     )
     for server_round in range(1, rounds + 1):
         recorder.update(server_round, global_accuracy=0.5, bytes_down=10, bytes_up=10, seconds=1.0)
@@ -97,3 +99,16 @@ def test_gmm_only_settings_do_not_invalidate_other_strategies_runs(tmp_path: Pat
         write_results(cell, rounds=2, **{"fusion-tau": 1.0})
     assert finished_results(fedavg) is not None  # FedAvg never reads it
     assert finished_results(gmm) is None  # GMM prototypes do: rerun
+
+
+def test_a_key_a_file_lacks_means_what_runs_did_before_the_key_existed(tmp_path: Path) -> None:
+    exp = experiment(tmp_path)
+    exp.strategies = {"gmm-prototype": {}, "gmm-prototype@raw": {"feature-norm": False}}
+    recipe, raw = [c for c in expand(exp) if c.seed == 0]
+    for cell in (recipe, raw):  # written before runs could normalise their features
+        path = write_results(cell, rounds=2)
+        data = json.loads(path.read_text())
+        del data["config"]["feature-norm"]
+        path.write_text(json.dumps(data))
+    assert finished_results(raw) is not None  # those runs used raw features
+    assert finished_results(recipe) is None  # the default now normalises them: rerun

@@ -99,7 +99,7 @@ def test_shipped_experiments_load() -> None:
         ("fmnist", 35),
         ("demo", 7),
         ("scale", 6),
-        ("gmm-ablation", 7),
+        ("gmm-ablation", 15),
         ("long-tail", 16),
         ("scarce", 96),
     ]

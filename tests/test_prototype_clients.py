@@ -14,6 +14,7 @@ from flower_synth.clients import FedProtoClient, GMMPrototypeClient
 from flower_synth.data import load_client_data
 from flower_synth.models import (
     DualHeadClassifier,
+    ScaledNormalize,
     build_dual_head_model,
     build_model,
     dot_regression_loss,
@@ -85,6 +86,23 @@ def test_dual_head_prediction_modes() -> None:
     assert "etf" in dict(model.named_buffers()) and "etf" not in dict(model.named_parameters())
     with pytest.raises(ValueError, match="prediction head"):
         DualHeadClassifier(torch.nn.Identity(), 64, 10, prediction="max")
+
+
+def test_normalized_features_lie_on_one_sphere_and_keep_their_directions() -> None:
+    torch.manual_seed(0)
+    plain = build_dual_head_model(DIGITS_SHAPE, 10, etf_seed=1)
+    torch.manual_seed(0)
+    normed = build_dual_head_model(DIGITS_SHAPE, 10, etf_seed=1, normalize_features=True)
+    x = torch.rand(16, *DIGITS_SHAPE)
+    raw, h = plain.features(x), normed.features(x)
+    radius = torch.full((16,), float(np.sqrt(normed.feature_dim)))
+    torch.testing.assert_close(h.norm(dim=1), radius)  # every client's features: one norm
+    torch.testing.assert_close(
+        torch.nn.functional.normalize(h), torch.nn.functional.normalize(raw)
+    )  # the same extractor, the same directions: Dot-Regression sees what it saw
+    torch.testing.assert_close(normed(x), normed.head(h))
+    with pytest.raises(ValueError, match="scale"):
+        ScaledNormalize(0.0)
 
 
 @pytest.fixture

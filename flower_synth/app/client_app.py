@@ -147,7 +147,9 @@ def own_model_learner(
         return FedProtoLearner(
             model, data, context.state, proto_lambda=settings.proto_lambda, **options
         )
-    model = build_dual_head_model(shape, num_classes, settings.seed, settings.prediction_head)
+    model = build_dual_head_model(
+        shape, num_classes, settings.seed, settings.prediction_head, settings.feature_norm
+    )
     return GMMPrototypeLearner(
         model,
         data,

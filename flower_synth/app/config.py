@@ -31,6 +31,9 @@ CLASSIFIERS = ("model", "bayes")
 # Keys that say where a run writes and whether it continues an earlier one, never
 # what it computes: two runs that differ only in these produce the same numbers.
 BOOKKEEPING_KEYS = ("output-dir", "resume")
+# Keys added with a default other than what runs did before the key existed, with that
+# earlier behaviour: a results file written without the key ran with this value.
+BEFORE_KEY_EXISTED = {"feature-norm": False}
 
 
 # Run-config keys only synthetic-sample exchange reads: a run of another strategy is
@@ -77,6 +80,7 @@ GMM_ONLY_KEYS = (
     "pseudo-weight",
     "pull-weight",
     "restore-prior",
+    "feature-norm",
 )
 # Keys that one strategy alone reads, by strategy: a run of any other strategy is the
 # same run whatever they say.
@@ -161,6 +165,7 @@ class RunSettings:
     pseudo_weight: float = PSEUDO_WEIGHT
     pull_weight: float = PULL_WEIGHT
     restore_prior: bool = False
+    feature_norm: bool = True
     proto_lambda: float = 1.0
 
     def __post_init__(self) -> None:

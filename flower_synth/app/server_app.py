@@ -249,7 +249,12 @@ def build_own_model_strategy(settings: RunSettings, feature_dim: int, num_classe
 def server_model(settings: RunSettings, test: ImageDataset) -> nn.Module:
     """The model the strategy's clients train (recorded with its parameter count)."""
     if settings.strategy == "gmm-prototype":
-        return build_dual_head_model(test.image_shape, test.num_classes, settings.seed)
+        return build_dual_head_model(
+            test.image_shape,
+            test.num_classes,
+            settings.seed,
+            normalize_features=settings.feature_norm,
+        )
     return build_model(test.image_shape, test.num_classes)
 
 

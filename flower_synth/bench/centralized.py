@@ -11,10 +11,19 @@ import torch
 
 from flower_synth.app.config import RunSettings
 from flower_synth.data import load_client_data, load_global_test
+from flower_synth.data.federated import ClientData
 from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.distillation import adjust_prior
 from flower_synth.models import build_model, count_parameters
 from flower_synth.results import RunRecorder, results_file_name
-from flower_synth.training import evaluate, make_loader, to_unit_range, train
+from flower_synth.training import (
+    class_probabilities,
+    evaluate,
+    make_loader,
+    score,
+    to_unit_range,
+    train,
+)
 
 CENTRALIZED = "centralized"
 
@@ -24,9 +33,12 @@ def run_centralized(settings: RunSettings, num_clients: int) -> Path:
     ``centralized-epochs`` epochs (default 1) per "round" for ``num-server-rounds``
     rounds, with the federated runs' SGD settings.
 
-    Each round records ``global_accuracy`` (the global test set) and
+    Each round records ``global_accuracy`` (the global test set),
     ``personalized_accuracy`` (mean over clients of the model on each local test
-    split), with 0 bytes exchanged, in a results file like a Flower run's (its
+    split) and ``personalized_accuracy_restored`` (the same with each client's label
+    mix restored by logit adjustment: what a model that saw every client's data scores
+    where it also knows the client's prior, the ceiling of personalized accuracy for
+    this model), with 0 bytes exchanged, in a results file like a Flower run's (its
     ``strategy`` is ``"centralized"``). The clients' data is exactly what the
     federated runs with the same settings and ``num_clients`` partition. Returns the
     results file's path.
@@ -41,6 +53,7 @@ def run_centralized(settings: RunSettings, num_clients: int) -> Path:
         clients[0].train.num_classes,
     )
     test = load_global_test(settings.data_source)
+    prior = pooled.class_counts() / len(pooled)
     model = build_model(pooled.image_shape, pooled.num_classes)
     path = Path(settings.output_dir).expanduser().resolve() / results_file_name(
         CENTRALIZED, settings.dataset, settings.partitioner, settings.seed
@@ -64,16 +77,30 @@ def run_centralized(settings: RunSettings, num_clients: int) -> Path:
             model, loader, settings.centralized_epochs, sgd["learning_rate"], sgd["momentum"]
         )
         global_loss, global_accuracy = evaluate(model, test)
-        local = [evaluate(model, c.test)[1] for c in clients if len(c.test)]
+        local = [local_accuracy(model, c, prior) for c in clients if len(c.test)]
         recorder.update(
             epoch,
             train_loss=loss,
             global_loss=global_loss,
             global_accuracy=global_accuracy,
-            personalized_accuracy=float(np.mean(local)) if local else None,
+            personalized_accuracy=float(np.mean([a for a, _ in local])) if local else None,
+            personalized_accuracy_restored=(
+                float(np.mean([a for _, a in local])) if local else None
+            ),
             bytes_down=0,
             bytes_up=0,
             seconds=time.perf_counter() - started,
         )
     recorder.finish()
     return path
+
+
+def local_accuracy(
+    model: torch.nn.Module, client: ClientData, prior: np.ndarray
+) -> tuple[float, float]:
+    """``model``'s accuracy on ``client``'s local test split as it predicts, and with the
+    client's training label mix restored in place of ``prior`` (the mix it learnt)."""
+    probabilities = class_probabilities(model, client.test.images)
+    counts = client.train.class_counts().astype(np.float64)
+    restored = adjust_prior(probabilities, prior, counts / counts.sum())
+    return score(probabilities, client.test.labels)[1], score(restored, client.test.labels)[1]

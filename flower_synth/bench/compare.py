@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flower_synth.app.config import BOOKKEEPING_KEYS, STRATEGY_ONLY_KEYS, RunSettings
+from flower_synth.app.config import (
+    BEFORE_KEY_EXISTED,
+    BOOKKEEPING_KEYS,
+    STRATEGY_ONLY_KEYS,
+    RunSettings,
+)
 from flower_synth.bench.centralized import CENTRALIZED, run_centralized
 from flower_synth.bench.experiments import Cell
 from flower_synth.bench.federation import LocalFederation
@@ -26,8 +31,9 @@ def matches(config: dict[str, Any], cell: Cell) -> bool:
     """Whether a results file's ``config`` is the cell's full run config, defaults
     included (``BOOKKEEPING_KEYS`` aside, and the ``STRATEGY_ONLY_KEYS`` of the other
     strategies, which this one never reads). A key the file lacks (written before the
-    key existed) matches if the cell leaves it at its default."""
-    defaults = RunSettings().to_run_config()
+    key existed) matches if the cell sets it to what runs did then: its default, or its
+    entry in ``BEFORE_KEY_EXISTED`` where the default changed with the key."""
+    defaults = RunSettings().to_run_config() | BEFORE_KEY_EXISTED
     expected = cell.settings.to_run_config() | {"strategy": cell.base}
     ignored = set(BOOKKEEPING_KEYS).union(
         *(keys for strategy, keys in STRATEGY_ONLY_KEYS.items() if strategy != cell.base)

@@ -5,7 +5,12 @@ from __future__ import annotations
 from torch import nn
 
 from flower_synth.models.cnn import SimpleCNN
-from flower_synth.models.dual_head import DualHeadClassifier, dot_regression_loss, simplex_etf
+from flower_synth.models.dual_head import (
+    DualHeadClassifier,
+    ScaledNormalize,
+    dot_regression_loss,
+    simplex_etf,
+)
 from flower_synth.models.feature_split import HookedFeatures, SplitClassifier, require_feature_split
 from flower_synth.models.mlp import DigitsMLP
 
@@ -13,6 +18,7 @@ __all__ = [
     "DigitsMLP",
     "DualHeadClassifier",
     "HookedFeatures",
+    "ScaledNormalize",
     "SimpleCNN",
     "SplitClassifier",
     "build_dual_head_model",
@@ -48,11 +54,20 @@ def build_dual_head_model(
     num_classes: int,
     etf_seed: int = 0,
     prediction: str = "ce",
+    normalize_features: bool = True,
 ) -> DualHeadClassifier:
     """The default classifier's feature extractor (without its final ReLU, so features
-    are signed) under a learnable head and a fixed simplex-ETF head."""
+    are signed) under a learnable head and a fixed simplex-ETF head
+    (``normalize_features`` as in :class:`DualHeadClassifier`)."""
     base = build_model(image_shape, num_classes, feature_activation=False)
-    return DualHeadClassifier(base.features, base.feature_dim, num_classes, etf_seed, prediction)
+    return DualHeadClassifier(
+        base.features,
+        base.feature_dim,
+        num_classes,
+        etf_seed,
+        prediction,
+        normalize_features=normalize_features,
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -40,6 +40,20 @@ def dot_regression_loss(
     return 0.5 * (dots - 1.0).pow(2)
 
 
+class ScaledNormalize(nn.Module):
+    """``scale * h / ||h||`` row by row: features on a sphere of radius ``scale``."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        if scale <= 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.scale = scale
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """The rescaled unit vectors of ``features`` ``(N, d)``."""
+        return self.scale * F.normalize(features, dim=1)
+
+
 class DualHeadClassifier(nn.Module):
     """``features`` (any extractor) -> ``h``; ``head(h)``: learnable logits trained with
     cross-entropy; ``etf``: a fixed simplex ETF (a buffer, never trained) that
@@ -56,6 +70,11 @@ class DualHeadClassifier(nn.Module):
         etf_seed: seed of the ETF; clients that share it share the frame.
         prediction: the head that predicts (see above).
         etf_scale: inverse temperature of the ETF head's softmax.
+        normalize_features: put the features on the sphere of radius
+            ``sqrt(feature_dim)`` (:class:`ScaledNormalize` after the extractor), so
+            that the learnable head, the clients' mixtures and the pull all see the
+            directions Dot-Regression aligns, and no client's feature norm differs
+            from another's.
     """
 
     def __init__(
@@ -66,6 +85,7 @@ class DualHeadClassifier(nn.Module):
         etf_seed: int = 0,
         prediction: str = "ce",
         etf_scale: float = 10.0,
+        normalize_features: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(features, nn.Module):
@@ -79,7 +99,11 @@ class DualHeadClassifier(nn.Module):
             raise ValueError(
                 f"unknown prediction head {prediction!r}; choose one of {PREDICTION_HEADS}"
             )
-        self.features = features
+        self.features = (
+            nn.Sequential(features, ScaledNormalize(math.sqrt(feature_dim)))
+            if normalize_features
+            else features
+        )
         self.feature_dim = feature_dim
         self.head = nn.Linear(feature_dim, num_classes)
         self.register_buffer("etf", simplex_etf(num_classes, feature_dim, etf_seed))

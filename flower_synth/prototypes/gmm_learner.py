@@ -22,7 +22,7 @@ from flower_synth.training import PseudoFeatures
 
 STATE_KEY = "gmm-prototype"
 PSEUDO_WEIGHT = 1.0  # weight of the pseudo-feature loss beside the real-data loss
-PULL_WEIGHT = 5.0  # weight of the pull towards the fused mixtures (chosen on the validation split)
+PULL_WEIGHT = 2.0  # weight of the pull towards the fused mixtures (chosen on the validation split)
 
 
 class GMMPrototypeLearner(PrototypeLearner):
