@@ -36,9 +36,9 @@ def run_centralized(settings: RunSettings, num_clients: int) -> Path:
     Each round records ``global_accuracy`` (the global test set),
     ``personalized_accuracy`` (mean over clients of the model on each local test
     split) and ``personalized_accuracy_restored`` (the same with each client's label
-    mix restored by logit adjustment: what a model that saw every client's data scores
-    where it also knows the client's prior, the ceiling of personalized accuracy for
-    this model), with 0 bytes exchanged, in a results file like a Flower run's (its
+    mix restored by logit adjustment: what a model that saw every client's data
+    scores where it also knows the client's prior, the mark for federated clients'
+    own models), with 0 bytes exchanged, in a results file like a Flower run's (its
     ``strategy`` is ``"centralized"``). The clients' data is exactly what the
     federated runs with the same settings and ``num_clients`` partition. Returns the
     results file's path.
