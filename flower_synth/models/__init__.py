@@ -57,8 +57,9 @@ def build_dual_head_model(
     normalize_features: bool = True,
 ) -> DualHeadClassifier:
     """The default classifier's feature extractor (without its final ReLU, so features
-    are signed) under a learnable head and a fixed simplex-ETF head
-    (``normalize_features`` as in :class:`DualHeadClassifier`)."""
+    are signed) under a learnable head and a fixed simplex-ETF head;
+    ``normalize_features`` as in :class:`DualHeadClassifier`, on by default here as in
+    the app (``feature-norm``), off in the bare class."""
     base = build_model(image_shape, num_classes, feature_activation=False)
     return DualHeadClassifier(
         base.features,
