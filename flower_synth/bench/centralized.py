@@ -53,7 +53,7 @@ def run_centralized(settings: RunSettings, num_clients: int) -> Path:
         clients[0].train.num_classes,
     )
     test = load_global_test(settings.data_source)
-    prior = pooled.class_counts() / len(pooled)
+    prior = pooled.label_mix()
     model = build_model(pooled.image_shape, pooled.num_classes)
     path = Path(settings.output_dir).expanduser().resolve() / results_file_name(
         CENTRALIZED, settings.dataset, settings.partitioner, settings.seed
@@ -101,6 +101,5 @@ def local_accuracy(
     """``model``'s accuracy on ``client``'s local test split as it predicts, and with the
     client's training label mix restored in place of ``prior`` (the mix it learnt)."""
     probabilities = class_probabilities(model, client.test.images)
-    counts = client.train.class_counts().astype(np.float64)
-    restored = adjust_prior(probabilities, prior, counts / counts.sum())
+    restored = adjust_prior(probabilities, prior, client.train.label_mix())
     return score(probabilities, client.test.labels)[1], score(restored, client.test.labels)[1]

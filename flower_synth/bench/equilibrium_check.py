@@ -46,7 +46,7 @@ def data_moments(settings: RunSettings, num_clients: int) -> np.ndarray:
     for partition_id in range(num_clients):
         train = load_client_data(settings.partition_scheme(num_clients), partition_id).train
         mean = to_unit_range(train).reshape(len(train), -1).mean(axis=0, dtype=np.float64)
-        rows.append(np.concatenate([mean, train.class_counts() / len(train)]))
+        rows.append(np.concatenate([mean, train.label_mix()]))
     return np.stack(rows)
 
 

@@ -50,3 +50,7 @@ class ImageDataset:
     def class_counts(self) -> np.ndarray:
         """Number of examples of each class, shape ``(num_classes,)``."""
         return np.bincount(self.labels, minlength=self.num_classes)
+
+    def label_mix(self) -> np.ndarray:
+        """Share of the examples in each class, shape ``(num_classes,)``, summing to 1."""
+        return self.class_counts() / len(self)

@@ -130,8 +130,7 @@ class PrototypeLearner(ABC):
     @property
     def real_prior(self) -> np.ndarray:
         """The label mix of the client's real training split."""
-        counts = self.data.train.class_counts().astype(np.float64)
-        return counts / counts.sum()
+        return self.data.train.label_mix()
 
     def training_features(self) -> tuple[np.ndarray, np.ndarray]:
         """Features of the training split under the current model, and their labels."""

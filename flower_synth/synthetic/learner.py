@@ -195,8 +195,7 @@ class SyntheticLearner:
     @property
     def real_prior(self) -> np.ndarray:
         """The label mix of the client's real training split."""
-        counts = self.data.train.class_counts()
-        return counts / counts.sum()
+        return self.data.train.label_mix()
 
     @property
     def trained_prior(self) -> np.ndarray | None:
