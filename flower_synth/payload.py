@@ -13,17 +13,23 @@ A payload is a list of arrays in one of three layouts:
 
 ``samples`` are images as ``uint8`` (values 0..255 for intensities in [0, 1]) or
 ``float16`` (features, or images whose moments must survive quantisation); ``labels``
-are ``int32`` and name the class each sample was generated for. Every payload a
-server or client receives goes through :func:`validate_payload` before anything else
+are ``int32`` and name the class each sample was generated for. ``uint8`` images may
+be quantised to fewer intensity levels (``levels``: 16 keeps every 17th value), which
+costs a classifier nothing measurable and lets the payload compress: any layout may
+travel deflated (:mod:`flower_synth.deflate`, ``compression="deflate"``). Every payload
+a server or client receives goes through :func:`validate_payload` before anything else
 touches it.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from flower_synth.deflate import COMPRESSIONS, DeflateError, deflate, inflate, is_deflated
 
 SAMPLE_DTYPES = ("uint8", "float16")
 LABEL_DTYPE = np.dtype(np.int32)
@@ -194,17 +200,21 @@ class WireBatch:
         )
 
 
-def quantize(images: np.ndarray) -> np.ndarray:
-    """Intensities in [0, 1] (clipped) as ``uint8`` 0..255."""
-    return np.round(np.clip(images.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+def quantize(images: np.ndarray, levels: int = 256) -> np.ndarray:
+    """Intensities in [0, 1] (clipped) as ``uint8`` 0..255, rounded to ``levels``
+    evenly spaced values (256: every value; 16: multiples of 17)."""
+    if not 2 <= levels <= 256:
+        raise ValueError(f"levels must lie in [2, 256], got {levels}")
+    steps = np.round(np.clip(images.astype(np.float32), 0.0, 1.0) * (levels - 1))
+    return np.round(steps * (255.0 / (levels - 1))).astype(np.uint8)
 
 
-def to_wire(batch: SampleBatch, dtype: str) -> WireBatch:
+def to_wire(batch: SampleBatch, dtype: str, levels: int = 256) -> WireBatch:
     """``batch`` in its wire form: samples as ``"uint8"`` (images clipped to [0, 1] and
-    quantised to 256 levels) or ``"float16"`` (unclipped: features, or images whose
-    moments must survive), soft labels as float16."""
+    quantised to ``levels`` of 256 values) or ``"float16"`` (unclipped: features, or
+    images whose moments must survive), soft labels as float16."""
     if dtype == "uint8":
-        samples = quantize(batch.samples)
+        samples = quantize(batch.samples, levels)
     elif dtype == "float16":
         samples = batch.samples.astype(np.float16)
     else:
@@ -220,9 +230,11 @@ def encode_samples(
     dtype: str,
     probabilities: np.ndarray | None = None,
     top_k: int = 0,
+    levels: int = 256,
+    compression: str = "none",
 ) -> list[np.ndarray]:
     """The arrays to send (layouts in the module docstring; see :func:`to_wire` for
-    ``dtype`` and :meth:`WireBatch.arrays` for ``top_k``).
+    ``dtype`` and ``levels``, :meth:`WireBatch.arrays` for ``top_k``).
 
     Args:
         samples: float array; images in [0, 1].
@@ -230,15 +242,39 @@ def encode_samples(
         dtype: ``"uint8"`` or ``"float16"``.
         probabilities: ``(N, C)`` soft labels to send with the samples, or None.
         top_k: send only the ``k`` most probable classes of each row.
+        levels: intensity levels of ``uint8`` images (2 to 256).
+        compression: ``"deflate"`` or ``"none"`` (:func:`compressed`).
     """
-    return to_wire(SampleBatch(samples, labels, probabilities), dtype).arrays(top_k)
+    wire = to_wire(SampleBatch(samples, labels, probabilities), dtype, levels)
+    return compressed(wire.arrays(top_k), compression)
+
+
+def compressed(arrays: Sequence[np.ndarray], compression: str) -> list[np.ndarray]:
+    """A payload's ``arrays`` as they travel: deflated (``"deflate"``, see
+    :mod:`flower_synth.deflate`; an empty payload stays empty) or as they are
+    (``"none"``). :func:`validate_wire` takes either."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"unknown compression {compression!r}; choose one of {COMPRESSIONS}")
+    if compression == "none" or not arrays:
+        return list(arrays)
+    return deflate(arrays)
+
+
+def max_payload_bytes(max_samples: int, sample_shape: tuple[int, ...], num_classes: int) -> int:
+    """The most data bytes a valid payload of ``max_samples`` samples can hold: float16
+    samples, int32 labels and full float16 soft labels (top-k ones take less)."""
+    per_sample = 2 * int(np.prod(sample_shape)) + LABEL_DTYPE.itemsize + 2 * num_classes
+    return max_samples * per_sample
 
 
 def decode_samples(arrays: Sequence[np.ndarray], num_classes: int | None = None) -> SampleBatch:
-    """The inverse of :func:`encode_samples` (no validation: see :func:`validate_payload`).
+    """The inverse of :func:`encode_samples`, deflated payloads included (no
+    validation and no size bound: see :func:`validate_payload` for what others send).
 
     ``num_classes`` is needed to decode top-k soft labels (full rows carry it).
     """
+    if is_deflated(arrays):
+        arrays = inflate(arrays, max_bytes=sys.maxsize)
     return wire_batch(arrays, num_classes).decode()
 
 
@@ -288,12 +324,21 @@ def validate_wire(
 ) -> WireBatch:
     """Check a received payload; return it in its wire form.
 
+    A deflated payload is inflated first (:func:`~flower_synth.deflate.inflate`, refused
+    if it announces more than :func:`max_payload_bytes` of ``max_samples``).
+
     Raises:
-        PayloadError: wrong number of arrays, dtypes or shapes; labels outside
+        PayloadError: a deflated payload that does not inflate to what its header
+            announces; wrong number of arrays, dtypes or shapes; labels outside
             ``[0, num_classes)``; non-finite values; float16 images outside [0, 1]
             widened by :data:`FLOAT16_IMAGE_MARGIN`; no samples or more than
             ``max_samples``; soft labels that are not distributions over the classes.
     """
+    if is_deflated(arrays):
+        try:
+            arrays = inflate(arrays, max_payload_bytes(max_samples, sample_shape, num_classes))
+        except DeflateError as error:
+            raise PayloadError(str(error)) from None
     if len(arrays) not in (2, 3, 4):
         raise PayloadError(
             f"expected 2 to 4 arrays [samples, labels, soft labels...], got {len(arrays)}"

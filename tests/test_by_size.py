@@ -24,7 +24,7 @@ def scarce(tmp_path: Path) -> ExperimentConfig:
 
 
 def record(cell, accuracy: float, frechet: float | None) -> None:
-    recorder = RunRecorder(cell.directory / "run.json", config=cell.run_config)
+    recorder = RunRecorder(cell.directory / "run.json", config=cell.settings.to_run_config())
     values = {
         "clients_global_accuracy": accuracy,
         "clients_global_accuracy_client_0": accuracy - 0.1,

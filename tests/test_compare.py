@@ -112,3 +112,40 @@ def test_a_key_a_file_lacks_means_what_runs_did_before_the_key_existed(tmp_path:
         path.write_text(json.dumps(data))
     assert finished_results(raw) is not None  # those runs used raw features
     assert finished_results(recipe) is None  # the default now normalises them: rerun
+
+
+def test_client_evaluation_settings_matter_only_to_strategies_whose_clients_keep_models(
+    tmp_path: Path,
+) -> None:
+    exp = experiment(tmp_path)
+    fedavg, gmm = [c for c in expand(exp) if c.seed == 0]
+    for cell in (fedavg, gmm):  # written when clients scored the global test set every round
+        write_results(cell, rounds=2, **{"client-global-eval-every": 1})
+    assert finished_results(fedavg) is not None  # FedAvg's clients keep no model to score
+    assert finished_results(gmm) is None  # GMM prototypes' clients do: rerun
+
+
+def test_synthetic_runs_from_before_bounded_budgets_are_not_taken_for_default_runs(
+    tmp_path: Path,
+) -> None:
+    exp = experiment(tmp_path)
+    old = {
+        "sample-allocation": "size",
+        "download-budget": 3000,
+        "download-ratio": 0.0,
+        "sample-levels": 256,
+        "compression": "none",
+        "pool-max-age": 0,
+        "server-max-draws": 0,
+    }
+    exp.strategies = {"synthetic": {}, "synthetic@before": old}
+    default, before = [c for c in expand(exp) if c.seed == 0]
+    for cell in (default, before):  # written before the keys existed
+        path = write_results(cell, rounds=2, **{"sample-allocation": "size"})
+        data = json.loads(path.read_text())
+        for key in ("download-ratio", "sample-levels", "compression", "pool-max-age"):
+            del data["config"][key]
+        del data["config"]["server-max-draws"]
+        path.write_text(json.dumps(data))
+    assert finished_results(before) is not None  # what those runs did, said explicitly
+    assert finished_results(default) is None  # the defaults now bound the budgets: rerun

@@ -45,6 +45,14 @@ def test_ints_become_floats_and_unknown_keys_are_ignored() -> None:
         ({"dirichlet-alpha": -1.0}, "dirichlet-alpha must be > 0"),
         ({"local-test-fraction": 1.5}, r"local-test-fraction must lie in \[0, 1\)"),
         ({"max-missed-rounds": -1}, "max-missed-rounds must be >= 0"),
+        ({"model": "resnet"}, "unknown model 'resnet'"),
+        ({"compression": "gzip"}, "unknown compression 'gzip'"),
+        ({"sample-levels": 1}, r"sample-levels must lie in \[2, 256\]"),
+        ({"sample-ratio": 0.0}, "sample-ratio must be a finite number > 0"),
+        ({"download-ratio": float("nan")}, "download-ratio must be a finite number >= 0"),
+        ({"pool-max-age": -1}, "pool-max-age must be >= 0"),
+        ({"pool-age-decay": 0.0}, r"pool-age-decay must lie in \(0, 1\]"),
+        ({"server-max-draws": -5}, "server-max-draws must be >= 0"),
     ],
 )
 def test_bad_values_are_named(run_config: dict, message: str) -> None:

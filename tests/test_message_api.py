@@ -14,7 +14,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 
 from flower_synth import serverapp, strategies
 from flower_synth.clientapp import message_config
-from flower_synth.payload import encode_samples
+from flower_synth.payload import compressed, decode_samples, encode_samples
 from flower_synth.results import RunRecorder
 from flower_synth.serverapp.strategy import MeteredStrategy, SyntheticSampleStrategy
 
@@ -90,7 +90,7 @@ def test_message_api_downloads_are_one_message_per_node_without_its_own_pool() -
     assert {m.metadata.message_type for m in messages} == {MessageType.TRAIN}
     for message in messages:
         node = message.metadata.dst_node_id
-        labels = message.content["arrays"].to_numpy_ndarrays()[1]
+        labels = decode_samples(message.content["arrays"].to_numpy_ndarrays()).labels
         assert sorted(set(labels.tolist())) == sorted({1, 2, 3} - {node})
         config = message.content["config"]
         assert config["server-round"] == 2 and config["lr"] == 0.1 and config["num_samples"] == 5
@@ -110,7 +110,9 @@ def test_a_reply_without_its_example_count_is_rejected() -> None:
 def test_message_metering_counts_array_bytes_exactly(tmp_path) -> None:
     recorder = RunRecorder(tmp_path / "run.json", config={})
     strategy = MeteredStrategy(
-        SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, samples_per_client=5),
+        SyntheticSampleStrategy(
+            sample_shape=SHAPE, num_classes=10, samples_per_client=5, compression="none"
+        ),
         recorder,
     )
     grid = FakeGrid([1, 2])
@@ -123,6 +125,28 @@ def test_message_metering_counts_array_bytes_exactly(tmp_path) -> None:
     assert first["bytes_down"] == 0 and first["bytes_up"] == 2 * per_node
     assert second["bytes_down"] == 2 * per_node  # each gets the other's pool
     assert first["fit_failures"] == 0
+
+
+def test_deflated_payloads_are_metered_as_they_travel(tmp_path) -> None:
+    recorder = RunRecorder(tmp_path / "run.json", config={})
+    strategy = MeteredStrategy(
+        SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, samples_per_client=40),
+        recorder,
+    )
+    grid = FakeGrid([1, 2])
+    list(strategy.configure_train(1, ArrayRecord(), ConfigRecord(), grid))
+    sent = {n: compressed(payload(n, 40), "deflate") for n in (1, 2)}
+    replies = [reply(n, sent[n], {"partition_id": n, "num-examples": 400}) for n in (1, 2)]
+    strategy.aggregate_train(1, replies)
+    messages = list(strategy.configure_train(2, ArrayRecord(), ConfigRecord(), grid))
+    first, second = recorder.rounds
+    assert first["bytes_up"] == sum(a.nbytes for arrays in sent.values() for a in arrays)
+    down = [m.content["arrays"].to_numpy_ndarrays() for m in messages]
+    assert second["bytes_down"] == sum(a.nbytes for arrays in down for a in arrays)
+    assert second["bytes_down"] < 2 * 40 * (64 + 4) / 5  # constant images deflate > 5x
+    for message, arrays in zip(messages, down, strict=True):
+        other = 3 - message.metadata.dst_node_id
+        assert decode_samples(arrays).labels.tolist() == [other] * 40
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flower_synth.models import DigitsMLP, SimpleCNN, build_model, count_parameters
+from flower_synth.models import (
+    DigitsMLP,
+    FedAvgCNN,
+    SimpleCNN,
+    build_dual_head_model,
+    build_model,
+    count_parameters,
+)
 
 
 def test_simple_cnn_matches_niid_bench_size() -> None:
@@ -40,3 +47,15 @@ def test_width_scales_the_classifier_and_keeps_its_feature_dimension() -> None:
     assert count_parameters(build_model((1, 8, 8), 10, width=0.5)) < 17_226
     with pytest.raises(ValueError, match="width must be > 0"):
         build_model((1, 28, 28), 10, width=0.0)
+
+
+def test_fedavg_cnn_has_the_size_of_mcmahan_et_al() -> None:
+    model = build_model((1, 28, 28), 10, architecture="fedavg-cnn")
+    assert isinstance(model, FedAvgCNN)
+    assert count_parameters(model) == 1_663_370  # about 1.66 M, 6.65 MB in float32
+    x = torch.zeros(3, 1, 28, 28)
+    assert model.features(x).shape == (3, 512) and model(x).shape == (3, 10)
+    signed = build_dual_head_model((1, 28, 28), 10, architecture="fedavg-cnn")
+    assert signed.feature_dim == 512
+    with pytest.raises(ValueError, match="unknown model 'resnet'"):
+        build_model((1, 28, 28), 10, architecture="resnet")

@@ -12,9 +12,10 @@ from torch import nn
 from flower_synth.app.config import RunSettings
 from flower_synth.clients import SyntheticSampleClient
 from flower_synth.data import load_client_data, load_global_test
+from flower_synth.deflate import inflate, is_deflated
 from flower_synth.generative import ClassConditionalGaussian, ConditionalVAE
 from flower_synth.models import build_model
-from flower_synth.payload import encode_samples, validate_payload
+from flower_synth.payload import decode_samples, encode_samples, validate_payload
 from flower_synth.synthetic.learner import (
     CLASSIFIER_STATE,
     GENERATOR_STATE,
@@ -64,7 +65,10 @@ def test_fit_returns_samples_with_soft_labels_and_state_survives_a_rebuild(digit
     state = RecordDict()
     client = make_client(digits_settings, state, with_model=True)
     arrays, num_examples, metrics = client.fit([], {"server_round": 1, "num_samples": 150})
-    assert [a.dtype for a in arrays] == [np.uint8, np.int32, np.float16]
+    assert is_deflated(arrays)  # the default wire form
+    inflated = inflate(arrays, max_bytes=10**6)
+    assert [a.dtype for a in inflated] == [np.uint8, np.int32, np.float16]
+    assert set(np.unique(inflated[0]).tolist()) <= set(range(0, 256, 17))  # 16 levels
     batch = validate_payload(arrays, (1, 8, 8), 10, max_samples=150)  # a valid payload
     assert len(batch) == 150 and num_examples == len(client.learner.data.train)
     assert metrics["partition_id"] == 0 and metrics["received_samples"] == 0
@@ -99,7 +103,7 @@ def test_generated_labels_follow_the_real_class_counts(digits_settings) -> None:
     client = make_client(digits_settings, RecordDict(), with_model=False)
     counts = client.learner.data.train.class_counts()
     arrays, _, _ = client.fit([], {"server_round": 1, "num_samples": 1000})
-    generated = np.bincount(arrays[1], minlength=10)
+    generated = np.bincount(decode_samples(arrays).labels, minlength=10)
     assert np.abs(generated - 1000 * counts / counts.sum()).max() <= 1  # exact, up to rounding
 
 
@@ -116,13 +120,13 @@ def test_received_samples_get_weight_one_minus_self_trust(digits_settings) -> No
     assert prior[9] == pytest.approx(0.7 * real_frequency[9] + 0.3, abs=1e-9)
     assert prior[0] == pytest.approx(0.7 * real_frequency[0], abs=1e-9)
     # sample_labels="prior": the game's label mix, received class 9 included
-    assert np.mean(arrays[1] == 9) == pytest.approx(prior[9], abs=0.08)
+    assert np.mean(decode_samples(arrays).labels == 9) == pytest.approx(prior[9], abs=0.08)
 
 
 def test_hard_labels_only_when_soft_labels_are_off(digits_settings) -> None:
     client = make_client(digits_settings, RecordDict(), with_model=False, soft_labels=False)
     arrays, _, _ = client.fit([], {"server_round": 1, "num_samples": 20})
-    assert len(arrays) == 2
+    assert len(inflate(arrays, max_bytes=10**6)) == 2
 
 
 def test_a_client_that_never_trained_reports_no_accuracy(digits_settings) -> None:
@@ -168,3 +172,16 @@ def test_any_torch_classifier_without_a_feature_split_trains(digits_settings) ->
     client.fit([], {"server_round": 1, "num_samples": 50})
     _, _, metrics = client.evaluate([], {})
     assert metrics["accuracy"] > 0.6
+
+
+def test_a_client_generates_samples_in_proportion_to_its_data_when_asked(digits_settings) -> None:
+    client = make_client(digits_settings, RecordDict(), with_model=False)
+    learner = client.learner
+    real = len(learner.data.train)
+    assert learner.samples_asked({"num_samples": 1000, "sample_ratio": 0.2}) == round(0.2 * real)
+    assert learner.samples_asked({"num_samples": 10, "sample_ratio": 0.2}) == 10  # the cap
+    assert learner.samples_asked({"num_samples": 70}) == 70  # no ratio: as asked
+    arrays, _, metrics = client.fit(
+        [], {"server_round": 1, "num_samples": 1000, "sample_ratio": 0.1}
+    )
+    assert metrics["generated_samples"] == len(decode_samples(arrays)) == round(0.1 * real)

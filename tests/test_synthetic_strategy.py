@@ -63,6 +63,7 @@ def test_clients_never_receive_their_own_pool_and_budget_holds() -> None:
         num_classes=10,
         samples_per_client=50,
         download_budget=90,
+        download_ratio=0,
         self_trust=0.4,
         sample_allocation="equal",
     )
@@ -83,7 +84,12 @@ def test_explicit_trust_matrix_sets_source_proportions() -> None:
     trust = np.array([[0.5, 0.1, 0.4], [0.25, 0.5, 0.25], [0.3, 0.1, 0.6]])
     manager, proxies = federation(3)
     strategy = SyntheticSampleStrategy(
-        sample_shape=SHAPE, num_classes=10, samples_per_client=500, download_budget=200, trust=trust
+        sample_shape=SHAPE,
+        num_classes=10,
+        samples_per_client=500,
+        download_budget=200,
+        download_ratio=0,
+        trust=trust,
     )
     first_round(strategy, manager, proxies, [500, 500, 500])
     received = downloads(strategy, manager)
@@ -98,7 +104,9 @@ def test_explicit_trust_matrix_sets_source_proportions() -> None:
 
 def test_size_trust_and_unlimited_budget() -> None:
     manager, proxies = federation(3)
-    strategy = SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, trust="size")
+    strategy = SyntheticSampleStrategy(
+        sample_shape=SHAPE, num_classes=10, trust="size", download_budget=0, download_ratio=0
+    )
     first_round(strategy, manager, proxies, [40, 40, 40])  # sizes 100, 200, 300
     labels, _ = downloads(strategy, manager)["node-0"]
     assert len(labels) == 80  # all the other pools hold
@@ -156,7 +164,9 @@ def test_a_malformed_partition_id_is_the_clients_failure(partition) -> None:
 
 def test_samples_asked_of_each_client_follow_their_sizes() -> None:
     manager, proxies = federation(3)
-    strategy = SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10, samples_per_client=100)
+    strategy = SyntheticSampleStrategy(
+        sample_shape=SHAPE, num_classes=10, samples_per_client=100, sample_allocation="size"
+    )
     round_one = strategy.configure_fit(1, None, manager)
     assert [ins.config["num_samples"] for _, ins in round_one] == [100, 100, 100]  # sizes unknown
     first_round(strategy, manager, proxies, [100, 100, 100])  # sizes 100, 200, 300
@@ -192,7 +202,12 @@ def test_partial_participation_keeps_trust_proportions_exact_over_existing_pools
     )
     manager, proxies = federation(4)
     strategy = SyntheticSampleStrategy(
-        sample_shape=SHAPE, num_classes=10, samples_per_client=60, download_budget=120, trust=trust
+        sample_shape=SHAPE,
+        num_classes=10,
+        samples_per_client=60,
+        download_budget=120,
+        download_ratio=0,
+        trust=trust,
     )
     strategy.configure_fit(1, None, manager)
     results = [(proxies[i], fit_res(payload(i, 60), i)) for i in (0, 1, 3)]  # 2 not sampled

@@ -91,7 +91,12 @@ def synthetic_learner(
     classifier = None
     if settings.kind_for(settings.classifier, partition_id) == "model":
         torch.manual_seed(round_seed(settings.seed, partition_id, 0))
-        classifier = build_model(shape, num_classes, width=settings.capacity_for(partition_id))
+        classifier = build_model(
+            shape,
+            num_classes,
+            width=settings.capacity_for(partition_id),
+            architecture=settings.model,
+        )
     return SyntheticLearner(
         generator,
         classifier,
@@ -112,6 +117,8 @@ def synthetic_learner(
         samples_per_round=settings.samples_per_client,
         soft_labels=settings.soft_labels,
         soft_label_top_k=settings.soft_label_top_k,
+        sample_levels=settings.sample_levels,
+        compression=settings.compression,
         seed=settings.seed,
         global_test=global_test,
     )
@@ -140,15 +147,21 @@ def own_model_learner(
         **settings.sgd_params(),
     )
     if settings.strategy == "local-only":
-        model = build_model(shape, num_classes, width=settings.capacity_for(partition_id))
+        width = settings.capacity_for(partition_id)
+        model = build_model(shape, num_classes, width=width, architecture=settings.model)
         return LocalOnlyLearner(model, data, context.state, **options)
     if settings.strategy == "fedproto":
-        model = build_model(shape, num_classes)
+        model = build_model(shape, num_classes, architecture=settings.model)
         return FedProtoLearner(
             model, data, context.state, proto_lambda=settings.proto_lambda, **options
         )
     model = build_dual_head_model(
-        shape, num_classes, settings.seed, settings.prediction_head, settings.feature_norm
+        shape,
+        num_classes,
+        settings.seed,
+        settings.prediction_head,
+        settings.feature_norm,
+        settings.model,
     )
     return GMMPrototypeLearner(
         model,
@@ -184,7 +197,7 @@ def learner_for(context: Context, global_eval: bool = False) -> Learner:
         return synthetic_learner(settings, data, context, partition_id, global_test)
     if settings.strategy in OWN_MODEL_STRATEGIES:
         return own_model_learner(settings, data, context, partition_id, global_test)
-    model = build_model(data.train.image_shape, data.train.num_classes)
+    model = build_model(data.train.image_shape, data.train.num_classes, architecture=settings.model)
     return FedAvgLearner(
         model,
         data,

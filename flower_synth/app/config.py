@@ -11,9 +11,11 @@ from typing import Any
 from flower_synth.data.federated import DataSource, PartitionScheme
 from flower_synth.data.partition import PARTITIONERS
 from flower_synth.data.sources import DATASETS
+from flower_synth.deflate import COMPRESSIONS
 from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
 from flower_synth.generative import DENSITY_GENERATORS, GENERATORS
 from flower_synth.generative.cvae import LATENT_PRIORS
+from flower_synth.models import MODELS
 from flower_synth.models.dual_head import PREDICTION_HEADS
 from flower_synth.payload import SAMPLE_DTYPES
 from flower_synth.prototypes import COVARIANCE_TYPES, PROTOTYPE_DTYPES
@@ -33,7 +35,15 @@ CLASSIFIERS = ("model", "bayes")
 BOOKKEEPING_KEYS = ("output-dir", "resume")
 # Keys added with a default other than what runs did before the key existed, with that
 # earlier behaviour: a results file written without the key ran with this value.
-BEFORE_KEY_EXISTED = {"feature-norm": False}
+BEFORE_KEY_EXISTED = {
+    "feature-norm": False,
+    "client-global-eval-every": 1,
+    "download-ratio": 0.0,
+    "sample-levels": 256,
+    "compression": "none",
+    "pool-max-age": 0,
+    "server-max-draws": 0,
+}
 
 
 # Run-config keys only synthetic-sample exchange reads: a run of another strategy is
@@ -42,10 +52,16 @@ SYNTHETIC_ONLY_KEYS = (
     "generator",
     "classifier",
     "samples-per-client",
+    "sample-ratio",
     "download-budget",
+    "download-ratio",
     "trust",
     "self-trust",
     "sample-dtype",
+    "sample-levels",
+    "compression",
+    "pool-max-age",
+    "pool-age-decay",
     "generator-epochs",
     "latent-dim",
     "generator-hidden",
@@ -61,6 +77,7 @@ SYNTHETIC_ONLY_KEYS = (
     "hard-label-weight",
     "classifier-epoch-scale",
     "server-epochs",
+    "server-max-draws",
     "replay-rounds",
     "server-weight-decay",
     "server-lr-decay",
@@ -85,6 +102,20 @@ GMM_ONLY_KEYS = (
 # Keys that one strategy alone reads, by strategy: a run of any other strategy is the
 # same run whatever they say.
 STRATEGY_ONLY_KEYS = {"synthetic": SYNTHETIC_ONLY_KEYS, "gmm-prototype": GMM_ONLY_KEYS}
+# Keys that several strategies read, with the strategies that do (for the others a run
+# is the same whatever they say): clients that keep their own models score them on
+# the global test set; weight-averaging baselines have nothing of their own to score.
+KEY_READERS = dict.fromkeys(
+    ("client-global-eval", "client-global-eval-every"), ("synthetic", *OWN_MODEL_STRATEGIES)
+)
+
+
+def keys_not_read_by(strategy: str) -> set[str]:
+    """Run-config keys ``strategy`` never reads (:data:`STRATEGY_ONLY_KEYS` of the others
+    and :data:`KEY_READERS` it is not among)."""
+    others = (keys for owner, keys in STRATEGY_ONLY_KEYS.items() if owner != strategy)
+    unread = {key for key, readers in KEY_READERS.items() if strategy not in readers}
+    return unread.union(*others)
 
 
 @dataclass(frozen=True)
@@ -120,15 +151,22 @@ class RunSettings:
     seed: int = 0
     output_dir: str = "results"
     resume: bool = False
+    model: str = "default"
     # synthetic-sample exchange
     capacity: str = "1"
     generator: str = "cvae"
     classifier: str = "model"
     samples_per_client: int = 1000
-    download_budget: int = 0
+    sample_ratio: float = 0.2
+    download_budget: int = 3000
+    download_ratio: float = 0.6
     trust: str = "uniform"
     self_trust: float = 0.5
     sample_dtype: str = "uint8"
+    sample_levels: int = 16
+    compression: str = "deflate"
+    pool_max_age: int = 20
+    pool_age_decay: float = 1.0
     generator_epochs: int = 1
     latent_dim: int = 20
     generator_hidden: int = 256
@@ -137,18 +175,19 @@ class RunSettings:
     latent_prior: str = "class"
     kl_weight: float = 1.0
     sample_labels: str = "real"
-    sample_allocation: str = "size"
+    sample_allocation: str = "ratio"
     soft_labels: bool = True
     soft_label_top_k: int = 0
     distill_temperature: float = 1.0
     hard_label_weight: float = 0.3
     classifier_epoch_scale: float = 1.0
     server_epochs: int = 2
+    server_max_draws: int = 20_000
     replay_rounds: int = 5
     server_weight_decay: float = 5e-4
     server_lr_decay: float = 1.0
     client_global_eval: bool = True
-    client_global_eval_every: int = 1
+    client_global_eval_every: int = 5
     max_missed_rounds: int = 3
     record_pool_means: bool = False
     generation_quality: bool = False
@@ -172,6 +211,7 @@ class RunSettings:
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("partitioner", self.partitioner, PARTITIONERS)
+        _check_choice("model", self.model, MODELS)
         for key in ("fraction_fit", "fraction_evaluate"):
             value = getattr(self, key)
             if not 0.0 < value <= 1.0:
@@ -212,6 +252,17 @@ class RunSettings:
         _check_choice("latent-prior", self.latent_prior, LATENT_PRIORS)
         _check_choice("sample-labels", self.sample_labels, SAMPLE_LABELS)
         _check_choice("sample-allocation", self.sample_allocation, SAMPLE_ALLOCATIONS)
+        _check_choice("compression", self.compression, COMPRESSIONS)
+        if not 2 <= self.sample_levels <= 256:
+            raise ValueError(f"sample-levels must lie in [2, 256], got {self.sample_levels}")
+        if not 0.0 < self.sample_ratio < math.inf:
+            raise ValueError(f"sample-ratio must be a finite number > 0, got {self.sample_ratio}")
+        if not 0.0 <= self.download_ratio < math.inf:
+            raise ValueError(
+                f"download-ratio must be a finite number >= 0, got {self.download_ratio}"
+            )
+        if not 0.0 < self.pool_age_decay <= 1.0:
+            raise ValueError(f"pool-age-decay must lie in (0, 1], got {self.pool_age_decay}")
         self._check_bayes_classifiers()
         if self.generator_learning_rate <= 0:
             raise ValueError(
@@ -249,6 +300,8 @@ class RunSettings:
             raise ValueError("gmm-components must be >= 1 and gmm-min-samples >= 2")
         for key in (
             "download_budget",
+            "pool_max_age",
+            "server_max_draws",
             "server_epochs",
             "fusion_max_components",
             "pseudo_per_class",
@@ -341,6 +394,11 @@ class RunSettings:
             imbalance_factor=self.imbalance_factor,
             examples_per_class=self.examples_per_class,
         )
+
+    @property
+    def pool_lifetime(self) -> int | None:
+        """``pool-max-age`` for the strategy (0: pools are kept until replaced)."""
+        return self.pool_max_age or None
 
     @property
     def departure(self) -> int | None:

@@ -189,6 +189,7 @@ def build_synthetic_strategy(
             model,
             test,
             epochs=settings.server_epochs,
+            max_draws=settings.server_max_draws or None,
             replay_rounds=settings.replay_rounds,
             weight_decay=settings.server_weight_decay,
             lr_decay=settings.server_lr_decay,
@@ -201,12 +202,17 @@ def build_synthetic_strategy(
         sample_shape=test.image_shape,
         num_classes=test.num_classes,
         samples_per_client=settings.samples_per_client,
+        sample_ratio=settings.sample_ratio,
         download_budget=settings.download_budget,
+        download_ratio=settings.download_ratio,
         trust=trust,
         self_trust=settings.self_trust,
         sample_dtype=settings.sample_dtype,
         sample_allocation=settings.sample_allocation,
         soft_label_top_k=settings.soft_label_top_k,
+        compression=settings.compression,
+        pool_max_age=settings.pool_lifetime,
+        pool_age_decay=settings.pool_age_decay,
         server_classifier=classifier,
         on_pools=record_pools(
             recorder, test.num_classes, settings.record_pool_means, quality_schedule(settings, test)
@@ -254,8 +260,9 @@ def server_model(settings: RunSettings, test: ImageDataset) -> nn.Module:
             test.num_classes,
             settings.seed,
             normalize_features=settings.feature_norm,
+            architecture=settings.model,
         )
-    return build_model(test.image_shape, test.num_classes)
+    return build_model(test.image_shape, test.num_classes, architecture=settings.model)
 
 
 def checkpoint_of(results: Path) -> Checkpoint:

@@ -54,7 +54,7 @@ def run_centralized(settings: RunSettings, num_clients: int) -> Path:
     )
     test = load_global_test(settings.data_source)
     prior = pooled.label_mix()
-    model = build_model(pooled.image_shape, pooled.num_classes)
+    model = build_model(pooled.image_shape, pooled.num_classes, architecture=settings.model)
     path = Path(settings.output_dir).expanduser().resolve() / results_file_name(
         CENTRALIZED, settings.dataset, settings.partitioner, settings.seed
     )

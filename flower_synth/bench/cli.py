@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from flower_synth.bench.by_clients import is_scale_experiment, write_by_clients
 from flower_synth.bench.by_size import is_data_scarce, write_by_size
 from flower_synth.bench.compare import FlowerCellRunner, round_progress, run_sweep
 from flower_synth.bench.equilibrium_check import (
@@ -71,6 +72,8 @@ def run_compare(args: argparse.Namespace) -> int:
     log(f"report: {report}")
     if is_data_scarce(config):
         log(f"against images per class: {write_by_size(config, expand(config))}")
+    if is_scale_experiment(config):
+        log(f"against the number of clients: {write_by_clients(config, expand(config))}")
     return 1 if failed else 0
 
 

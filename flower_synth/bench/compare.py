@@ -13,8 +13,8 @@ from typing import Any
 from flower_synth.app.config import (
     BEFORE_KEY_EXISTED,
     BOOKKEEPING_KEYS,
-    STRATEGY_ONLY_KEYS,
     RunSettings,
+    keys_not_read_by,
 )
 from flower_synth.bench.centralized import CENTRALIZED, run_centralized
 from flower_synth.bench.experiments import Cell
@@ -29,15 +29,13 @@ CellRunner = Callable[[Cell], None]
 
 def matches(config: dict[str, Any], cell: Cell) -> bool:
     """Whether a results file's ``config`` is the cell's full run config, defaults
-    included (``BOOKKEEPING_KEYS`` aside, and the ``STRATEGY_ONLY_KEYS`` of the other
-    strategies, which this one never reads). A key the file lacks (written before the
+    included (``BOOKKEEPING_KEYS`` aside, and the keys the cell's strategy never reads,
+    :func:`~flower_synth.app.config.keys_not_read_by`). A key the file lacks (written before the
     key existed) matches if the cell sets it to what runs did then: its default, or its
     entry in ``BEFORE_KEY_EXISTED`` where the default changed with the key."""
     defaults = RunSettings().to_run_config() | BEFORE_KEY_EXISTED
     expected = cell.settings.to_run_config() | {"strategy": cell.base}
-    ignored = set(BOOKKEEPING_KEYS).union(
-        *(keys for strategy, keys in STRATEGY_ONLY_KEYS.items() if strategy != cell.base)
-    )
+    ignored = set(BOOKKEEPING_KEYS) | keys_not_read_by(cell.base)
     return all(
         config.get(key, defaults[key]) == value
         for key, value in expected.items()

@@ -32,6 +32,7 @@ class PartitionSpec:
     imbalance: float = 1.0  # long-tailed training set first (imbalance factor; 1: none)
     examples_per_class: int = 0  # per-class: examples of every class on every client
     seeds: list[int] = field(default_factory=lambda: [0])
+    num_clients: int = 0  # clients of this partition's runs (0: the experiment's)
     # run-config overrides for this partition's cells (e.g. more local epochs where
     # clients hold less data); the strategies' own overrides come after them
     run_config: dict[str, Any] = field(default_factory=dict)
@@ -121,6 +122,11 @@ def validate(config: ExperimentConfig) -> None:
     if len(set(names)) != len(names):
         raise ValueError(f"partition names must be unique, got {names}")
     for partition in config.partitions:
+        if partition.num_clients < 0:
+            raise ValueError(
+                f"partition {partition.name!r}: num_clients must be >= 0 (0: the "
+                f"experiment's), got {partition.num_clients}"
+            )
         if partition.partitioner not in PARTITIONERS:
             raise ValueError(
                 f"partition {partition.name!r}: unknown partitioner {partition.partitioner!r}; "
@@ -185,7 +191,8 @@ def expand(
                     | dict(overrides or {})
                     | {"strategy": base_strategy(strategy), "output-dir": str(directory)}
                 )
-                federation = {"num-supernodes": config.num_clients} | dict(config.federation)
+                clients = partition.num_clients or config.num_clients
+                federation = {"num-supernodes": clients} | dict(config.federation)
                 cells.append(
                     Cell(partition.name, strategy, int(seed), run_config, federation, directory)
                 )

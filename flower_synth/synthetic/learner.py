@@ -23,7 +23,7 @@ from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.distillation import adjust_prior
 from flower_synth.generative import DensityModel, GenerativeModel
 from flower_synth.learner import Evaluated, Fitted, round_seed, server_round, step_size
-from flower_synth.payload import SampleBatch, encode_samples, validate_payload
+from flower_synth.payload import SampleBatch, compressed, encode_samples, validate_payload
 from flower_synth.state import (
     count_round,
     fresh_start,
@@ -110,12 +110,15 @@ class SyntheticLearner:
     received samples alone (``global_accuracy_other_classes``).
 
     On the wire (:meth:`fit`): it receives a payload of
-    :mod:`flower_synth.payload` (possibly empty) with the config keys ``self_trust``
-    (a_ii), ``num_samples`` and ``server_round``, and returns its samples encoded as
-    ``sample_dtype`` with soft labels (unless ``soft_labels`` is off; only the top
-    ``soft_label_top_k`` per sample if set), the size of its real training split and
-    its metrics. :meth:`evaluate` scores the global test set when the config's
-    ``global_eval`` (default true) asks.
+    :mod:`flower_synth.payload` (possibly empty, possibly deflated) with the config keys
+    ``self_trust`` (a_ii), ``num_samples``, ``server_round`` and, where the server sizes
+    samples by the client's data, ``sample_ratio`` (the client then generates that many
+    samples per real training example, at most ``num_samples``), and returns its
+    samples encoded as ``sample_dtype`` (``uint8`` images at ``sample_levels``
+    intensity levels) with soft labels (unless ``soft_labels`` is off; only the top
+    ``soft_label_top_k`` per sample if set), ``compression`` applied, the size of its
+    real training split and its metrics. :meth:`evaluate` scores the global test set
+    when the config's ``global_eval`` (default true) asks.
 
     Args:
         generator: any :class:`GenerativeModel` (``fit``/``sample``).
@@ -134,6 +137,8 @@ class SyntheticLearner:
         samples_per_round: samples to generate when the config does not say.
         soft_labels: send the classifier's class probabilities with the samples.
         soft_label_top_k: send only the top k of them per sample (0: all).
+        sample_levels: intensity levels of ``uint8`` images on the wire (2 to 256).
+        compression: ``"deflate"`` or ``"none"``: how the samples travel.
         seed: run seed.
         global_test: the global test set, for ``global_accuracy``.
         device: where the classifier trains and predicts (e.g. ``"cuda"``).
@@ -157,6 +162,8 @@ class SyntheticLearner:
         samples_per_round: int = 1000,
         soft_labels: bool = True,
         soft_label_top_k: int = 0,
+        sample_levels: int = 16,
+        compression: str = "deflate",
         seed: int = 0,
         global_test: ImageDataset | None = None,
         device: Device = "cpu",
@@ -171,6 +178,9 @@ class SyntheticLearner:
             raise ValueError(f"sample_labels must be one of {SAMPLE_LABELS}, got {sample_labels!r}")
         if partition_id < 0:
             raise ValueError(f"partition_id must be >= 0, got {partition_id}")
+        if not 2 <= sample_levels <= 256:
+            raise ValueError(f"sample_levels must lie in [2, 256], got {sample_levels}")
+        compressed([], compression)  # raises on an unknown compression
         self.generator = generator
         self.classifier = classifier
         self.data = data
@@ -182,6 +192,8 @@ class SyntheticLearner:
         self.samples_per_round = samples_per_round
         self.soft_labels = soft_labels
         self.soft_label_top_k = soft_label_top_k
+        self.sample_levels = sample_levels
+        self.compression = compression
         self.seed = seed
         self.global_test = global_test
         self.device = device
@@ -212,7 +224,7 @@ class SyntheticLearner:
         generated, metrics = self.learn(
             received,
             self_trust=float(config.get("self_trust", 1.0)),
-            num_samples=int(config.get("num_samples", self.samples_per_round)),
+            num_samples=self.samples_asked(config),
             seed=round_seed(self.seed, self.partition_id, server_round(config)),
             learning_rate=step_size(config, self.training.learning_rate),
         )
@@ -224,8 +236,22 @@ class SyntheticLearner:
             self.sample_dtype,
             probabilities,
             self.soft_label_top_k,
+            self.sample_levels,
+            self.compression,
         )
         return Fitted(payload, len(train), metrics)
+
+    def samples_asked(self, config: Mapping[str, Scalar]) -> int:
+        """Samples to generate this round: the config's ``num_samples`` (else
+        ``samples_per_round``), cut to ``sample_ratio`` times the real training
+        examples (at least 1) where the config carries a ratio."""
+        asked = int(config.get("num_samples", self.samples_per_round))
+        ratio = float(config.get("sample_ratio", 0.0))
+        if not 0.0 <= ratio < float("inf"):
+            raise ValueError(f"config sample_ratio must be a finite number >= 0, got {ratio}")
+        if ratio > 0:
+            asked = min(asked, max(1, round(ratio * len(self.data.train))))
+        return asked
 
     def learn(
         self,

@@ -19,7 +19,7 @@ from flower_synth.equilibrium import TRUST_MODES, check_trust_matrix
 from flower_synth.exchange import SIZE_CAP, Roster, capped_sizes
 from flower_synth.payload import WireBatch
 
-SAMPLE_ALLOCATIONS = ("size", "equal")
+SAMPLE_ALLOCATIONS = ("ratio", "size", "equal")
 
 
 class SyntheticPools:
@@ -31,9 +31,18 @@ class SyntheticPools:
 
     Downloads never include the receiver's own pool. Sources are drawn in proportion
     to the trust weights ``a_ij`` over the pools that exist (so partial participation
-    keeps the proportions exact among them), capped at ``download_budget`` samples;
-    within a source, samples are drawn without replacement unless its share exceeds
-    its pool.
+    keeps the proportions exact among them), each weight times ``age_decay`` to the
+    power of its pool's age in rounds; within a source, samples are drawn without
+    replacement unless its share exceeds its pool. A download holds at most
+    ``download_ratio`` times the receiver's training-set size (its reported size,
+    capped like every size here; the median reported size before it has reported one)
+    and at most ``download_budget`` samples, so a client's download does not grow with
+    the federation.
+
+    A pool made in round ``r`` is sent in downloads up to round ``r + max_age`` and
+    then dropped (:meth:`expire`): in a large federation, where a client trains every
+    few rounds, no client learns from samples of a generator many rounds old without
+    it being recorded (:meth:`ages`).
 
     Args:
         sample_shape: shape of one sample.
@@ -41,11 +50,17 @@ class SyntheticPools:
             proportion to their training-set sizes), or a row-stochastic matrix indexed
             by partition id.
         self_trust: ``a_ii`` for ``"uniform"`` and ``"size"``.
-        download_budget: samples per download; 0 sends all the other pools hold.
+        download_budget: samples per download at most; 0: no fixed cap.
         seed: seeds which samples each download draws.
         max_missed_rounds: drop the pool of a client that was asked to train and did not
             answer (or answered with a payload that was rejected) this many rounds in a
             row (None: never).
+        download_ratio: samples per download at most, per example of the receiver's
+            training set; 0: no such cap (with ``download_budget`` 0 too, a download
+            holds all the other pools hold).
+        max_age: rounds a pool is sent in after the round it was made (None: until
+            its client sends a new one or departs).
+        age_decay: factor on a pool's download weight per round of age (1: none).
     """
 
     def __init__(
@@ -56,6 +71,9 @@ class SyntheticPools:
         download_budget: int = 0,
         seed: int = 0,
         max_missed_rounds: int | None = None,
+        download_ratio: float = 0.0,
+        max_age: int | None = None,
+        age_decay: float = 1.0,
     ) -> None:
         if isinstance(trust, str) and trust not in TRUST_MODES:
             raise ValueError(f"trust must be one of {TRUST_MODES} or a matrix, got {trust!r}")
@@ -66,14 +84,24 @@ class SyntheticPools:
             raise ValueError(f"self_trust must lie in (0, 1], got {self_trust}")
         if download_budget < 0:
             raise ValueError(f"download_budget must be >= 0, got {download_budget}")
+        if not (download_ratio >= 0 and np.isfinite(download_ratio)):
+            raise ValueError(f"download_ratio must be a finite number >= 0, got {download_ratio}")
+        if max_age is not None and max_age < 1:
+            raise ValueError(f"max_age must be >= 1 round or None, got {max_age}")
+        if not 0.0 < age_decay <= 1.0:
+            raise ValueError(f"age_decay must lie in (0, 1], got {age_decay}")
         self.sample_shape = tuple(sample_shape)
         self.trust = trust
         self.self_trust = self_trust
         self.download_budget = download_budget
+        self.download_ratio = download_ratio
+        self.max_age = max_age
+        self.age_decay = age_decay
         self.seed = seed
         self.roster = Roster(max_missed_rounds)
         self.pools: dict[str, WireBatch] = {}
         self.sizes: dict[str, int] = {}
+        self.made: dict[str, int] = {}
 
     @property
     def partition_of(self) -> dict[str, int]:
@@ -84,20 +112,42 @@ class SyntheticPools:
         """The identity of ``node_id``: the partition it last reported, else the node."""
         return self.roster.key_of(node_id)
 
-    def store(self, node_id: str, partition_id: int | None, batch: WireBatch, size: int) -> str:
-        """Keep ``batch`` as the pool of the client at ``node_id``, replacing that
-        identity's previous pool; returns the identity."""
+    def store(
+        self,
+        node_id: str,
+        partition_id: int | None,
+        batch: WireBatch,
+        size: int,
+        server_round: int,
+    ) -> str:
+        """Keep ``batch``, made in ``server_round``, as the pool of the client at
+        ``node_id``, replacing that identity's previous pool; returns the identity."""
         key, previous = self.roster.identify(node_id, partition_id)
         if previous is not None:  # stored under its node before it reported a partition
             self.forget(previous)
-        self.pools[key], self.sizes[key] = batch, size
+        self.pools[key], self.sizes[key], self.made[key] = batch, size, server_round
         return key
 
     def forget(self, key: str) -> None:
         """Drop everything kept for the identity ``key``."""
         self.pools.pop(key, None)
         self.sizes.pop(key, None)
+        self.made.pop(key, None)
         self.roster.forget(key)
+
+    def ages(self, server_round: int) -> dict[str, int]:
+        """Every pool's age in ``server_round``: rounds since the round it was made."""
+        return {key: server_round - made for key, made in self.made.items()}
+
+    def expire(self, server_round: int) -> list[str]:
+        """At the end of ``server_round``, drop the pools too old to be sent in the
+        next round (``max_age``); returns their identities. The clients stay known."""
+        if self.max_age is None:
+            return []
+        old = [key for key, age in self.ages(server_round + 1).items() if age > self.max_age]
+        for key in old:
+            del self.pools[key], self.made[key]
+        return old
 
     def drop_departed(self, asked: Sequence[str], answered: Sequence[str]) -> list[str]:
         """Forget the pools of clients that have now missed ``max_missed_rounds`` rounds
@@ -135,7 +185,9 @@ class SyntheticPools:
         sources, weights = [s for s, k in zip(sources, keep, strict=True) if k], weights[keep]
         if not sources:
             return WireBatch.concatenate([], self.sample_shape), self_trust
-        budget = self.download_budget or sum(len(self.pools[s]) for s in sources)
+        ages = self.ages(server_round)
+        weights = weights * self.age_decay ** np.asarray([ages[s] for s in sources], float)
+        budget = self.download_size(key, sum(len(self.pools[s]) for s in sources))
         rng = np.random.default_rng([self.seed, server_round, self.partition_of.get(key, 0)])
         parts = []
         for source, count in zip(sources, allocate(budget, weights), strict=True):
@@ -144,18 +196,34 @@ class SyntheticPools:
             parts.append(pool.take(rng.choice(len(pool), size=count, replace=replace)))
         return WireBatch.concatenate(parts, self.sample_shape), self_trust
 
+    def download_size(self, key: str, available: int) -> int:
+        """Samples the client ``key`` receives when the other pools hold ``available``:
+        at most ``download_budget`` and ``download_ratio`` times its training-set size
+        (see the class)."""
+        size = available
+        if self.download_budget:
+            size = min(size, self.download_budget)
+        known = list(self.sizes.values())
+        if self.download_ratio and known:
+            capped = dict(zip(self.sizes, capped_sizes(known), strict=True))
+            own = capped.get(key, float(np.median(list(capped.values()))))
+            size = min(size, max(1, round(self.download_ratio * own)))
+        return size
+
     def sample_counts(
         self, node_ids: Iterable[str], per_client: int, allocation: str = "size"
     ) -> dict[str, int]:
-        """How many samples each of ``node_ids`` generates this round: ``per_client``
-        each (``"equal"``), or ``per_client`` times their number split in proportion
-        to the clients' training-set sizes (``"size"``; a client whose size is not
-        known yet counts with the mean known size), so that the union of the pools
-        follows the federation's real label mix and larger datasets speak louder."""
+        """How many samples each of ``node_ids`` generates this round, at most:
+        ``per_client`` each (``"equal"``, and ``"ratio"``, where the client generates
+        a share of its own training-set size up to that cap), or ``per_client`` times
+        their number split in proportion to the clients' training-set sizes
+        (``"size"``; a client whose size is not known yet counts with the mean known
+        size), so that the union of the pools follows the federation's real label mix
+        and larger datasets speak louder."""
         node_ids = list(node_ids)
         sizes = [self.sizes.get(self.key_of(node)) for node in node_ids]
         known = [s for s in sizes if s is not None]
-        if allocation == "equal" or not known:
+        if allocation in ("equal", "ratio") or not known:
             return dict.fromkeys(node_ids, per_client)
         mean = float(np.mean(capped_sizes(known)))
         cap = SIZE_CAP * max(float(np.median(known)), 1.0)
@@ -172,7 +240,8 @@ class SyntheticPools:
 
     def state(self) -> State:
         """Every pool, training-set size and identity (for a checkpoint)."""
-        state = State(meta={"sizes": dict(self.sizes)}).with_part("roster", self.roster.state())
+        meta = {"sizes": dict(self.sizes), "made": dict(self.made)}
+        state = State(meta=meta).with_part("roster", self.roster.state())
         for key, pool in self.pools.items():
             arrays = {"samples": pool.samples, "labels": pool.labels}
             if pool.probabilities is not None:
@@ -184,13 +253,16 @@ class SyntheticPools:
         """Continue from :meth:`state`."""
         self.roster.load_state(state.part("roster"))
         self.sizes = {key: int(size) for key, size in state.meta.get("sizes", {}).items()}
+        self.made = {key: int(made) for key, made in state.meta.get("made", {}).items()}
         self.pools = {}
         for name in state.meta:
             if name.startswith("pool:"):
                 arrays = state.part(name).arrays
-                self.pools[name.removeprefix("pool:")] = WireBatch(
+                key = name.removeprefix("pool:")
+                self.pools[key] = WireBatch(
                     arrays["samples"], arrays["labels"], arrays.get("probabilities")
                 )
+                self.made.setdefault(key, 0)  # a checkpoint from before pools had ages
 
     def _order(self, key: str) -> tuple[int, str]:
         return (self.partition_of.get(key, -1), key)

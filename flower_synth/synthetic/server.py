@@ -17,7 +17,13 @@ from flower_synth.exchange import (
     Reply,
     reported_partition,
 )
-from flower_synth.payload import PayloadError, WireBatch, validate_wire
+from flower_synth.payload import (
+    PayloadError,
+    WireBatch,
+    compressed,
+    max_payload_bytes,
+    validate_wire,
+)
 from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS, SyntheticPools
 from flower_synth.synthetic.server_classifier import PoolLearner
 
@@ -31,12 +37,17 @@ class SyntheticOptions(TypedDict):
     sample_shape: tuple[int, ...]
     num_classes: int
     samples_per_client: NotRequired[int]
+    sample_ratio: NotRequired[float]
     download_budget: NotRequired[int]
+    download_ratio: NotRequired[float]
     trust: NotRequired[str | np.ndarray]
     self_trust: NotRequired[float]
     sample_dtype: NotRequired[str]
     sample_allocation: NotRequired[str]
     soft_label_top_k: NotRequired[int]
+    compression: NotRequired[str]
+    pool_max_age: NotRequired[int | None]
+    pool_age_decay: NotRequired[float]
     server_classifier: NotRequired[PoolLearner | None]
     on_pools: NotRequired[PoolCallback | None]
     seed: NotRequired[int]
@@ -50,10 +61,17 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
     It keeps the latest pool of synthetic samples of every client
     (:class:`~flower_synth.synthetic.pools.SyntheticPools`, keyed by the partition id a
     client reports) and, each round, sends every sampled client a mixture of the
-    *other* clients' pools, drawn by source in proportion to the trust weights ``a_ij``
-    and capped at ``download_budget`` samples, soft labels included, with ``self_trust``
-    (``a_ii``) and ``num_samples`` (its share of ``samples_per_client`` times the
-    sampled clients, ``sample_allocation``) in its config. Every payload is validated
+    *other* clients' pools, drawn by source in proportion to the trust weights ``a_ij``,
+    soft labels included, with ``self_trust`` (``a_ii``) and ``num_samples`` in its
+    config.
+
+    What a round costs a client does not grow with the federation: by default a client
+    generates ``sample_ratio`` times its training-set size in samples, at most
+    ``samples_per_client`` (``sample_allocation="ratio"``: the config carries the cap as
+    ``num_samples`` and the ratio as ``sample_ratio``), and receives at most
+    ``download_ratio`` times its training-set size, at most ``download_budget``; pools
+    older than ``pool_max_age`` rounds are no longer sent. Payloads travel deflated
+    (``compression``). Every payload is validated
     (:func:`~flower_synth.payload.validate_wire`: arrays, dtypes, shapes, labels,
     values, soft labels, at most the samples asked for). The accepted pools of a round
     go to ``server_classifier`` (a
@@ -64,16 +82,28 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
     Args:
         sample_shape: shape of one sample, e.g. ``(1, 28, 28)``.
         num_classes: labels must lie in ``[0, num_classes)``.
-        samples_per_client: samples asked of a client per round, on average.
-        download_budget: samples sent to a client per round; 0 sends as many as the
-            other pools hold together.
+        samples_per_client: samples asked of a client per round: at most (``"ratio"``
+            and ``"equal"`` allocation) or on average (``"size"``).
+        sample_ratio: with ``"ratio"`` allocation, samples per example of the client's
+            training set.
+        download_budget: samples sent to a client per round at most; 0: no fixed cap.
+        download_ratio: samples sent to a client per round at most, per example of its
+            training set; 0: no such cap (with ``download_budget`` 0, as many as the
+            other pools hold together).
         trust: ``"uniform"``, ``"size"`` or an explicit row-stochastic matrix indexed
             by partition id (see :class:`~flower_synth.synthetic.pools.SyntheticPools`).
         self_trust: ``a_ii`` for ``"uniform"`` and ``"size"``.
         sample_dtype: wire format of what the server sends, ``"uint8"`` or ``"float16"``.
-        sample_allocation: ``"size"`` (a client's share follows its training-set
+        sample_allocation: ``"ratio"`` (``sample_ratio`` of the client's own
+            training-set size, capped), ``"size"`` (a client's share of
+            ``samples_per_client`` times the sampled clients follows its training-set
             size) or ``"equal"`` (``samples_per_client`` each).
         soft_label_top_k: send only the top ``k`` soft labels per sample (0: all).
+        compression: ``"deflate"`` or ``"none"``: how downloads travel (replies are
+            taken either way).
+        pool_max_age: rounds a pool is sent in after the round it was made (None:
+            until its client replaces it or departs).
+        pool_age_decay: factor on a pool's download weight per round of its age.
         server_classifier: learns from each round's pools; its evaluation is the
             strategy's.
         on_pools: called after every round with the pools and the accepted clients'
@@ -90,12 +120,17 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
         num_classes: int,
         *,
         samples_per_client: int = 1000,
-        download_budget: int = 0,
+        sample_ratio: float = 0.2,
+        download_budget: int = 3000,
+        download_ratio: float = 0.6,
         trust: str | np.ndarray = "uniform",
         self_trust: float = 0.5,
         sample_dtype: str = "uint8",
-        sample_allocation: str = "size",
+        sample_allocation: str = "ratio",
         soft_label_top_k: int = 0,
+        compression: str = "deflate",
+        pool_max_age: int | None = 20,
+        pool_age_decay: float = 1.0,
         server_classifier: PoolLearner | None = None,
         on_pools: PoolCallback | None = None,
         seed: int = 0,
@@ -108,12 +143,25 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
             raise ValueError(
                 f"sample_allocation must be one of {SAMPLE_ALLOCATIONS}, got {sample_allocation!r}"
             )
+        if sample_allocation == "ratio" and not 0 < sample_ratio < float("inf"):
+            raise ValueError(f"sample_ratio must be a finite number > 0, got {sample_ratio}")
+        compressed([], compression)  # raises on an unknown compression
         self.pools = SyntheticPools(
-            sample_shape, trust, self_trust, download_budget, seed, max_missed_rounds
+            sample_shape,
+            trust,
+            self_trust,
+            download_budget,
+            seed,
+            max_missed_rounds,
+            download_ratio=download_ratio,
+            max_age=pool_max_age,
+            age_decay=pool_age_decay,
         )
         self.num_partitions = num_partitions
         self.num_classes = num_classes
         self.samples_per_client = samples_per_client
+        self.sample_ratio = sample_ratio
+        self.compression = compression
         self.sample_dtype = sample_dtype
         self.sample_allocation = sample_allocation
         self.soft_label_top_k = soft_label_top_k
@@ -125,12 +173,14 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
         """The strategy's main settings."""
         return (
             f"synthetic-sample exchange (samples_per_client={self.samples_per_client}, "
-            f"download_budget={self.pools.download_budget}, trust={self.pools.trust!r})"
+            f"sample_allocation={self.sample_allocation!r}, sample_ratio={self.sample_ratio}, "
+            f"download_budget={self.pools.download_budget}, "
+            f"download_ratio={self.pools.download_ratio}, trust={self.pools.trust!r})"
         )
 
     def instructions(self, server_round: int, node_ids: Sequence[str]) -> Instructions:
         """Every node's download of the others' pools, its ``self_trust`` and
-        ``num_samples``."""
+        ``num_samples`` (and ``sample_ratio`` with ``"ratio"`` allocation)."""
         self.requested = self.pools.sample_counts(
             node_ids, self.samples_per_client, self.sample_allocation
         )
@@ -140,16 +190,22 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
             arrays = []
             if len(batch):
                 arrays = batch.converted(self.sample_dtype).arrays(self.soft_label_top_k)
-            config = {"self_trust": self_trust, "num_samples": self.requested[node]}
-            instructions[node] = (arrays, config)
+            config: dict[str, Scalar] = {
+                "self_trust": self_trust,
+                "num_samples": self.requested[node],
+            }
+            if self.sample_allocation == "ratio":
+                config["sample_ratio"] = self.sample_ratio
+            instructions[node] = (compressed(arrays, self.compression), config)
         return instructions
 
     def max_payload_bytes(self, node_id: str) -> int:
         """The most bytes a client's reply may carry: the samples it was asked for as
-        float16 with full float16 soft labels and int32 labels, plus headers."""
+        float16 with full float16 soft labels and int32 labels, plus headers (deflate
+        can only shrink such a payload, or grow it by a few bytes)."""
         cap = self.requested.get(node_id, self.samples_per_client)
-        per_sample = 2 * int(np.prod(self.pools.sample_shape)) + 4 + 2 * self.num_classes
-        return cap * per_sample + HEADER_ALLOWANCE
+        data = max_payload_bytes(cap, self.pools.sample_shape, self.num_classes)
+        return data + HEADER_ALLOWANCE
 
     def decode(self, reply: Reply) -> tuple[int | None, WireBatch]:
         """The client's samples (at most what it was asked for) and the partition id it
@@ -180,13 +236,20 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
         for item in accepted:
             partition, batch = item.decoded
             reply = item.reply
-            key = self.pools.store(reply.node_id, partition, batch, reply.num_examples)
+            key = self.pools.store(
+                reply.node_id, partition, batch, reply.num_examples, server_round
+            )
             arrived[key] = batch
             client_metrics[key] = reply.metrics
+        expired = self.pools.expire(server_round)
+        ages = list(self.pools.ages(server_round).values()) or [0]
         counts = self.pools.label_counts(self.num_classes)
         shares = counts / max(int(counts.sum()), 1)
         metrics: dict[str, Any] = {
             "departed_clients": len(departed),
+            "expired_pools": len(expired),
+            "pool_age_mean": float(np.mean(ages)),
+            "pool_age_max": int(max(ages)),
             "pool_clients": len(self.pools.pools),
             "pool_samples": int(counts.sum()),
             "pool_class_share_min": float(shares.min()),

@@ -96,10 +96,11 @@ class PooledClassifier:
 
     Each round it adds the new pools to a replay buffer of the last ``replay_rounds``
     rounds and runs ``epochs`` epochs of SGD, an epoch drawing as many examples as
-    arrived this round from the buffer, class-balanced (each class equally likely,
-    whatever the clients' label mix), with soft labels where the senders gave them
-    (distillation loss at ``temperature``). The step size decays by ``lr_decay`` per
-    round; ``weight_decay`` is SGD's L2 penalty. ``evaluate`` scores it on ``test``
+    arrived this round from the buffer (all epochs together at most ``max_draws``, so
+    a round's cost follows the round's samples and has a ceiling), class-balanced
+    (each class equally likely, whatever the clients' label mix), with soft labels
+    where the senders gave them (distillation loss at ``temperature``). The step size
+    decays by ``lr_decay`` per round; ``weight_decay`` is SGD's L2 penalty. ``evaluate`` scores it on ``test``
     (``global_accuracy``). It never sees real training data.
 
     Args:
@@ -112,6 +113,7 @@ class PooledClassifier:
             the ``mean`` and ``std`` your transform used).
         device: where the classifier trains and predicts.
         epochs: epochs per round (0: never trains).
+        max_draws: examples drawn per round at most, over all epochs (None: no cap).
         replay_rounds: rounds of samples kept for training.
         batch_size, learning_rate, momentum, weight_decay, lr_decay: SGD.
         temperature: distillation temperature for soft labels.
@@ -129,6 +131,7 @@ class PooledClassifier:
         normalization: Normalization = SYMMETRIC,
         device: Device = "cpu",
         epochs: int = 1,
+        max_draws: int | None = 20_000,
         replay_rounds: int = 5,
         batch_size: int = 64,
         learning_rate: float = 0.01,
@@ -141,6 +144,8 @@ class PooledClassifier:
     ) -> None:
         if not 0.0 < lr_decay <= 1.0:
             raise ValueError(f"lr_decay must lie in (0, 1], got {lr_decay}")
+        if max_draws is not None and max_draws < 1:
+            raise ValueError(f"max_draws must be >= 1 or None, got {max_draws}")
         if not isinstance(test, ImageDataset):
             if num_classes is None:
                 raise ValueError("give num_classes with a DataLoader or Dataset as test set")
@@ -150,6 +155,7 @@ class PooledClassifier:
         self.normalization = normalization
         self.device = device
         self.epochs = epochs
+        self.max_draws = max_draws
         self.buffer = ReplayBuffer(replay_rounds)
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -170,6 +176,7 @@ class PooledClassifier:
         if self.epochs == 0:
             return {"replay_samples": len(self.buffer)}
         started = time.perf_counter()
+        draws = self.draws_per_epoch(arrived)
         pool = self.buffer.contents()
         loader = make_loader(
             pool.samples,
@@ -178,7 +185,7 @@ class PooledClassifier:
             shuffle=True,
             seed=self.seed + server_round,
             weights=class_balanced_weights(pool.labels, self.test.num_classes),
-            draws=arrived,
+            draws=draws,
             normalization=self.normalization,
         )
         loss = train(
@@ -195,8 +202,16 @@ class PooledClassifier:
         return {
             "pool_train_loss": loss,
             "replay_samples": len(self.buffer),
+            "server_draws": draws * self.epochs,
             "server_classifier_seconds": time.perf_counter() - started,
         }
+
+    def draws_per_epoch(self, arrived: int) -> int:
+        """Examples one epoch draws when ``arrived`` samples came this round: as many,
+        cut so that the round's epochs draw at most ``max_draws``."""
+        if self.max_draws is None:
+            return arrived
+        return max(1, min(arrived, self.max_draws // self.epochs))
 
     def evaluate(self, server_round: int) -> tuple[float, dict[str, Scalar]] | None:
         """Loss and ``global_accuracy`` on the test set (None before any training)."""

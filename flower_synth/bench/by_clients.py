@@ -1,0 +1,147 @@
+"""The scale summary (experiments whose partitions differ in their number of clients):
+what a round costs against the size of the federation, every strategy beside FedAvg on
+the same machine, and a plot of seconds and bytes per round against the clients."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from flower_synth.bench.by_size import Runs, finished_runs  # noqa: E402
+from flower_synth.bench.experiments import Cell, ExperimentConfig  # noqa: E402
+from flower_synth.bench.plotting import save_figure  # noqa: E402
+from flower_synth.bench.report import BASELINE, mean_std  # noqa: E402
+from flower_synth.results import summarize  # noqa: E402
+
+
+def clients_of(config: ExperimentConfig) -> dict[str, int]:
+    """The number of clients of every partition, by name."""
+    return {p.name: p.num_clients or config.num_clients for p in config.partitions}
+
+
+def is_scale_experiment(config: ExperimentConfig) -> bool:
+    """Whether the partitions of ``config`` differ in their number of clients."""
+    return len(set(clients_of(config).values())) > 1
+
+
+def round_costs(data: dict[str, Any]) -> dict[str, float | None]:
+    """One run's cost per round after the first: median and mean seconds, MB (down +
+    up), and the final global accuracy; peak RSS where measured."""
+    timed = [r["seconds"] for r in data["rounds"][1:] if r.get("seconds") is not None]
+    summary = summarize(data)
+    return {
+        "median_s": statistics.median(timed) if timed else None,
+        "mean_s": statistics.fmean(timed) if timed else None,
+        "mb": summary["mb_per_round"],
+        "accuracy": summary["final_global_accuracy"],
+        "peak_rss": data.get("measurements", {}).get("peak_rss_mb"),
+        "machine": data.get("measurements", {}).get("machine"),
+    }
+
+
+def figure_of(runs: Sequence[dict[str, Any]], key: str) -> list[float]:
+    """``key`` of :func:`round_costs` over ``runs``, where present."""
+    values = [round_costs(data)[key] for data in runs]
+    return [v for v in values if v is not None]
+
+
+def ratio_to_baseline(runs: Runs, partition: str, strategy: str, key: str) -> str:
+    """Mean of ``key`` over the strategy's runs divided by FedAvg's on the same
+    partition, only between runs timed on one machine (any machine for bytes)."""
+    own, base = runs.get((partition, strategy), []), runs.get((partition, BASELINE), [])
+    if key == "mb":
+        mine, theirs = figure_of(own, key), figure_of(base, key)
+    else:
+        machines = {round_costs(d)["machine"] for d in base} - {None}
+        mine = [c[key] for c in map(round_costs, own) if c["machine"] in machines]
+        theirs = [c[key] for c in map(round_costs, base) if c["machine"] in machines]
+        mine, theirs = [v for v in mine if v is not None], [v for v in theirs if v is not None]
+    if not mine or not theirs:
+        return "n/a"
+    return f"{statistics.fmean(mine) / statistics.fmean(theirs):.2f}x"
+
+
+def cost_table(runs: Runs, clients: dict[str, int], strategies: Sequence[str]) -> str:
+    """One row per (partition, strategy): clients, seconds per round (median and mean
+    of rounds 2 on), their ratios to FedAvg, MB per round and its ratio, peak RSS and
+    final global accuracy; mean ± std over seeds."""
+    lines = [
+        f"| clients | strategy | s / round (median) | vs {BASELINE} | s / round (mean) "
+        f"| vs {BASELINE} | MB / round | vs {BASELINE} | peak RSS MB | final global acc % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for partition, count in clients.items():
+        for strategy in strategies:
+            found = runs.get((partition, strategy), [])
+            if not found:
+                continue
+            peaks = figure_of(found, "peak_rss")
+            row = [
+                str(count),
+                strategy,
+                mean_std(figure_of(found, "median_s"), digits=1),
+                ratio_to_baseline(runs, partition, strategy, "median_s"),
+                mean_std(figure_of(found, "mean_s"), digits=1),
+                ratio_to_baseline(runs, partition, strategy, "mean_s"),
+                mean_std(figure_of(found, "mb")),
+                ratio_to_baseline(runs, partition, strategy, "mb"),
+                f"{max(peaks):.0f}" if peaks else "n/a",
+                mean_std(figure_of(found, "accuracy"), 100),
+            ]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def plot_costs(
+    runs: Runs, clients: dict[str, int], strategies: Sequence[str], output: Path
+) -> Path:
+    """Median seconds per round and MB per round against the number of clients, one
+    line per strategy."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for strategy in strategies:
+        for axis, key in zip(axes, ("median_s", "mb"), strict=True):
+            points = [
+                (count, statistics.fmean(values))
+                for partition, count in clients.items()
+                if (values := figure_of(runs.get((partition, strategy), []), key))
+            ]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                axis.plot(xs, ys, marker="o", label=strategy)
+    for axis, label in zip(axes, ("seconds per round (median)", "MB per round"), strict=True):
+        axis.set_xscale("log")
+        axis.set_xlabel("clients in the federation")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    return save_figure(figure, output)
+
+
+def write_by_clients(config: ExperimentConfig, cells: Sequence[Cell]) -> Path:
+    """``by-clients.md`` and ``by-clients.png`` in the experiment's output folder (see
+    the module docstring). Only finished runs count."""
+    output = Path(config.output_dir).expanduser().resolve()
+    runs = finished_runs(cells)
+    clients, strategies = clients_of(config), list(config.strategies)
+    plot = plot_costs(runs, clients, strategies, output / "by-clients.png")
+    lines = [
+        f"# {config.name}: against the number of clients",
+        "",
+        "Rounds after the first (round 1 also starts Ray and loads data); mean ± sample "
+        f"std over seeds. Ratios to {BASELINE} divide means over runs on the same "
+        "partition, seconds only between runs timed on the same machine.",
+        "",
+        cost_table(runs, clients, strategies),
+        "",
+        f"![cost per round against the number of clients]({plot.name})",
+    ]
+    report = output / "by-clients.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
