@@ -100,8 +100,9 @@ class PooledClassifier:
     a round's cost follows the round's samples and has a ceiling), class-balanced
     (each class equally likely, whatever the clients' label mix), with soft labels
     where the senders gave them (distillation loss at ``temperature``). The step size
-    decays by ``lr_decay`` per round; ``weight_decay`` is SGD's L2 penalty. ``evaluate`` scores it on ``test``
-    (``global_accuracy``). It never sees real training data.
+    decays by ``lr_decay`` per round; ``weight_decay`` is SGD's L2 penalty.
+    ``evaluate`` scores it on ``test`` (``global_accuracy``). It never sees real
+    training data.
 
     Args:
         model: the classifier (e.g. the CNN FedAvg trains; any torch module).
