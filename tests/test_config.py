@@ -53,11 +53,19 @@ def test_ints_become_floats_and_unknown_keys_are_ignored() -> None:
         ({"pool-max-age": -1}, "pool-max-age must be >= 0"),
         ({"pool-age-decay": 0.0}, r"pool-age-decay must lie in \(0, 1\]"),
         ({"server-max-draws": -5}, "server-max-draws must be >= 0"),
+        ({"server-batch-size": -1}, "server-batch-size must be >= 0"),
+        ({"generator-min-batches": 0}, "generator-min-batches must be >= 1"),
     ],
 )
 def test_bad_values_are_named(run_config: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RunSettings.from_run_config(run_config)
+
+
+def test_the_server_classifier_has_its_own_batch_and_step_unless_zero() -> None:
+    assert RunSettings().server_sgd_params()["batch_size"] == 256
+    clients = RunSettings(server_batch_size=0, server_learning_rate=0.0, batch_size=32)
+    assert clients.server_sgd_params() | {"seed": 0} == clients.sgd_params() | {"seed": 0}
 
 
 def test_wrong_type_says_how_to_quote() -> None:
@@ -99,3 +107,12 @@ def test_capacity_scales_the_generator_and_the_classifier_of_each_partition() ->
     large = generator_params(settings, "cvae", 1, 100)
     assert (small["latent_dim"], large["latent_dim"]) == (4, 16)
     assert (small["hidden_dim"], large["hidden_dim"]) == (64, 256)
+
+
+def test_a_generator_epoch_draws_the_clients_data_and_at_least_min_batches() -> None:
+    from flower_synth.app.client_app import generator_params
+
+    assert generator_params(RunSettings(), "cvae", 0, 480)["epoch_size"] == 480  # its data
+    floor = RunSettings(generator_min_batches=8)  # the floor runs had before the key
+    assert generator_params(floor, "cvae", 0, 480)["epoch_size"] == 8 * 256
+    assert generator_params(floor, "cvae", 0, 5000)["epoch_size"] == 5000

@@ -28,8 +28,6 @@ from flower_synth.generative import build_generator
 from flower_synth.learner import Learner, round_seed, server_round
 from flower_synth.models import build_dual_head_model, build_model
 
-MIN_GENERATOR_BATCHES = 8
-
 app = ClientApp()
 
 
@@ -54,7 +52,7 @@ def generator_params(
     """Constructor parameters the run config sets for a generator of ``kind`` (its
     sizes scaled by the partition's ``capacity``); a CVAE (or SymmetricVAE)
     epoch draws as many examples from the mixture as the client has real ones, and at
-    least :data:`MIN_GENERATOR_BATCHES` batches (so that small clients' generators learn)."""
+    least ``generator-min-batches`` batches."""
     seed = round_seed(settings.seed, partition_id, 0)
     scale = settings.capacity_for(partition_id)
     if kind.startswith("cvae") or kind == "symvae":
@@ -64,7 +62,9 @@ def generator_params(
             "hidden_dim": max(1, round(settings.generator_hidden * scale)),
             "batch_size": settings.generator_batch_size,
             "learning_rate": settings.generator_learning_rate,
-            "epoch_size": max(num_real, MIN_GENERATOR_BATCHES * settings.generator_batch_size),
+            "epoch_size": max(
+                num_real, settings.generator_min_batches * settings.generator_batch_size
+            ),
             "seed": seed,
         }
         if kind.startswith("cvae"):  # the SymmetricVAE has no latent prior or KL weight

@@ -43,6 +43,9 @@ BEFORE_KEY_EXISTED = {
     "compression": "none",
     "pool-max-age": 0,
     "server-max-draws": 0,
+    "generator-min-batches": 8,
+    "server-batch-size": 0,
+    "server-learning-rate": 0.0,
 }
 
 
@@ -66,6 +69,7 @@ SYNTHETIC_ONLY_KEYS = (
     "latent-dim",
     "generator-hidden",
     "generator-batch-size",
+    "generator-min-batches",
     "generator-learning-rate",
     "latent-prior",
     "kl-weight",
@@ -78,6 +82,8 @@ SYNTHETIC_ONLY_KEYS = (
     "classifier-epoch-scale",
     "server-epochs",
     "server-max-draws",
+    "server-batch-size",
+    "server-learning-rate",
     "replay-rounds",
     "server-weight-decay",
     "server-lr-decay",
@@ -171,6 +177,7 @@ class RunSettings:
     latent_dim: int = 20
     generator_hidden: int = 256
     generator_batch_size: int = 256
+    generator_min_batches: int = 1
     generator_learning_rate: float = 0.003
     latent_prior: str = "class"
     kl_weight: float = 1.0
@@ -183,6 +190,8 @@ class RunSettings:
     classifier_epoch_scale: float = 1.0
     server_epochs: int = 2
     server_max_draws: int = 20_000
+    server_batch_size: int = 256
+    server_learning_rate: float = 0.04
     replay_rounds: int = 5
     server_weight_decay: float = 5e-4
     server_lr_decay: float = 1.0
@@ -288,6 +297,7 @@ class RunSettings:
             "latent_dim",
             "generator_hidden",
             "generator_batch_size",
+            "generator_min_batches",
             "replay_rounds",
             "client_global_eval_every",
         ):
@@ -302,6 +312,8 @@ class RunSettings:
             "download_budget",
             "pool_max_age",
             "server_max_draws",
+            "server_batch_size",
+            "server_learning_rate",
             "server_epochs",
             "fusion_max_components",
             "pseudo_per_class",
@@ -413,6 +425,14 @@ class RunSettings:
             "learning_rate": self.learning_rate,
             "momentum": self.momentum,
             "seed": self.seed,
+        }
+
+    def server_sgd_params(self) -> dict[str, Any]:
+        """:meth:`sgd_params` for the synthetic exchange's server classifier: its own
+        ``server-batch-size`` and ``server-learning-rate`` (0: the clients')."""
+        return self.sgd_params() | {
+            "batch_size": self.server_batch_size or self.batch_size,
+            "learning_rate": self.server_learning_rate or self.learning_rate,
         }
 
     def kind_for(self, spec: str, partition_id: int) -> str:

@@ -195,7 +195,7 @@ def build_synthetic_strategy(
             lr_decay=settings.server_lr_decay,
             temperature=settings.distill_temperature,
             hard_label_weight=settings.hard_label_weight,
-            **settings.sgd_params(),
+            **settings.server_sgd_params(),
         )
     trust = settings.trust if settings.trust in TRUST_MODES else parse_trust_matrix(settings.trust)
     return SyntheticSampleStrategy(

@@ -33,10 +33,14 @@ def is_scale_experiment(config: ExperimentConfig) -> bool:
 
 def round_costs(data: dict[str, Any]) -> dict[str, float | None]:
     """One run's cost per round after the first: median and mean seconds, MB (down +
-    up), and the final global accuracy; peak RSS where measured."""
+    up), the final global accuracy, the pools' mean and largest age in the last round
+    (synthetic exchange); peak RSS where measured."""
     timed = [r["seconds"] for r in data["rounds"][1:] if r.get("seconds") is not None]
     summary = summarize(data)
+    last = data["rounds"][-1] if data["rounds"] else {}
     return {
+        "age_mean": last.get("pool_age_mean"),
+        "age_max": last.get("pool_age_max"),
         "median_s": statistics.median(timed) if timed else None,
         "mean_s": statistics.fmean(timed) if timed else None,
         "mb": summary["mb_per_round"],
@@ -70,12 +74,14 @@ def ratio_to_baseline(runs: Runs, partition: str, strategy: str, key: str) -> st
 
 def cost_table(runs: Runs, clients: dict[str, int], strategies: Sequence[str]) -> str:
     """One row per (partition, strategy): clients, seconds per round (median and mean
-    of rounds 2 on), their ratios to FedAvg, MB per round and its ratio, peak RSS and
-    final global accuracy; mean ± std over seeds."""
+    of rounds 2 on), their ratios to FedAvg, MB per round and its ratio, peak RSS,
+    final global accuracy and the pools' ages in the last round; mean ± std over
+    seeds."""
     lines = [
         f"| clients | strategy | s / round (median) | vs {BASELINE} | s / round (mean) "
-        f"| vs {BASELINE} | MB / round | vs {BASELINE} | peak RSS MB | final global acc % |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| vs {BASELINE} | MB / round | vs {BASELINE} | peak RSS MB | final global acc % "
+        "| pool age mean / max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for partition, count in clients.items():
         for strategy in strategies:
@@ -94,6 +100,8 @@ def cost_table(runs: Runs, clients: dict[str, int], strategies: Sequence[str]) -
                 ratio_to_baseline(runs, partition, strategy, "mb"),
                 f"{max(peaks):.0f}" if peaks else "n/a",
                 mean_std(figure_of(found, "accuracy"), 100),
+                f"{mean_std(figure_of(found, 'age_mean'), digits=1)} / "
+                f"{mean_std(figure_of(found, 'age_max'), digits=0)}",
             ]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

@@ -185,8 +185,8 @@ class SyntheticPools:
         sources, weights = [s for s, k in zip(sources, keep, strict=True) if k], weights[keep]
         if not sources:
             return WireBatch.concatenate([], self.sample_shape), self_trust
-        ages = self.ages(server_round)
-        weights = weights * self.age_decay ** np.asarray([ages[s] for s in sources], float)
+        ages = np.asarray([self.ages(server_round)[s] for s in sources], float)
+        weights = weights * self.age_decay ** (ages - ages.min())  # relative: no underflow
         budget = self.download_size(key, sum(len(self.pools[s]) for s in sources))
         rng = np.random.default_rng([self.seed, server_round, self.partition_of.get(key, 0)])
         parts = []
