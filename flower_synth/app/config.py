@@ -188,7 +188,7 @@ class RunSettings:
     distill_temperature: float = 1.0
     hard_label_weight: float = 0.3
     classifier_epoch_scale: float = 1.0
-    server_epochs: int = 2
+    server_epochs: int = 3
     server_max_draws: int = 20_000
     server_batch_size: int = 256
     server_learning_rate: float = 0.04
