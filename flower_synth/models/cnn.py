@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from flower_synth.models.width import scaled_units
+
 
 class SimpleCNN(nn.Module):
     """conv(6, 5x5) -> pool -> conv(16, 5x5) -> pool -> FC 120 -> FC 84 -> FC classes.
@@ -34,10 +36,8 @@ class SimpleCNN(nn.Module):
         width: float = 1.0,
     ) -> None:
         super().__init__()
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}")
         side = ((image_size - 4) // 2 - 4) // 2
-        conv1, conv2, hidden = (max(1, round(units * width)) for units in (6, 16, 120))
+        conv1, conv2, hidden = scaled_units(width, 6, 16, 120)
         self.feature_dim = 84
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, conv1, kernel_size=5),

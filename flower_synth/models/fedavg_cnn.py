@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from flower_synth.models.width import scaled_units
+
 
 class FedAvgCNN(nn.Module):
     """conv(32, 5x5, same) -> pool -> conv(64, 5x5, same) -> pool -> FC 512 -> FC classes.
@@ -34,11 +36,9 @@ class FedAvgCNN(nn.Module):
         width: float = 1.0,
     ) -> None:
         super().__init__()
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}")
         if image_size % 4:
             raise ValueError(f"image_size must be divisible by 4, got {image_size}")
-        conv1, conv2, hidden = (max(1, round(units * width)) for units in (32, 64, 512))
+        conv1, conv2, hidden = scaled_units(width, 32, 64, 512)
         side = image_size // 4
         self.feature_dim = hidden
         self.features = nn.Sequential(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from flower_synth.models.width import scaled_units
+
 
 class DigitsMLP(nn.Module):
     """Flatten -> FC 128 -> FC 64 -> FC classes (17,226 parameters for 1x8x8, 10 classes).
@@ -25,9 +27,7 @@ class DigitsMLP(nn.Module):
         width: float = 1.0,
     ) -> None:
         super().__init__()
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}")
-        hidden = max(1, round(128 * width))
+        (hidden,) = scaled_units(width, 128)
         self.feature_dim = 64
         self.features = nn.Sequential(
             nn.Flatten(),
