@@ -29,6 +29,15 @@ DIGITS_RUN = {
 }
 
 SYNTHETIC_RUN = {"strategy": "synthetic", "generator": "cvae", "generator-epochs": 20}
+# Samples as they were before the defaults sized and deflated them: every client asked
+# for its share of samples-per-client, every other pool received, arrays as they are,
+# so that bytes can be counted exactly.
+UNCOMPRESSED_POOLS = {
+    "sample-allocation": "size",
+    "download-ratio": 0.0,
+    "download-budget": 0,
+    "compression": "none",
+}
 # A digits sample on the wire: uint8 8x8 image, int32 label, float16 soft label over 10 classes.
 SAMPLE_BYTES = 64 + 4 + 2 * 10
 
@@ -98,7 +107,7 @@ def test_deployment_with_superlink_and_two_supernodes(tmp_path: Path) -> None:
                 },
             )
             for name, extra in [
-                ("synthetic", SYNTHETIC_RUN | {"samples-per-client": samples}),
+                ("synthetic", SYNTHETIC_RUN | {"samples-per-client": samples}),  # defaults
                 ("gmm-prototype", {"strategy": "gmm-prototype"}),
             ]
         ]
@@ -112,9 +121,12 @@ def test_deployment_with_superlink_and_two_supernodes(tmp_path: Path) -> None:
     first, second = synthetic["rounds"]
     assert first["clients_sampled"] == second["clients_sampled"] == nodes
     assert first["bytes_down"] == 0
-    # round 2 asks each node for its share of 2 x 300 by data size: the total holds
-    assert first["bytes_up"] == second["bytes_up"] == nodes * samples * SAMPLE_BYTES
-    assert second["bytes_down"] == nodes * samples * SAMPLE_BYTES  # each gets the other's pool
+    # each node sends 0.2 samples per training image (at most 300), deflated: far less
+    # than 300 uncompressed samples; in round 2 each gets the other's pool, deflated too
+    for record in (first, second):
+        assert record["fit_failures"] == record["rejected_payloads"] == 0
+        assert 0 < record["bytes_up"] < nodes * samples * SAMPLE_BYTES / 4
+    assert 0 < second["bytes_down"] < nodes * samples * SAMPLE_BYTES / 4
     # Each node's state survived between rounds outside the simulation engine.
     assert (first["client_rounds_min"], second["client_rounds_min"]) == (1, 2)
     assert second["global_accuracy"] > 0.3
@@ -136,12 +148,16 @@ def test_synthetic_exchange_learns_digits(
     tmp_path: Path, generators: str, classifiers: str
 ) -> None:
     clients, rounds, samples = 3, 3, 500
-    run_config = SYNTHETIC_RUN | {
-        "generator": generators,
-        "classifier": classifiers,
-        "samples-per-client": samples,
-        "num-server-rounds": rounds,
-    }
+    run_config = (
+        SYNTHETIC_RUN
+        | UNCOMPRESSED_POOLS
+        | {
+            "generator": generators,
+            "classifier": classifiers,
+            "samples-per-client": samples,
+            "num-server-rounds": rounds,
+        }
+    )
     data = simulate(tmp_path, run_config, clients)
     sample_bytes = samples * SAMPLE_BYTES
     for record in data["rounds"]:

@@ -91,6 +91,9 @@ def class_balanced_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return 1.0 / counts[labels]
 
 
+MIN_BATCHES = 16  # SGD steps an epoch takes at least: batches shrink when few samples came
+
+
 class PooledClassifier:
     """A :class:`PoolLearner`: the classifier the strategy offers as its global model.
 
@@ -98,7 +101,9 @@ class PooledClassifier:
     rounds and runs ``epochs`` epochs of SGD, an epoch drawing as many examples as
     arrived this round from the buffer (all epochs together at most ``max_draws``, so
     a round's cost follows the round's samples and has a ceiling), class-balanced
-    (each class equally likely, whatever the clients' label mix), with soft labels
+    (each class equally likely, whatever the clients' label mix), in batches of
+    ``batch_size`` or fewer examples, so that an epoch takes at least
+    :data:`MIN_BATCHES` steps when few samples came, with soft labels
     where the senders gave them (distillation loss at ``temperature``). The step size
     decays by ``lr_decay`` per round; ``weight_decay`` is SGD's L2 penalty.
     ``evaluate`` scores it on ``test`` (``global_accuracy``). It never sees real
@@ -182,7 +187,7 @@ class PooledClassifier:
         loader = make_loader(
             pool.samples,
             pool.targets(self.test.num_classes, self.hard_label_weight),
-            self.batch_size,
+            max(1, min(self.batch_size, -(-draws // MIN_BATCHES))),
             shuffle=True,
             seed=self.seed + server_round,
             weights=class_balanced_weights(pool.labels, self.test.num_classes),
