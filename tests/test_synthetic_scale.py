@@ -85,6 +85,8 @@ def test_the_server_classifiers_round_is_sized_by_its_samples_and_capped() -> No
     assert capped.learn(1, pools)["server_draws"] == 300  # 150 per epoch, not 2 x 600
     assert capped.learn(2, [pools[0].take(np.arange(100))])["server_draws"] == 200  # under cap
     uncapped = PooledClassifier(build_model(SHAPE, 10), test_set, epochs=2, max_draws=None)
-    assert uncapped.learn(1, pools)["server_draws"] == 1200
+    metrics = uncapped.learn(1, pools)
+    assert metrics["server_draws"] == 1200
+    assert metrics["server_steps"] == 2 * 16  # 600 draws: batches of 38, not 3 of 256
     with pytest.raises(ValueError, match="max_draws"):
         PooledClassifier(build_model(SHAPE, 10), test_set, max_draws=0)

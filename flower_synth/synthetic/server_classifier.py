@@ -183,11 +183,12 @@ class PooledClassifier:
             return {"replay_samples": len(self.buffer)}
         started = time.perf_counter()
         draws = self.draws_per_epoch(arrived)
+        batch = max(1, min(self.batch_size, -(-draws // MIN_BATCHES)))
         pool = self.buffer.contents()
         loader = make_loader(
             pool.samples,
             pool.targets(self.test.num_classes, self.hard_label_weight),
-            max(1, min(self.batch_size, -(-draws // MIN_BATCHES))),
+            batch,
             shuffle=True,
             seed=self.seed + server_round,
             weights=class_balanced_weights(pool.labels, self.test.num_classes),
@@ -209,6 +210,7 @@ class PooledClassifier:
             "pool_train_loss": loss,
             "replay_samples": len(self.buffer),
             "server_draws": draws * self.epochs,
+            "server_steps": -(-draws // batch) * self.epochs,
             "server_classifier_seconds": time.perf_counter() - started,
         }
 
