@@ -18,7 +18,7 @@ from flower_synth.bench.federation import LocalFederation, RunOutcome
 
 EXAMPLE = PROJECT_ROOT / "examples" / "quickstart-pytorch"
 # Enough training that every strategy is well above chance (the quickstart's Net at lr 0.1)
-RUN = {"num-server-rounds": 4, "examples-per-client": 600, "local-epochs": 2}
+RUN = {"num-server-rounds": 6, "examples-per-client": 600, "local-epochs": 2}
 MAX_ADDED_LINES = 16  # lines a user adds or changes, per switch
 
 

@@ -32,6 +32,8 @@ EXPERIMENT_CONFIG = {
     "sample-dtype": "float16",
     "sample-labels": "prior",  # the game: every client samples its own model, label mix included
     "sample-allocation": "equal",
+    "download-budget": 0,  # the game: every client learns from all the others' pools
+    "download-ratio": 0.0,
     "soft-labels": False,
     "server-epochs": 0,
     "client-global-eval": False,
