@@ -35,6 +35,13 @@ class DeflateError(ValueError):
     """A deflated payload is malformed; the message says how."""
 
 
+def check_compression(compression: str) -> None:
+    """``ValueError`` naming the choices unless ``compression`` is one of
+    :data:`COMPRESSIONS`."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"unknown compression {compression!r}; choose one of {COMPRESSIONS}")
+
+
 def deflate(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
     """``arrays`` (``uint8``, ``int32`` or ``float16``, at most four dimensions) as
     ``[header, blob]`` (module docstring)."""

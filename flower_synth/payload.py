@@ -29,7 +29,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flower_synth.deflate import COMPRESSIONS, DeflateError, deflate, inflate, is_deflated
+from flower_synth.deflate import (
+    DeflateError,
+    check_compression,
+    deflate,
+    inflate,
+    is_deflated,
+)
 
 SAMPLE_DTYPES = ("uint8", "float16")
 LABEL_DTYPE = np.dtype(np.int32)
@@ -253,8 +259,7 @@ def compressed(arrays: Sequence[np.ndarray], compression: str) -> list[np.ndarra
     """A payload's ``arrays`` as they travel: deflated (``"deflate"``, see
     :mod:`flower_synth.deflate`; an empty payload stays empty) or as they are
     (``"none"``). :func:`validate_wire` takes either."""
-    if compression not in COMPRESSIONS:
-        raise ValueError(f"unknown compression {compression!r}; choose one of {COMPRESSIONS}")
+    check_compression(compression)
     if compression == "none" or not arrays:
         return list(arrays)
     return deflate(arrays)

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from flower_synth.bench.by_size import Runs, finished_runs  # noqa: E402
+from flower_synth.bench.by_size import finished_runs  # noqa: E402
 from flower_synth.bench.experiments import Cell, ExperimentConfig  # noqa: E402
 from flower_synth.bench.plotting import save_figure  # noqa: E402
 from flower_synth.bench.report import BASELINE, mean_std  # noqa: E402
@@ -24,6 +24,9 @@ from flower_synth.results import summarize  # noqa: E402
 def clients_of(config: ExperimentConfig) -> dict[str, int]:
     """The number of clients of every partition, by name."""
     return {p.name: p.num_clients or config.num_clients for p in config.partitions}
+
+
+Costs = dict[tuple[str, str], list[dict[str, Any]]]  # (partition, strategy) -> round_costs
 
 
 def is_scale_experiment(config: ExperimentConfig) -> bool:
@@ -50,29 +53,26 @@ def round_costs(data: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
-def figure_of(runs: Sequence[dict[str, Any]], key: str) -> list[float]:
-    """``key`` of :func:`round_costs` over ``runs``, where present."""
-    values = [round_costs(data)[key] for data in runs]
-    return [v for v in values if v is not None]
+def figure_of(costs: Sequence[dict[str, Any]], key: str) -> list[float]:
+    """``key`` of every run's :func:`round_costs`, where present."""
+    return [c[key] for c in costs if c[key] is not None]
 
 
-def ratio_to_baseline(runs: Runs, partition: str, strategy: str, key: str) -> str:
+def ratio_to_baseline(costs: Costs, partition: str, strategy: str, key: str) -> str:
     """Mean of ``key`` over the strategy's runs divided by FedAvg's on the same
     partition, only between runs timed on one machine (any machine for bytes)."""
-    own, base = runs.get((partition, strategy), []), runs.get((partition, BASELINE), [])
-    if key == "mb":
-        mine, theirs = figure_of(own, key), figure_of(base, key)
-    else:
-        machines = {round_costs(d)["machine"] for d in base} - {None}
-        mine = [c[key] for c in map(round_costs, own) if c["machine"] in machines]
-        theirs = [c[key] for c in map(round_costs, base) if c["machine"] in machines]
-        mine, theirs = [v for v in mine if v is not None], [v for v in theirs if v is not None]
+    own, base = costs.get((partition, strategy), []), costs.get((partition, BASELINE), [])
+    if key != "mb":
+        machines = {c["machine"] for c in base} - {None}
+        own = [c for c in own if c["machine"] in machines]
+        base = [c for c in base if c["machine"] in machines]
+    mine, theirs = figure_of(own, key), figure_of(base, key)
     if not mine or not theirs:
         return "n/a"
     return f"{statistics.fmean(mine) / statistics.fmean(theirs):.2f}x"
 
 
-def cost_table(runs: Runs, clients: dict[str, int], strategies: Sequence[str]) -> str:
+def cost_table(costs: Costs, clients: dict[str, int], strategies: Sequence[str]) -> str:
     """One row per (partition, strategy): clients, seconds per round (median and mean
     of rounds 2 on), their ratios to FedAvg, MB per round and its ratio, peak RSS,
     final global accuracy and the pools' ages in the last round; mean ± std over
@@ -85,7 +85,7 @@ def cost_table(runs: Runs, clients: dict[str, int], strategies: Sequence[str]) -
     ]
     for partition, count in clients.items():
         for strategy in strategies:
-            found = runs.get((partition, strategy), [])
+            found = costs.get((partition, strategy), [])
             if not found:
                 continue
             peaks = figure_of(found, "peak_rss")
@@ -93,11 +93,11 @@ def cost_table(runs: Runs, clients: dict[str, int], strategies: Sequence[str]) -
                 str(count),
                 strategy,
                 mean_std(figure_of(found, "median_s"), digits=1),
-                ratio_to_baseline(runs, partition, strategy, "median_s"),
+                ratio_to_baseline(costs, partition, strategy, "median_s"),
                 mean_std(figure_of(found, "mean_s"), digits=1),
-                ratio_to_baseline(runs, partition, strategy, "mean_s"),
+                ratio_to_baseline(costs, partition, strategy, "mean_s"),
                 mean_std(figure_of(found, "mb")),
-                ratio_to_baseline(runs, partition, strategy, "mb"),
+                ratio_to_baseline(costs, partition, strategy, "mb"),
                 f"{max(peaks):.0f}" if peaks else "n/a",
                 mean_std(figure_of(found, "accuracy"), 100),
                 f"{mean_std(figure_of(found, 'age_mean'), digits=1)} / "
@@ -108,7 +108,7 @@ def cost_table(runs: Runs, clients: dict[str, int], strategies: Sequence[str]) -
 
 
 def plot_costs(
-    runs: Runs, clients: dict[str, int], strategies: Sequence[str], output: Path
+    costs: Costs, clients: dict[str, int], strategies: Sequence[str], output: Path
 ) -> Path:
     """Median seconds per round and MB per round against the number of clients, one
     line per strategy."""
@@ -118,7 +118,7 @@ def plot_costs(
             points = [
                 (count, statistics.fmean(values))
                 for partition, count in clients.items()
-                if (values := figure_of(runs.get((partition, strategy), []), key))
+                if (values := figure_of(costs.get((partition, strategy), []), key))
             ]
             if points:
                 xs, ys = zip(*points, strict=True)
@@ -136,9 +136,9 @@ def write_by_clients(config: ExperimentConfig, cells: Sequence[Cell]) -> Path:
     """``by-clients.md`` and ``by-clients.png`` in the experiment's output folder (see
     the module docstring). Only finished runs count."""
     output = Path(config.output_dir).expanduser().resolve()
-    runs = finished_runs(cells)
+    costs = {cell: list(map(round_costs, runs)) for cell, runs in finished_runs(cells).items()}
     clients, strategies = clients_of(config), list(config.strategies)
-    plot = plot_costs(runs, clients, strategies, output / "by-clients.png")
+    plot = plot_costs(costs, clients, strategies, output / "by-clients.png")
     lines = [
         f"# {config.name}: against the number of clients",
         "",
@@ -146,7 +146,7 @@ def write_by_clients(config: ExperimentConfig, cells: Sequence[Cell]) -> Path:
         f"std over seeds. Ratios to {BASELINE} divide means over runs on the same "
         "partition, seconds only between runs timed on the same machine.",
         "",
-        cost_table(runs, clients, strategies),
+        cost_table(costs, clients, strategies),
         "",
         f"![cost per round against the number of clients]({plot.name})",
     ]

@@ -20,10 +20,11 @@ from torch import nn
 from flower_synth.allocation import labels_in_proportion
 from flower_synth.data.federated import ClientData
 from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.deflate import check_compression
 from flower_synth.distillation import adjust_prior
 from flower_synth.generative import DensityModel, GenerativeModel
 from flower_synth.learner import Evaluated, Fitted, round_seed, server_round, step_size
-from flower_synth.payload import SampleBatch, compressed, encode_samples, validate_payload
+from flower_synth.payload import SampleBatch, encode_samples, validate_payload
 from flower_synth.state import (
     count_round,
     fresh_start,
@@ -180,7 +181,7 @@ class SyntheticLearner:
             raise ValueError(f"partition_id must be >= 0, got {partition_id}")
         if not 2 <= sample_levels <= 256:
             raise ValueError(f"sample_levels must lie in [2, 256], got {sample_levels}")
-        compressed([], compression)  # raises on an unknown compression
+        check_compression(compression)
         self.generator = generator
         self.classifier = classifier
         self.data = data

@@ -9,6 +9,7 @@ import numpy as np
 from flwr.common import Scalar
 
 from flower_synth.checkpoint import State, Stateful
+from flower_synth.deflate import check_compression
 from flower_synth.exchange import (
     HEADER_ALLOWANCE,
     Accepted,
@@ -145,7 +146,7 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
             )
         if sample_allocation == "ratio" and not 0 < sample_ratio < float("inf"):
             raise ValueError(f"sample_ratio must be a finite number > 0, got {sample_ratio}")
-        compressed([], compression)  # raises on an unknown compression
+        check_compression(compression)
         self.pools = SyntheticPools(
             sample_shape,
             trust,
