@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 
 import pytest
+import torch
 from conftest import PROJECT_ROOT
 
 from flower_synth.app.config import RunSettings
@@ -55,6 +56,17 @@ def test_ints_become_floats_and_unknown_keys_are_ignored() -> None:
         ({"server-max-draws": -5}, "server-max-draws must be >= 0"),
         ({"server-batch-size": -1}, "server-batch-size must be >= 0"),
         ({"generator-min-batches": 0}, "generator-min-batches must be >= 1"),
+        ({"generator": "cvae,diffusion"}, "unknown generator 'diffusion'"),
+        ({"generator-solver": "rk4"}, "unknown generator-solver 'rk4'"),
+        ({"generator-steps": 0}, "generator-steps must be >= 1"),
+        ({"generator-channels": 0}, "generator-channels must be >= 1"),
+        ({"hjb-weight": -1.0}, "hjb-weight must be >= 0"),
+        ({"class-dropout": 1.0}, r"class-dropout must lie in \[0, 1\)"),
+        ({"guidance-scale": 2.0}, "guidance-scale 2.0 needs the unconditional velocity"),
+        ({"generator-epoch-scale": 0.0}, "generator-epoch-scale must be a finite number > 0"),
+        ({"fresh-sample-fraction": 1.5}, r"fresh-sample-fraction must lie in \(0, 1\]"),
+        ({"device": "gpu"}, "unknown device 'gpu'; use 'cpu', 'cuda'"),
+        ({"device": "xla"}, "device 'xla' is not supported"),
     ],
 )
 def test_bad_values_are_named(run_config: dict, message: str) -> None:
@@ -113,6 +125,56 @@ def test_a_generator_epoch_draws_the_clients_data_and_at_least_min_batches() -> 
     from flower_synth.app.client_app import generator_params
 
     assert generator_params(RunSettings(), "cvae", 0, 480)["epoch_size"] == 480  # its data
+    scaled = RunSettings(generator_epoch_scale=0.25)
+    assert generator_params(scaled, "flow", 0, 4000)["epoch_size"] == 1000
     floor = RunSettings(generator_min_batches=8)  # the floor runs had before the key
     assert generator_params(floor, "cvae", 0, 480)["epoch_size"] == 8 * 256
     assert generator_params(floor, "cvae", 0, 5000)["epoch_size"] == 5000
+
+
+def test_the_run_config_builds_flow_and_score_generators_scaled_by_capacity() -> None:
+    from flower_synth.app.client_app import generator_params
+    from flower_synth.generative import FlowMatching, ScoreModel, build_generator
+
+    settings = RunSettings(
+        strategy="synthetic",
+        capacity="0.5,1",
+        generator="flow,score",
+        generator_steps=4,
+        generator_solver="heun",
+        hjb_weight=0.5,
+        class_dropout=0.1,
+        guidance_scale=1.5,
+    )
+    for partition, kind, expected, channels in (
+        (0, "flow", FlowMatching, 8),
+        (1, "score", ScoreModel, 16),
+    ):
+        params = generator_params(
+            settings, settings.kind_for(settings.generator, partition), partition, 100
+        )
+        model = build_generator(kind, 10, (1, 28, 28), **params)
+        assert type(model) is expected and model.channels == channels
+        assert (model.steps, model.solver, model.hjb_weight) == (4, "heun", 0.5)
+        assert (model.class_dropout, model.guidance_scale, model.device) == (0.1, 1.5, "cpu")
+        assert "latent_dim" not in params
+
+
+def test_a_device_this_machine_lacks_is_refused_where_the_model_is_built() -> None:
+    from flwr.app import Context, RecordDict
+
+    from flower_synth.app.client_app import learner_for
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    settings = RunSettings.from_run_config({"device": "cuda"})  # the name is fine anywhere
+    assert settings.sgd_params()["device"] == "cuda"
+    context = Context(
+        run_id=1,
+        node_id=1,
+        node_config={"partition-id": 0, "num-partitions": 2},
+        state=RecordDict(),
+        run_config={"device": "cuda", "dataset": "digits"},
+    )
+    with pytest.raises(ValueError, match="asks for CUDA, which this machine lacks; use 'cpu'"):
+        learner_for(context)

@@ -13,7 +13,9 @@ from flower_synth.generative import (
     ClassConditionalGaussian,
     ClassConditionalGMM,
     ConditionalVAE,
+    FlowMatching,
     GenerativeModel,
+    ScoreModel,
     SymmetricVAE,
     build_generator,
 )
@@ -331,7 +333,7 @@ def test_cvae_state_round_trip(trained_cvae, digits) -> None:
     restored = rebuilt(model)
     restored.set_state(state)
     assert restored.reconstruction_loss(*digits) == model.reconstruction_loss(*digits)
-    with pytest.raises(ValueError, match="same architecture, latent_dim and hidden_dim"):
+    with pytest.raises(ValueError, match="same architecture and latent_dim, hidden_dim"):
         ConditionalVAE(10, image_shape=(1, 8, 8), hidden_dim=32).set_state(state)
 
 
@@ -413,7 +415,7 @@ def test_fit_rejects_bad_parameters(model: GenerativeModel, message: str) -> Non
 
 def test_cvae_rejects_images_outside_unit_range_and_of_another_shape() -> None:
     model = ConditionalVAE(2, image_shape=(1, 4, 4), epochs=1)
-    with pytest.raises(ValueError, match=r"needs \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"learns images in \[0, 1\]"):
         model.fit(np.full((2, 1, 4, 4), 255.0), np.zeros(2, dtype=int))
     with pytest.raises(ValueError, match=r"expected \(N, \*image_shape\) = \(N, 1, 4, 4\)"):
         model.fit(np.zeros((2, 1, 8, 8)), np.zeros(2, dtype=int))
@@ -449,6 +451,8 @@ def test_sample_and_refit_checks() -> None:
 @pytest.mark.parametrize("kind", GENERATORS)
 def test_build_generator_builds_every_kind(kind: str) -> None:
     params = {"epochs": 1, "hidden_dim": 16} if kind.startswith("cvae") else {}
+    if kind in ("flow", "score"):
+        params = {"channels": 4, "steps": 2}
     model = build_generator(kind, 2, (1, 4, 4), **params)
     expected = {
         "gaussian": ClassConditionalGaussian,
@@ -457,6 +461,8 @@ def test_build_generator_builds_every_kind(kind: str) -> None:
         "cvae": ConditionalVAE,
         "cvae-conv": ConditionalVAE,
         "symvae": SymmetricVAE,
+        "flow": FlowMatching,
+        "score": ScoreModel,
     }[kind]
     assert type(model) is expected
     if kind.startswith("gaussian"):
@@ -473,11 +479,18 @@ def test_build_generator_errors() -> None:
         build_generator("cvae", 10, (64,))
 
 
-def test_generator_bound_on_digits_is_well_above_chance() -> None:
-    from flower_synth.bench.generator_bound import generator_bound
+def test_generator_bound_on_digits_is_well_above_chance(tmp_path) -> None:
+    from flower_synth.bench.generator_bound import format_bound_table, generator_bound
 
-    outcome = generator_bound("digits", "gaussian", num_samples=2000, classifier_epochs=10)
-    assert outcome["test_accuracy"] > 0.7  # chance is 0.1; real-data training gives ~0.95
+    (outcome,) = generator_bound(
+        "digits", "gaussian", num_samples=2000, classifier_epochs=10, reference_cache=tmp_path
+    )
+    assert outcome["cas_hard"] > 0.7  # chance is 0.1; real-data training gives ~0.95
+    assert outcome["cas_soft"] > 0.3 and outcome["frechet"] > 0
+    assert outcome["parameters"] == 2 * 10 * 64  # a mean and a variance per pixel and class
+    assert outcome["steps"] == 0 and outcome["seconds_per_1000"] > 0
+    table = format_bound_table([{"generator": "gaussian"} | outcome])
+    assert "| gaussian | - |" in table and "1,280" in table
 
 
 def test_conv_cvae_learns_and_round_trips(digits) -> None:

@@ -185,3 +185,26 @@ def test_a_client_generates_samples_in_proportion_to_its_data_when_asked(digits_
         [], {"server_round": 1, "num_samples": 1000, "sample_ratio": 0.1}
     )
     assert metrics["generated_samples"] == len(decode_samples(arrays)) == round(0.1 * real)
+
+
+def test_a_rolling_pool_regenerates_only_its_fresh_share(digits_settings) -> None:
+    state = RecordDict()
+    config = {"num_samples": 100}
+
+    def fit(round_number: int):
+        client = make_client(digits_settings, state, with_model=True, fresh_fraction=0.25)
+        arrays, _, metrics = client.fit([], config | {"server_round": round_number})
+        batch = decode_samples(arrays)
+        return batch, metrics
+
+    first, _ = fit(1)
+    second, metrics = fit(2)
+    assert len(first) == len(second) == metrics["generated_samples"] == 100
+    # the first 75 samples of round 2 are the last 75 of round 1 (16 levels on the wire,
+    # 256 in the pool: a pixel may round to the neighbouring level)
+    assert np.abs(second.samples[:75] - first.samples[25:]).max() <= 1 / 15 + 1e-6
+    assert np.mean(second.samples[:75] == first.samples[25:]) > 0.95
+    np.testing.assert_array_equal(second.labels[:75], first.labels[25:])
+    assert not np.array_equal(second.samples[75:], first.samples[:25])
+    with pytest.raises(ValueError, match=r"fresh_fraction must lie in \(0, 1\], got 0"):
+        make_client(digits_settings, RecordDict(), with_model=True, fresh_fraction=0)

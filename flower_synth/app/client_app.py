@@ -24,7 +24,8 @@ from flower_synth.clientapp import (
     train_reply,
 )
 from flower_synth.data import ClientData, ImageDataset, load_client_data, load_global_test
-from flower_synth.generative import build_generator
+from flower_synth.devices import check_device
+from flower_synth.generative import IMAGE_GENERATORS, ODE_GENERATORS, build_generator
 from flower_synth.learner import Learner, round_seed, server_round
 from flower_synth.models import build_dual_head_model, build_model
 
@@ -50,29 +51,42 @@ def generator_params(
     settings: RunSettings, kind: str, partition_id: int, num_real: int
 ) -> dict[str, Any]:
     """Constructor parameters the run config sets for a generator of ``kind`` (its
-    sizes scaled by the partition's ``capacity``); a CVAE (or SymmetricVAE)
-    epoch draws as many examples from the mixture as the client has real ones, and at
-    least ``generator-min-batches`` batches."""
+    sizes scaled by the partition's ``capacity``); a torch image generator's epoch
+    draws ``generator-epoch-scale`` times as many examples from the mixture as the
+    client has real ones, and at least ``generator-min-batches`` batches."""
     seed = round_seed(settings.seed, partition_id, 0)
     scale = settings.capacity_for(partition_id)
-    if kind.startswith("cvae") or kind == "symvae":
-        params = {
-            "epochs": settings.generator_epochs,
-            "latent_dim": max(1, round(settings.latent_dim * scale)),
-            "hidden_dim": max(1, round(settings.generator_hidden * scale)),
-            "batch_size": settings.generator_batch_size,
-            "learning_rate": settings.generator_learning_rate,
-            "epoch_size": max(
-                num_real, settings.generator_min_batches * settings.generator_batch_size
-            ),
-            "seed": seed,
-        }
-        if kind.startswith("cvae"):  # the SymmetricVAE has no latent prior or KL weight
-            params |= {"latent_prior": settings.latent_prior, "kl_weight": settings.kl_weight}
-        return params
     if kind == "gmm":
         return {"random_state": seed}
-    return {}
+    if kind not in IMAGE_GENERATORS:
+        return {}
+    params: dict[str, Any] = {
+        "epochs": settings.generator_epochs,
+        "batch_size": settings.generator_batch_size,
+        "learning_rate": settings.generator_learning_rate,
+        "epoch_size": max(
+            round(settings.generator_epoch_scale * num_real),
+            settings.generator_min_batches * settings.generator_batch_size,
+        ),
+        "seed": seed,
+        "device": settings.device,
+    }
+    if kind in ODE_GENERATORS:
+        return params | {
+            "channels": max(1, round(settings.generator_channels * scale)),
+            "steps": settings.generator_steps,
+            "solver": settings.generator_solver,
+            "guidance_scale": settings.guidance_scale,
+            "class_dropout": settings.class_dropout,
+            "hjb_weight": settings.hjb_weight,
+        }
+    params |= {
+        "latent_dim": max(1, round(settings.latent_dim * scale)),
+        "hidden_dim": max(1, round(settings.generator_hidden * scale)),
+    }
+    if kind.startswith("cvae"):  # the SymmetricVAE has no latent prior or KL weight
+        params |= {"latent_prior": settings.latent_prior, "kl_weight": settings.kl_weight}
+    return params
 
 
 def synthetic_learner(
@@ -115,12 +129,14 @@ def synthetic_learner(
         sample_labels=settings.sample_labels,
         sample_dtype=settings.sample_dtype,
         samples_per_round=settings.samples_per_client,
+        fresh_fraction=settings.fresh_sample_fraction,
         soft_labels=settings.soft_labels,
         soft_label_top_k=settings.soft_label_top_k,
         sample_levels=settings.sample_levels,
         compression=settings.compression,
         seed=settings.seed,
         global_test=global_test,
+        device=settings.device,
     )
 
 
@@ -189,6 +205,7 @@ def learner_for(context: Context, global_eval: bool = False) -> Learner:
     """This node's learner for the strategy named by the run config (with the global
     test set only when ``global_eval``)."""
     settings = RunSettings.from_run_config(context.run_config)
+    check_device(settings.device)
     partition_id, num_partitions = node_partition(context.node_config)
     settings.check_federation(num_partitions)
     data = load_client_data(settings.partition_scheme(num_partitions), partition_id)

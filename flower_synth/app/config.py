@@ -12,9 +12,11 @@ from flower_synth.data.federated import DataSource, PartitionScheme
 from flower_synth.data.partition import PARTITIONERS
 from flower_synth.data.sources import DATASETS
 from flower_synth.deflate import COMPRESSIONS
+from flower_synth.devices import check_device
 from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
 from flower_synth.generative import DENSITY_GENERATORS, GENERATORS
 from flower_synth.generative.cvae import LATENT_PRIORS
+from flower_synth.generative.ode_sampling import SOLVERS
 from flower_synth.models import MODELS
 from flower_synth.models.dual_head import PREDICTION_HEADS
 from flower_synth.payload import SAMPLE_DTYPES
@@ -66,6 +68,8 @@ SYNTHETIC_ONLY_KEYS = (
     "pool-max-age",
     "pool-age-decay",
     "generator-epochs",
+    "generator-epoch-scale",
+    "fresh-sample-fraction",
     "latent-dim",
     "generator-hidden",
     "generator-batch-size",
@@ -73,6 +77,12 @@ SYNTHETIC_ONLY_KEYS = (
     "generator-learning-rate",
     "latent-prior",
     "kl-weight",
+    "generator-channels",
+    "generator-steps",
+    "generator-solver",
+    "guidance-scale",
+    "class-dropout",
+    "hjb-weight",
     "sample-labels",
     "sample-allocation",
     "soft-labels",
@@ -158,6 +168,7 @@ class RunSettings:
     output_dir: str = "results"
     resume: bool = False
     model: str = "default"
+    device: str = "cpu"
     # synthetic-sample exchange
     capacity: str = "1"
     generator: str = "cvae"
@@ -174,6 +185,8 @@ class RunSettings:
     pool_max_age: int = 20
     pool_age_decay: float = 1.0
     generator_epochs: int = 1
+    generator_epoch_scale: float = 1.0
+    fresh_sample_fraction: float = 1.0
     latent_dim: int = 20
     generator_hidden: int = 256
     generator_batch_size: int = 256
@@ -181,6 +194,12 @@ class RunSettings:
     generator_learning_rate: float = 0.003
     latent_prior: str = "class"
     kl_weight: float = 1.0
+    generator_channels: int = 16
+    generator_steps: int = 8
+    generator_solver: str = "euler"
+    guidance_scale: float = 1.0
+    class_dropout: float = 0.0
+    hjb_weight: float = 0.0
     sample_labels: str = "real"
     sample_allocation: str = "ratio"
     soft_labels: bool = True
@@ -221,6 +240,7 @@ class RunSettings:
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("partitioner", self.partitioner, PARTITIONERS)
         _check_choice("model", self.model, MODELS)
+        check_device(self.device, available=False)
         for key in ("fraction_fit", "fraction_evaluate"):
             value = getattr(self, key)
             if not 0.0 < value <= 1.0:
@@ -262,6 +282,14 @@ class RunSettings:
         _check_choice("sample-labels", self.sample_labels, SAMPLE_LABELS)
         _check_choice("sample-allocation", self.sample_allocation, SAMPLE_ALLOCATIONS)
         _check_choice("compression", self.compression, COMPRESSIONS)
+        _check_choice("generator-solver", self.generator_solver, SOLVERS)
+        if not 0.0 <= self.class_dropout < 1.0:
+            raise ValueError(f"class-dropout must lie in [0, 1), got {self.class_dropout}")
+        if self.guidance_scale != 1.0 and self.class_dropout == 0.0:
+            raise ValueError(
+                f"guidance-scale {self.guidance_scale} needs the unconditional velocity: set "
+                "class-dropout > 0 (e.g. 0.1), or keep guidance-scale = 1"
+            )
         if not 2 <= self.sample_levels <= 256:
             raise ValueError(f"sample-levels must lie in [2, 256], got {self.sample_levels}")
         if not 0.0 < self.sample_ratio < math.inf:
@@ -279,6 +307,15 @@ class RunSettings:
             )
         if not 0.0 <= self.hard_label_weight <= 1.0:
             raise ValueError(f"hard-label-weight must lie in [0, 1], got {self.hard_label_weight}")
+        if not 0.0 < self.generator_epoch_scale < math.inf:
+            raise ValueError(
+                f"generator-epoch-scale must be a finite number > 0, got "
+                f"{self.generator_epoch_scale}"
+            )
+        if not 0.0 < self.fresh_sample_fraction <= 1.0:
+            raise ValueError(
+                f"fresh-sample-fraction must lie in (0, 1], got {self.fresh_sample_fraction}"
+            )
         if self.classifier_epoch_scale <= 0:
             raise ValueError(
                 f"classifier-epoch-scale must be > 0, got {self.classifier_epoch_scale}"
@@ -298,6 +335,8 @@ class RunSettings:
             "generator_hidden",
             "generator_batch_size",
             "generator_min_batches",
+            "generator_channels",
+            "generator_steps",
             "replay_rounds",
             "client_global_eval_every",
         ):
@@ -326,6 +365,8 @@ class RunSettings:
             "max_missed_rounds",
             "kl_weight",
             "server_weight_decay",
+            "hjb_weight",
+            "guidance_scale",
         ):
             if getattr(self, key) < 0:
                 raise ValueError(f"{_key(key)} must be >= 0, got {getattr(self, key)}")
@@ -418,13 +459,14 @@ class RunSettings:
         return self.max_missed_rounds or None
 
     def sgd_params(self) -> dict[str, Any]:
-        """``batch_size``, ``learning_rate``, ``momentum`` and ``seed``: the keyword
-        arguments every trainer here (clients, server classifier) takes."""
+        """``batch_size``, ``learning_rate``, ``momentum``, ``seed`` and ``device``: the
+        keyword arguments every trainer here (clients, server classifier) takes."""
         return {
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "momentum": self.momentum,
             "seed": self.seed,
+            "device": self.device,
         }
 
     def server_sgd_params(self) -> dict[str, Any]:

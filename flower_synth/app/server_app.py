@@ -17,6 +17,7 @@ from torch import nn
 from flower_synth.app.config import BOOKKEEPING_KEYS, OWN_MODEL_STRATEGIES, RunSettings
 from flower_synth.checkpoint import Checkpoint
 from flower_synth.data import ImageDataset, load_global_test, load_global_train
+from flower_synth.devices import check_device
 from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
 from flower_synth.metrics import (
     client_evaluation,
@@ -185,6 +186,7 @@ def build_synthetic_strategy(
     pooled synthetic samples (``server-epochs`` per round; 0 turns it off)."""
     classifier = None
     if settings.server_epochs > 0:
+        check_device(settings.device)
         classifier = PooledClassifier(
             model,
             test,

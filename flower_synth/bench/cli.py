@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from flower_synth.bench.by_clients import is_scale_experiment, write_by_clients
 from flower_synth.bench.by_size import is_data_scarce, write_by_size
@@ -17,10 +18,12 @@ from flower_synth.bench.equilibrium_check import (
     run_equilibrium_experiment,
 )
 from flower_synth.bench.experiments import expand, load_experiment
-from flower_synth.bench.generator_bound import generator_bound
+from flower_synth.bench.generator_bound import format_bound_table, generator_bound
 from flower_synth.bench.plotting import plot_runs
 from flower_synth.bench.report import write_report
+from flower_synth.generative import GENERATORS, ODE_GENERATORS
 from flower_synth.generative.cvae import LATENT_PRIORS
+from flower_synth.generative.ode_sampling import SOLVERS
 from flower_synth.results import format_summary_table, load_results, summarize
 
 
@@ -93,18 +96,32 @@ def run_equilibrium(args: argparse.Namespace) -> int:
 
 
 def run_generator_bound(args: argparse.Namespace) -> int:
-    """Print the accuracy a classifier reaches on one centrally trained generator's samples."""
-    outcome = generator_bound(
-        args.dataset,
-        args.generator,
-        generator_epochs=args.generator_epochs,
-        num_samples=args.samples,
-        classifier_epochs=args.classifier_epochs,
-        seed=args.seed,
-        soft_labels=args.soft_labels,
-        **({"latent_prior": args.latent_prior} if args.generator.startswith("cvae") else {}),
-    )
-    print(" ".join(f"{key}={value:.4f}" for key, value in outcome.items()))
+    """Print, for each generator named, what a classifier trained on its samples of one
+    centrally trained model reaches, with the samples' Fréchet distance and costs."""
+    rows = []
+    for name in args.generator:
+        params: dict[str, Any] = {}
+        if name.startswith("cvae"):
+            params["latent_prior"] = args.latent_prior
+        if name in ODE_GENERATORS:
+            params |= {"solver": args.solver, "channels": args.channels}
+            params["hjb_weight"] = args.hjb_weight
+        outcomes = generator_bound(
+            args.dataset,
+            name,
+            generator_epochs=args.generator_epochs,
+            num_samples=args.samples,
+            classifier_epochs=args.classifier_epochs,
+            seed=args.seed,
+            sample_steps=args.steps,
+            **params,
+        )
+        for outcome in outcomes:
+            rows.append({"generator": name} | outcome)
+            print(
+                name, " ".join(f"{key}={value:.4f}" for key, value in outcome.items()), flush=True
+            )
+    print(format_bound_table(rows))
     return 0
 
 
@@ -157,14 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
         "generator-bound", help="accuracy of a classifier trained on a central generator's samples"
     )
     bound.add_argument("--dataset", default="fashion-mnist")
-    bound.add_argument("--generator", default="cvae")
+    bound.add_argument(
+        "--generator", nargs="+", default=["cvae"], choices=GENERATORS, help="one or more"
+    )
     bound.add_argument("--generator-epochs", type=int, default=10)
-    bound.add_argument("--samples", type=int, default=60_000)
+    bound.add_argument("--samples", type=int, default=20_000)
     bound.add_argument("--classifier-epochs", type=int, default=5)
     bound.add_argument("--seed", type=int, default=0)
     bound.add_argument(
-        "--soft-labels", action="store_true", help="a real-data teacher labels the samples"
+        "--steps", type=int, nargs="+", default=[8], help="flow, score: ODE steps, one or more"
     )
+    bound.add_argument("--solver", choices=SOLVERS, default="euler", help="flow, score")
+    bound.add_argument("--channels", type=int, default=16, help="flow, score: U-Net width")
+    bound.add_argument("--hjb-weight", type=float, default=0.0, help="flow, score")
     bound.add_argument("--latent-prior", choices=LATENT_PRIORS, default="class", help="cvae")
     bound.set_defaults(handler=run_generator_bound)
 

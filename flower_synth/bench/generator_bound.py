@@ -3,27 +3,39 @@
 The synthetic-sample strategy's global model learns from generated data alone, so the
 generator's quality bounds it. This experiment removes federation from the picture:
 one generator is fitted on the whole training set, a classifier is trained on its
-samples only, and both are scored on the real test set. With soft labels, a teacher
-(the same classifier trained on the real training set) labels the samples with its
-class probabilities, as a generating client's classifier does in the federation.
+samples only, and both are scored on the real test set (classification accuracy
+score, CAS): once with the samples' hard labels, once with soft labels, the class
+probabilities of a teacher trained on the real training set (as a generating client's
+classifier labels its samples in the federation). The samples' Fréchet distance to
+the test set is taken in the reference classifier's features
+(:mod:`flower_synth.quality`); that classifier is also the teacher.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from flower_synth.data import load_dataset
-from flower_synth.generative import build_generator
+from flower_synth.generative import IMAGE_GENERATORS, ODEImageModel, build_generator
 from flower_synth.models import build_model
-from flower_synth.training import (
-    class_probabilities,
-    evaluate,
-    make_loader,
-    to_unit_range,
-    train,
+from flower_synth.quality import ReferenceClassifier, generation_quality
+from flower_synth.training import class_probabilities, evaluate, make_loader, to_unit_range, train
+
+REFERENCE_CACHE = "~/.cache/flower-synth/reference"
+BOUND_COLUMNS = (
+    "generator",
+    "steps",
+    "cas_hard",
+    "cas_soft",
+    "frechet",
+    "parameters",
+    "fit_seconds",
+    "seconds_per_1000",
 )
 
 
@@ -31,42 +43,96 @@ def generator_bound(
     dataset: str = "fashion-mnist",
     generator: str = "cvae",
     generator_epochs: int = 10,
-    num_samples: int = 60_000,
+    num_samples: int = 20_000,
     classifier_epochs: int = 5,
     seed: int = 0,
-    soft_labels: bool = False,
+    sample_steps: Sequence[int] = (),
+    reference_cache: str = REFERENCE_CACHE,
     **generator_params: Any,
-) -> dict[str, float]:
-    """Fit ``generator`` centrally, train the dataset's classifier on ``num_samples``
-    of its samples (class-balanced; hard labels, or a real-data teacher's class
-    probabilities with ``soft_labels``), and return the test accuracy with the timings."""
+) -> list[dict[str, float]]:
+    """Fit ``generator`` centrally on the whole training set (``generator_epochs``
+    epochs for the torch image generators), draw ``num_samples`` class-balanced
+    samples (clipped to [0, 1]), and score them; an ODE generator (flow, score) is
+    sampled and scored once per entry of ``sample_steps`` (its own ``steps`` if
+    empty).
+
+    Returns:
+        One row per sampling setting: ``steps`` (0 for generators without), ``cas_hard``
+        and ``cas_soft`` (test accuracy of the dataset's classifier trained
+        ``classifier_epochs`` epochs on the samples with their labels, or with the
+        teacher's class probabilities), ``frechet`` (samples against the test set in
+        the reference features), ``reference_accuracy`` (share of samples the
+        reference assigns to their label), ``parameters`` (the generator's),
+        ``fit_seconds`` and ``seconds_per_1000`` (sampling).
+    """
     train_set, test_set = load_dataset(dataset)
     real = to_unit_range(train_set)
+    params = dict(generator_params)
+    if generator in IMAGE_GENERATORS:
+        params = {"epochs": generator_epochs, "seed": seed} | params
+    model = build_generator(generator, train_set.num_classes, train_set.image_shape, **params)
     started = time.perf_counter()
-    params = {"epochs": generator_epochs, "seed": seed} if generator.startswith("cvae") else {}
-    model = build_generator(
-        generator, train_set.num_classes, train_set.image_shape, **params, **generator_params
-    )
     model.fit(real, train_set.labels)
-    classes = train_set.num_classes
-    wanted = torch.arange(num_samples).remainder(classes).numpy()
-    samples, labels = model.sample(num_samples, labels=wanted, random_state=seed)
-    fitted = time.perf_counter()
-    targets = labels
-    if soft_labels:
+    fit_seconds = time.perf_counter() - started
+    reference = ReferenceClassifier.load_or_train(dataset, train_set, reference_cache, seed=seed)
+    test_images = to_unit_range(test_set)
+    wanted = np.arange(num_samples) % train_set.num_classes
+    settings = [0]
+    if isinstance(model, ODEImageModel):
+        settings = list(sample_steps) or [model.steps]
+    rows = []
+    for steps in settings:
+        if steps:
+            model.steps = steps
+        began = time.perf_counter()
+        samples, labels = model.sample(num_samples, labels=wanted, random_state=seed)
+        sampling = time.perf_counter() - began
+        samples = np.clip(samples, 0.0, 1.0)  # a Gaussian's samples leave the image range
+        quality = generation_quality(reference, samples, labels, test_images, test_set.labels)
+        teacher = class_probabilities(reference.model, samples, reference.normalization)
+        row = {"steps": float(steps)} | {
+            f"cas_{kind}": _classification_accuracy_score(
+                samples, targets, test_set, classifier_epochs, seed
+            )
+            for kind, targets in (("hard", labels), ("soft", teacher))
+        }
+        rows.append(
+            row
+            | {
+                "frechet": quality.frechet,
+                "reference_accuracy": quality.reference_accuracy,
+                "parameters": float(model.parameter_count()),
+                "fit_seconds": fit_seconds,
+                "seconds_per_1000": 1000 * sampling / max(num_samples, 1),
+            }
+        )
+    return rows
+
+
+def _classification_accuracy_score(
+    samples: np.ndarray, targets: np.ndarray, test_set: Any, epochs: int, seed: int
+) -> float:
+    """Test accuracy of the dataset's classifier trained on ``samples`` only."""
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        teacher = build_model(train_set.image_shape, classes)
-        teaching = make_loader(real, train_set.labels, batch_size=64, shuffle=True, seed=seed)
-        train(teacher, teaching, classifier_epochs, learning_rate=0.01)
-        targets = class_probabilities(teacher, samples)
-    torch.manual_seed(seed)
-    classifier = build_model(test_set.image_shape, classes)
-    loader = make_loader(samples, targets, batch_size=64, shuffle=True, seed=seed)
-    train(classifier, loader, classifier_epochs, learning_rate=0.01)
-    loss, accuracy = evaluate(classifier, test_set)
-    return {
-        "test_accuracy": accuracy,
-        "test_loss": loss,
-        "generator_seconds": fitted - started,
-        "classifier_seconds": time.perf_counter() - fitted,
-    }
+        classifier = build_model(test_set.image_shape, test_set.num_classes)
+        loader = make_loader(samples, targets, batch_size=64, shuffle=True, seed=seed)
+        train(classifier, loader, epochs, learning_rate=0.01)
+    return evaluate(classifier, test_set)[1]
+
+
+def format_bound_table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of :func:`generator_bound` rows (with ``generator`` names)."""
+    lines = [
+        "| generator | steps | CAS % (hard labels) | CAS % (soft labels) | Fréchet distance "
+        "| parameters | fit s | s per 1,000 samples |",
+        "|" + "---|" * len(BOUND_COLUMNS),
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['generator']} | {int(row['steps']) or '-'} | {100 * row['cas_hard']:.2f} "
+            f"| {100 * row['cas_soft']:.2f} | {row['frechet']:.3f} "
+            f"| {int(row['parameters']):,} | {row['fit_seconds']:.0f} "
+            f"| {row['seconds_per_1000']:.3f} |"
+        )
+    return "\n".join(lines)

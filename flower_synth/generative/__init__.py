@@ -6,23 +6,33 @@ from typing import Any
 
 from flower_synth.generative.base import DensityModel, GenerativeModel
 from flower_synth.generative.cvae import ConditionalVAE
+from flower_synth.generative.flow import FlowMatching
 from flower_synth.generative.gaussian import ClassConditionalGaussian
 from flower_synth.generative.gmm import ClassConditionalGMM
+from flower_synth.generative.ode_model import ODEImageModel
+from flower_synth.generative.score import ScoreModel
 from flower_synth.generative.symvae import SymmetricVAE
 
 __all__ = [
     "DENSITY_GENERATORS",
     "GENERATORS",
+    "IMAGE_GENERATORS",
+    "ODE_GENERATORS",
     "ClassConditionalGMM",
     "ClassConditionalGaussian",
     "ConditionalVAE",
     "DensityModel",
+    "FlowMatching",
     "GenerativeModel",
+    "ODEImageModel",
+    "ScoreModel",
     "SymmetricVAE",
     "build_generator",
 ]
 
-GENERATORS = ("gaussian", "gaussian-full", "gmm", "cvae", "cvae-conv", "symvae")
+GENERATORS = ("gaussian", "gaussian-full", "gmm", "cvae", "cvae-conv", "symvae", "flow", "score")
+IMAGE_GENERATORS = ("cvae", "cvae-conv", "symvae", "flow", "score")  # torch, images only
+ODE_GENERATORS = ("flow", "score")
 DENSITY_GENERATORS = ("gaussian", "gaussian-full", "gmm")  # with a class posterior
 
 
@@ -34,7 +44,9 @@ def build_generator(
     Args:
         kind: ``"gaussian"`` (diagonal covariances), ``"gaussian-full"``, ``"gmm"``,
             ``"cvae"`` (MLP encoder/decoder), ``"cvae-conv"`` (convolutional) or
-            ``"symvae"`` (:class:`SymmetricVAE`, binary latents).
+            ``"symvae"`` (:class:`SymmetricVAE`, binary latents), ``"flow"``
+            (:class:`FlowMatching`) or ``"score"`` (:class:`ScoreModel`), the last two
+            for image sides divisible by 4.
         n_classes: Number of classes.
         sample_shape: Shape of one sample; the CVAE and the SymmetricVAE need images
             ``(C, H, W)``, the other models take the shape from the data when fitted.
@@ -52,7 +64,7 @@ def build_generator(
         return ClassConditionalGaussian(n_classes, covariance_type="full", **params)
     if kind == "gmm":
         return ClassConditionalGMM(n_classes, **params)
-    if kind in ("cvae", "cvae-conv", "symvae"):
+    if kind in IMAGE_GENERATORS:
         if len(sample_shape) != 3:
             raise ValueError(
                 f"the {kind} generates images: sample_shape must be (C, H, W), got "
@@ -62,6 +74,10 @@ def build_generator(
         shape = (channels, height, width)
         if kind == "symvae":
             return SymmetricVAE(n_classes, image_shape=shape, **params)
+        if kind == "flow":
+            return FlowMatching(n_classes, image_shape=shape, **params)
+        if kind == "score":
+            return ScoreModel(n_classes, image_shape=shape, **params)
         architecture = "conv" if kind == "cvae-conv" else "mlp"
         return ConditionalVAE(n_classes, image_shape=shape, architecture=architecture, **params)
     raise ValueError(f"unknown generator {kind!r}; choose one of {GENERATORS}")

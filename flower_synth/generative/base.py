@@ -119,6 +119,17 @@ class GenerativeModel(abc.ABC):
             "that does, such as ClassConditionalGaussian or ClassConditionalGMM"
         )
 
+    def parameter_count(self) -> int:
+        """Numbers the fitted model holds (its state's arrays, less its class prior,
+        its seen classes and its sample shape); torch models count their networks'
+        parameters.
+
+        Raises:
+            NotFittedError: If the model is not fitted.
+        """
+        state = self.get_state()
+        return int(sum(np.size(v) for k, v in state.items() if k not in BASE_STATE_KEYS))
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The most probable class of each row of ``X``: argmax of :meth:`predict_proba`.
 

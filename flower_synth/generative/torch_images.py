@@ -19,11 +19,13 @@ class TorchImageModel(GenerativeModel):
     (:class:`~flower_synth.generative.cvae.ConditionalVAE`,
     :class:`~flower_synth.generative.symvae.SymmetricVAE`).
 
-    Subclasses set ``n_classes``, ``image_shape``, ``latent_dim``, ``hidden_dim``,
-    ``epochs``, ``batch_size``, ``learning_rate``, ``epoch_size``, ``seed`` and
-    ``device`` in ``__init__``, keep their networks in
-    ``_network`` (built by ``_build_network``) and their random stream in ``_generator``.
+    Subclasses set ``n_classes``, ``image_shape``, the integer widths named by
+    ``WIDTH_PARAMS``, ``epochs``, ``batch_size``, ``learning_rate``, ``epoch_size``,
+    ``seed`` and ``device`` in ``__init__``, keep their networks in ``_network`` (built
+    by ``_build_network``) and their random stream in ``_generator``.
     """
+
+    WIDTH_PARAMS: tuple[str, ...] = ("latent_dim", "hidden_dim")
 
     seed: int
     image_shape: tuple[int, int, int]
@@ -34,8 +36,6 @@ class TorchImageModel(GenerativeModel):
     _generator: torch.Generator | None
     _network: nn.Module | None
 
-    latent_dim: int
-    hidden_dim: int
     learning_rate: float
 
     def _check_params(self) -> None:
@@ -45,8 +45,8 @@ class TorchImageModel(GenerativeModel):
             raise ValueError(f"image_shape must be (C, H, W), got {shape!r}")
         for i, dim in enumerate(shape):
             check_int(f"image_shape[{i}]", dim, minimum=1)
-        check_int("latent_dim", self.latent_dim, minimum=1)
-        check_int("hidden_dim", self.hidden_dim, minimum=1)
+        for name in self.WIDTH_PARAMS:
+            check_int(name, getattr(self, name), minimum=1)
         check_int("epochs", self.epochs, minimum=1)
         check_int("batch_size", self.batch_size, minimum=1)
         check_number("learning_rate", self.learning_rate, positive=True)
@@ -57,6 +57,15 @@ class TorchImageModel(GenerativeModel):
     def _build_network(self) -> nn.Module:
         """The untrained networks, initialised from ``seed``."""
         raise NotImplementedError
+
+    def parameter_count(self) -> int:
+        """The networks' learnable parameters (Adam moments and random stream aside).
+
+        Raises:
+            NotFittedError: If the model is not fitted.
+        """
+        self._check_fitted()
+        return int(sum(p.numel() for p in self._network.parameters()))
 
     def _network_state(self) -> dict[str, np.ndarray]:
         """The networks' parameters and the random stream, as arrays."""
@@ -84,13 +93,20 @@ class TorchImageModel(GenerativeModel):
         except RuntimeError as error:
             raise ValueError(
                 f"state does not fit this network ({error}); construct the model with the "
-                "same architecture, latent_dim and hidden_dim as the one that produced the state"
+                f"same architecture and {', '.join(self.WIDTH_PARAMS)} as the one that "
+                "produced the state"
             ) from error
         self._network = network
         self._generator = restore_generator(self.seed, state)
 
     def _tensors(self, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Flattened float32 images and one-hot labels, after checking shape and range."""
+        x = self._images(X).reshape(len(X), -1)
+        return x, F.one_hot(torch.as_tensor(y), self.n_classes).float().to(self.device)
+
+    def _images(self, X: np.ndarray) -> torch.Tensor:
+        """``X`` as a float32 ``(N, C, H, W)`` tensor on ``device``, after checking its
+        shape and its range."""
         if X.shape[1:] != tuple(self.image_shape):
             raise ValueError(
                 f"X has shape {X.shape}, expected (N, *image_shape) = (N, "
@@ -98,11 +114,10 @@ class TorchImageModel(GenerativeModel):
             )
         if X.min() < 0 or X.max() > 1:
             raise ValueError(
-                f"X has values in [{X.min():g}, {X.max():g}] but the Bernoulli likelihood "
-                "needs [0, 1]; scale the images, e.g. uint8 / 255"
+                f"X has values in [{X.min():g}, {X.max():g}] but {type(self).__name__} "
+                "learns images in [0, 1]; scale the images, e.g. uint8 / 255"
             )
-        x = torch.as_tensor(X.reshape(len(X), -1), dtype=torch.float32).to(self.device)
-        return x, F.one_hot(torch.as_tensor(y), self.n_classes).float().to(self.device)
+        return torch.as_tensor(X, dtype=torch.float32).to(self.device)
 
     def _training_tensors(
         self, X: np.ndarray, y: np.ndarray, weight: np.ndarray

@@ -47,6 +47,7 @@ CLASSIFIER_STATE = "synthetic.classifier"
 PROGRESS_STATE = "synthetic.progress"
 OWN_CLASS_SHARE = 0.05  # a class the client holds: this share of its real data or more
 PRIOR_STATE = "synthetic.prior"
+POOL_STATE = "synthetic.pool"
 SAMPLE_LABELS = ("real", "prior")
 # Received payloads are as large as the server's download budget: a client trusts the
 # server's size and checks everything else.
@@ -136,6 +137,10 @@ class SyntheticLearner:
         sample_labels: ``"real"`` or ``"prior"`` (see above).
         sample_dtype: ``"uint8"`` (images) or ``"float16"`` on the wire.
         samples_per_round: samples to generate when the config does not say.
+        fresh_fraction: share of the samples generated anew each round (1: all); the
+            rest are the client's most recent earlier samples (a rolling pool kept in
+            ``state`` as ``uint8`` images), relabelled with the current classifier's
+            probabilities. Sampling an ODE generator costs more than training it.
         soft_labels: send the classifier's class probabilities with the samples.
         soft_label_top_k: send only the top k of them per sample (0: all).
         sample_levels: intensity levels of ``uint8`` images on the wire (2 to 256).
@@ -161,6 +166,7 @@ class SyntheticLearner:
         sample_labels: str = "real",
         sample_dtype: str = "uint8",
         samples_per_round: int = 1000,
+        fresh_fraction: float = 1.0,
         soft_labels: bool = True,
         soft_label_top_k: int = 0,
         sample_levels: int = 16,
@@ -182,6 +188,8 @@ class SyntheticLearner:
         if not 2 <= sample_levels <= 256:
             raise ValueError(f"sample_levels must lie in [2, 256], got {sample_levels}")
         check_compression(compression)
+        if not 0.0 < fresh_fraction <= 1.0:
+            raise ValueError(f"fresh_fraction must lie in (0, 1], got {fresh_fraction}")
         self.generator = generator
         self.classifier = classifier
         self.data = data
@@ -191,6 +199,7 @@ class SyntheticLearner:
         self.sample_labels = sample_labels
         self.sample_dtype = sample_dtype
         self.samples_per_round = samples_per_round
+        self.fresh_fraction = fresh_fraction
         self.soft_labels = soft_labels
         self.soft_label_top_k = soft_label_top_k
         self.sample_levels = sample_levels
@@ -333,12 +342,26 @@ class SyntheticLearner:
         )
 
     def _generate(self, num_samples: int, seed: int) -> SampleBatch:
-        """This round's samples, with the classifier's class probabilities."""
+        """This round's samples (``fresh_fraction`` of them new, the rest the latest
+        of the rolling pool), with the classifier's class probabilities."""
         rng = np.random.default_rng(seed)
+        pool = load_arrays(self.state, POOL_STATE) if self.fresh_fraction < 1 else None
+        reused = 0
+        if pool is not None:
+            wanted = num_samples - max(1, round(self.fresh_fraction * num_samples))
+            reused = max(0, min(len(pool["labels"]), wanted))
+        fresh = num_samples - reused
         labels = None
         if self.sample_labels == "real":
-            labels = labels_in_proportion(num_samples, self.data.train.class_counts(), rng)
-        samples, labels = self.generator.sample(num_samples, labels=labels, random_state=rng)
+            labels = labels_in_proportion(fresh, self.data.train.class_counts(), rng)
+        samples, labels = self.generator.sample(fresh, labels=labels, random_state=rng)
+        if self.fresh_fraction < 1:
+            if reused:
+                older = pool["samples"][-reused:].astype(np.float32) / 255
+                samples = np.concatenate([older, samples])
+                labels = np.concatenate([pool["labels"][-reused:], labels])
+            stored = np.rint(np.clip(samples, 0.0, 1.0) * 255).astype(np.uint8)
+            save_arrays(self.state, POOL_STATE, {"samples": stored, "labels": labels})
         return SampleBatch(samples, labels, self.probabilities(samples).astype(np.float32))
 
     def probabilities(self, samples: np.ndarray) -> np.ndarray:
