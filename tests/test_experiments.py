@@ -101,7 +101,8 @@ def test_shipped_experiments_load() -> None:
         ("scale", 6),
         ("gmm-ablation", 15),
         ("long-tail", 16),
-        ("scarce", 96),
+        ("scarce", 120),
+        ("generators", 8),
     ]
     for name, cells in shipped:
         config = load_experiment(PROJECT_ROOT / "simulations" / f"{name}.yaml")
@@ -121,6 +122,12 @@ def test_shipped_experiments_load() -> None:
     assert {cell.settings.capacity for cell in scarce if cell.base == "synthetic"} == {
         "0.25,0.5,0.75,1"
     }
+    generators = expand(load_experiment(PROJECT_ROOT / "simulations" / "generators.yaml"))
+    flows = [cell.settings for cell in generators if "flow" in cell.name]
+    assert {s.generator for s in flows} == {"flow"} and {
+        s.fresh_sample_fraction for s in flows
+    } == {0.25}
+    assert {s.generator_epoch_scale for s in flows} == {1.0, 0.2}
 
 
 def test_a_variant_is_one_more_run_of_its_strategy(grid_file: Path, tmp_path: Path) -> None:

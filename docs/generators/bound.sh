@@ -1,0 +1,7 @@
+#!/bin/bash
+# The generator table of docs/RESULTS.md ("Generators"), one machine, one after the other.
+set -e
+B=".venv/bin/flower-synth generator-bound"
+$B --generator cvae cvae-conv symvae --generator-epochs 10
+$B --generator flow --generator-epochs 6 --channels 16 --solver heun --steps 4 8
+$B --generator score --generator-epochs 6 --channels 16 --solver heun --steps 8 16
