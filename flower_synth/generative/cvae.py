@@ -16,10 +16,6 @@ from flower_synth.generative.base import (
 from flower_synth.generative.cvae_networks import ConvCVAENetwork, CVAENetwork
 from flower_synth.generative.gaussian import ClassConditionalGaussian
 from flower_synth.generative.torch_images import TorchImageModel
-from flower_synth.generative.torch_state import (
-    load_optimizer_arrays,
-    optimizer_arrays,
-)
 
 ARCHITECTURES = ("mlp", "conv")
 LATENT_PRIORS = ("class", "standard")
@@ -153,9 +149,6 @@ class ConditionalVAE(TorchImageModel):
                 network = CVAENetwork(features, self.n_classes, self.latent_dim, self.hidden_dim)
         return network.to(self.device)
 
-    def _build_optimizer(self) -> torch.optim.Adam:
-        return torch.optim.Adam(self._network.parameters(), lr=self.learning_rate)
-
     def _fit(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray) -> None:
         x, onehot, weight, y = self._training_tensors(X, y, weight)
         if self._network is None:
@@ -213,18 +206,13 @@ class ConditionalVAE(TorchImageModel):
             return torch.sigmoid(logits).cpu().numpy()
 
     def _model_state(self) -> dict[str, np.ndarray]:
-        state = self._network_state()
-        if self._optimizer is not None:
-            state |= optimizer_arrays(self._optimizer)
+        state = self._network_and_optimizer_state()
         if self._latent is not None:
             state |= {LATENT_PREFIX + k: v for k, v in self._latent.get_state().items()}
         return state
 
     def _load_model_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self._load_network_state(state)
-        self._optimizer = self._build_optimizer()
-        if not load_optimizer_arrays(self._optimizer, state):
-            self._optimizer = None
+        self._load_network_and_optimizer_state(state)
         latent = {
             k[len(LATENT_PREFIX) :]: v for k, v in state.items() if k.startswith(LATENT_PREFIX)
         }

@@ -16,7 +16,6 @@ from flower_synth.devices import check_device
 from flower_synth.generative.base import check_choice, check_int, check_number
 from flower_synth.generative.ode_sampling import SOLVERS, integrate
 from flower_synth.generative.torch_images import TorchImageModel
-from flower_synth.generative.torch_state import load_optimizer_arrays, optimizer_arrays
 from flower_synth.generative.unet import ConditionalUNet
 
 EMA_PREFIX = "ema."
@@ -149,9 +148,6 @@ class ODEImageModel(TorchImageModel):
             network = ConditionalUNet(shape, self.n_classes, self.channels)
         # channels-last convolutions train about 1.5x faster on a CPU
         return network.to(self.device, memory_format=torch.channels_last)
-
-    def _build_optimizer(self) -> torch.optim.Adam:
-        return torch.optim.Adam(self._network.parameters(), lr=self.learning_rate)
 
     def _random(self, *shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=self._generator).to(self.device)
@@ -287,28 +283,23 @@ class ODEImageModel(TorchImageModel):
         default to the model's): the straight path's is ``|x1 - x0|^2``, and a
         regularizer that straightens paths lowers it toward that."""
         self._check_fitted()
-        check_int("steps", self.steps if steps is None else steps, minimum=1)
+        steps = self.steps if steps is None else steps
+        check_int("steps", steps, minimum=1)
         y = self._check_labels(labels, len(labels))
-        rng = np.random.default_rng(random_state)
         _, energy = self._integrate(
-            y, rng, self.steps if steps is None else steps, solver or self.solver
+            y, np.random.default_rng(random_state), steps, solver or self.solver
         )
         return float(energy.mean())
 
     def _model_state(self) -> dict[str, np.ndarray]:
-        state = self._network_state()
-        if self._optimizer is not None:
-            state |= optimizer_arrays(self._optimizer)
+        state = self._network_and_optimizer_state()
         if self._ema is not None:
             for key, value in self._ema.state_dict().items():
                 state[EMA_PREFIX + key] = value.detach().cpu().numpy().copy()
         return state
 
     def _load_model_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self._load_network_state(state)
-        self._optimizer = self._build_optimizer()
-        if not load_optimizer_arrays(self._optimizer, state):
-            self._optimizer = None
+        self._load_network_and_optimizer_state(state)
         averaged = {k[len(EMA_PREFIX) :]: v for k, v in state.items() if k.startswith(EMA_PREFIX)}
         self._ema = None
         if self.ema_decay > 0:

@@ -11,7 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from flower_synth.generative.base import GenerativeModel, check_int, check_number, require_keys
-from flower_synth.generative.torch_state import RNG_KEY, generator_array, restore_generator
+from flower_synth.generative.torch_state import (
+    RNG_KEY,
+    generator_array,
+    load_optimizer_arrays,
+    optimizer_arrays,
+    restore_generator,
+)
 
 
 class TorchImageModel(GenerativeModel):
@@ -76,6 +82,25 @@ class TorchImageModel(GenerativeModel):
         if self._generator is not None:
             state[RNG_KEY] = generator_array(self._generator)
         return state
+
+    def _build_optimizer(self) -> torch.optim.Adam:
+        """One Adam over every network parameter (kept in ``_optimizer``)."""
+        return torch.optim.Adam(self._network.parameters(), lr=self.learning_rate)
+
+    def _network_and_optimizer_state(self) -> dict[str, np.ndarray]:
+        """:meth:`_network_state` and, once it exists, the Adam of ``_optimizer``."""
+        state = self._network_state()
+        if self._optimizer is not None:
+            state |= optimizer_arrays(self._optimizer)
+        return state
+
+    def _load_network_and_optimizer_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore what :meth:`_network_and_optimizer_state` saved (no optimizer if the
+        state holds none)."""
+        self._load_network_state(state)
+        self._optimizer = self._build_optimizer()
+        if not load_optimizer_arrays(self._optimizer, state):
+            self._optimizer = None
 
     def _load_network_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Rebuild the networks and the random stream from :meth:`_network_state`'s
