@@ -493,6 +493,24 @@ def test_generator_bound_on_digits_is_well_above_chance(tmp_path) -> None:
     assert "| gaussian | - |" in table and "1,280" in table
 
 
+def test_generator_bound_scores_real_images_as_the_ceiling(tmp_path) -> None:
+    from flower_synth.bench.generator_bound import REAL_IMAGES, format_bound_table, generator_bound
+
+    (real,) = generator_bound(
+        "digits", REAL_IMAGES, num_samples=1000, classifier_epochs=10, reference_cache=tmp_path
+    )
+    (gaussian,) = generator_bound(
+        "digits", "gaussian", num_samples=1000, classifier_epochs=10, reference_cache=tmp_path
+    )
+    assert real["cas_hard"] > 0.85  # chance is 0.1
+    assert real["cas_hard"] > gaussian["cas_hard"] and real["cas_soft"] > gaussian["cas_soft"]
+    assert real["frechet"] < gaussian["frechet"]  # real images lie nearer the test set
+    assert real["parameters"] == real["fit_seconds"] == real["seconds_per_1000"] == 0
+    assert "| real | - |" in format_bound_table([{"generator": REAL_IMAGES} | real])
+    with pytest.raises(ValueError, match="larger than the .* the training set holds"):
+        generator_bound("digits", REAL_IMAGES, num_samples=100_000, reference_cache=tmp_path)
+
+
 def test_conv_cvae_learns_and_round_trips(digits) -> None:
     X, y = digits
     model = ConditionalVAE(10, image_shape=(1, 8, 8), architecture="conv", **CVAE_PARAMS)

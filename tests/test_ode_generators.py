@@ -140,6 +140,19 @@ def test_the_hjb_option_changes_the_kinetic_energy_of_the_paths() -> None:
     assert abs(energies[0] - energies[1]) > 0.02 * energies[0]
 
 
+def test_relative_kinetic_energy_tells_straight_paths_from_curved_ones() -> None:
+    labels = np.arange(200) % 2
+    flow, score = fitted_on_toy(), fitted_on_toy(ScoreModel)
+    for model in (flow, score):  # one step is a straight segment; no path takes less
+        one_step = model.kinetic_energy(labels, random_state=0, steps=1, relative=True)
+        assert one_step == pytest.approx(1.0, abs=1e-4)
+    straightness = [
+        m.kinetic_energy(labels, random_state=0, steps=8, relative=True) for m in (flow, score)
+    ]
+    assert 1.0 <= straightness[0] < 1.5  # the straight path: nearly straight once learnt
+    assert straightness[1] > 1.5 * straightness[0]  # the diffusion's bends
+
+
 def test_classifier_free_guidance_samples_and_needs_dropout() -> None:
     model = fitted_on_toy(class_dropout=0.2, guidance_scale=2.0, steps=4)
     samples, labels = model.sample(40, labels=np.arange(40) % 2, random_state=0)

@@ -5,3 +5,4 @@ B=".venv/bin/flower-synth generator-bound"
 $B --generator cvae cvae-conv symvae --generator-epochs 10
 $B --generator flow --generator-epochs 6 --channels 16 --solver heun --steps 4 8
 $B --generator score --generator-epochs 6 --channels 16 --solver heun --steps 8 16
+$B --generator real  # the ceiling: 20,000 real training images

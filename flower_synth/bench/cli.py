@@ -18,7 +18,7 @@ from flower_synth.bench.equilibrium_check import (
     run_equilibrium_experiment,
 )
 from flower_synth.bench.experiments import expand, load_experiment
-from flower_synth.bench.generator_bound import format_bound_table, generator_bound
+from flower_synth.bench.generator_bound import REAL_IMAGES, format_bound_table, generator_bound
 from flower_synth.bench.plotting import plot_runs
 from flower_synth.bench.report import write_report
 from flower_synth.generative import GENERATORS, ODE_GENERATORS
@@ -175,7 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bound.add_argument("--dataset", default="fashion-mnist")
     bound.add_argument(
-        "--generator", nargs="+", default=["cvae"], choices=GENERATORS, help="one or more"
+        "--generator",
+        nargs="+",
+        default=["cvae"],
+        choices=[REAL_IMAGES, *GENERATORS],
+        help=f"one or more; '{REAL_IMAGES}': real training images of the same count",
     )
     bound.add_argument("--generator-epochs", type=int, default=10)
     bound.add_argument("--samples", type=int, default=20_000)

@@ -27,6 +27,7 @@ from flower_synth.quality import ReferenceClassifier, generation_quality
 from flower_synth.training import class_probabilities, evaluate, make_loader, to_unit_range, train
 
 REFERENCE_CACHE = "~/.cache/flower-synth/reference"
+REAL_IMAGES = "real"  # not a generator: real training images of the same count, the ceiling
 BOUND_COLUMNS = (
     "generator",
     "steps",
@@ -54,7 +55,9 @@ def generator_bound(
     epochs for the torch image generators), draw ``num_samples`` class-balanced
     samples (clipped to [0, 1]), and score them; an ODE generator (flow, score) is
     sampled and scored once per entry of ``sample_steps`` (its own ``steps`` if
-    empty).
+    empty). ``generator=REAL_IMAGES`` scores ``num_samples`` class-balanced real
+    training images the same way: the ceiling a generator's samples aim at (no
+    parameters, no seconds).
 
     Returns:
         One row per sampling setting: ``steps`` (0 for generators without), ``cas_hard``
@@ -64,10 +67,22 @@ def generator_bound(
         the reference features), ``reference_accuracy`` (share of samples the
         reference assigns to their label), ``parameters`` (the generator's),
         ``fit_seconds`` and ``seconds_per_1000`` (sampling); for an ODE generator also
-        ``kinetic_energy`` (per dimension, of 1,000 sampling paths).
+        ``kinetic_energy`` (per dimension, of 1,000 sampling paths) and
+        ``path_straightness`` (their energy over that of straight paths between the
+        same ends: 1 is straight).
     """
     train_set, test_set = load_dataset(dataset)
     real = to_unit_range(train_set)
+    reference = ReferenceClassifier.load_or_train(dataset, train_set, reference_cache, seed=seed)
+    wanted = np.arange(num_samples) % train_set.num_classes
+
+    def scores(samples: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        return _scores(samples, labels, reference, test_set, classifier_epochs, seed)
+
+    if generator == REAL_IMAGES:
+        chosen = _class_balanced_draw(train_set.labels, wanted, seed)
+        costs = {"parameters": 0.0, "fit_seconds": 0.0, "seconds_per_1000": 0.0}
+        return [{"steps": 0.0} | scores(real[chosen], train_set.labels[chosen]) | costs]
     params = dict(generator_params)
     if generator in IMAGE_GENERATORS:
         params = {"epochs": generator_epochs, "seed": seed} | params
@@ -75,9 +90,6 @@ def generator_bound(
     started = time.perf_counter()
     model.fit(real, train_set.labels)
     fit_seconds = time.perf_counter() - started
-    reference = ReferenceClassifier.load_or_train(dataset, train_set, reference_cache, seed=seed)
-    test_images = to_unit_range(test_set)
-    wanted = np.arange(num_samples) % train_set.num_classes
     settings = [0]
     if isinstance(model, ODEImageModel):
         settings = list(sample_steps) or [model.steps]
@@ -89,27 +101,57 @@ def generator_bound(
         samples, labels = model.sample(num_samples, labels=wanted, random_state=seed)
         sampling = time.perf_counter() - began
         samples = np.clip(samples, 0.0, 1.0)  # a Gaussian's samples leave the image range
-        quality = generation_quality(reference, samples, labels, test_images, test_set.labels)
-        teacher = class_probabilities(reference.model, samples, reference.normalization)
-        row = {"steps": float(steps)} | {
-            f"cas_{kind}": _classification_accuracy_score(
-                samples, targets, test_set, classifier_epochs, seed
-            )
-            for kind, targets in (("hard", labels), ("soft", teacher))
-        }
-        if steps:  # the paths' kinetic energy, on 1,000 of them
-            row["kinetic_energy"] = model.kinetic_energy(wanted[:1000], random_state=seed)
+        row = {"steps": float(steps)} | scores(samples, labels)
+        if steps:  # the paths' kinetic energy, on 1,000 of them, and against straight paths
+            paths = {"labels": wanted[:1000], "random_state": seed}
+            row["kinetic_energy"] = model.kinetic_energy(**paths)
+            row["path_straightness"] = model.kinetic_energy(**paths, relative=True)
         rows.append(
             row
             | {
-                "frechet": quality.frechet,
-                "reference_accuracy": quality.reference_accuracy,
                 "parameters": float(model.parameter_count()),
                 "fit_seconds": fit_seconds,
                 "seconds_per_1000": 1000 * sampling / max(num_samples, 1),
             }
         )
     return rows
+
+
+def _class_balanced_draw(labels: np.ndarray, wanted: np.ndarray, seed: int) -> np.ndarray:
+    """Indices of real examples, as many of each class as ``wanted`` asks, without
+    replacement."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label, count in zip(*np.unique(wanted, return_counts=True), strict=True):
+        held = np.flatnonzero(labels == label)
+        if count > len(held):
+            raise ValueError(
+                f"{len(wanted)} real images ask {count} of class {label}, larger than the "
+                f"{len(held)} the training set holds; lower the number of samples"
+            )
+        chosen.append(rng.choice(held, int(count), replace=False))
+    return np.concatenate(chosen)
+
+
+def _scores(
+    samples: np.ndarray,
+    labels: np.ndarray,
+    reference: ReferenceClassifier,
+    test_set: Any,
+    classifier_epochs: int,
+    seed: int,
+) -> dict[str, float]:
+    """CAS with hard and teacher labels, Fréchet distance and reference accuracy."""
+    quality = generation_quality(
+        reference, samples, labels, to_unit_range(test_set), test_set.labels
+    )
+    teacher = class_probabilities(reference.model, samples, reference.normalization)
+    return {
+        f"cas_{kind}": _classification_accuracy_score(
+            samples, targets, test_set, classifier_epochs, seed
+        )
+        for kind, targets in (("hard", labels), ("soft", teacher))
+    } | {"frechet": quality.frechet, "reference_accuracy": quality.reference_accuracy}
 
 
 def _classification_accuracy_score(
@@ -132,10 +174,14 @@ def format_bound_table(rows: list[dict[str, Any]]) -> str:
         "|" + "---|" * len(BOUND_COLUMNS),
     ]
     for row in rows:
+        costs = "| - | - | - |"  # real images
+        if row["parameters"]:
+            costs = (
+                f"| {int(row['parameters']):,} | {row['fit_seconds']:.0f} "
+                f"| {row['seconds_per_1000']:.3f} |"
+            )
         lines.append(
             f"| {row['generator']} | {int(row['steps']) or '-'} | {100 * row['cas_hard']:.2f} "
-            f"| {100 * row['cas_soft']:.2f} | {row['frechet']:.3f} "
-            f"| {int(row['parameters']):,} | {row['fit_seconds']:.0f} "
-            f"| {row['seconds_per_1000']:.3f} |"
+            f"| {100 * row['cas_soft']:.2f} | {row['frechet']:.3f} " + costs
         )
     return "\n".join(lines)

@@ -244,9 +244,10 @@ class ODEImageModel(TorchImageModel):
 
     @torch.no_grad()
     def _integrate(
-        self, y: np.ndarray, rng: np.random.Generator, steps: int, solver: str
+        self, y: np.ndarray, rng: np.random.Generator, steps: int, solver: str, relative: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """End points in [-1, 1] and kinetic energies of ``len(y)`` paths from noise."""
+        """End points in [-1, 1] and kinetic energies of ``len(y)`` paths from noise
+        (``relative``: each divided by that of the straight path between its ends)."""
         self._sampling_network().eval()
         generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
         labels = torch.as_tensor(y, dtype=torch.int64)
@@ -255,12 +256,13 @@ class ODEImageModel(TorchImageModel):
             noise = torch.randn((len(part), *self.image_shape), generator=generator)
             noise = noise.to(self.device).contiguous(memory_format=torch.channels_last)
             part = part.to(self.device)
+            times = self._times(steps)
             end, energy = integrate(
-                lambda x, t, part=part: self._guided_velocity(x, t, part),
-                noise,
-                self._times(steps),
-                solver,
+                lambda x, t, part=part: self._guided_velocity(x, t, part), noise, times, solver
             )
+            if relative:  # the straight path at constant speed: |end - noise|^2 / duration
+                straight = (end - noise).flatten(1).pow(2).mean(1) / float(times[-1] - times[0])
+                energy = energy / straight
             ends.append(end.clamp(-1.0, 1.0).cpu())
             energies.append(energy.cpu())
         if not ends:
@@ -268,7 +270,7 @@ class ODEImageModel(TorchImageModel):
         return torch.cat(ends), torch.cat(energies)
 
     def _sample_rows(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        end, _ = self._integrate(y, rng, self.steps, self.solver)
+        end, _ = self._integrate(y, rng, self.steps, self.solver, relative=False)
         return ((end + 1.0) / 2.0).contiguous().numpy()
 
     def kinetic_energy(
@@ -277,17 +279,23 @@ class ODEImageModel(TorchImageModel):
         random_state: int | np.random.Generator | None = None,
         steps: int | None = None,
         solver: str | None = None,
+        relative: bool = False,
     ) -> float:
         """Mean kinetic energy per dimension, ``int_0^1 |v(x_t, t)|^2 dt``, of the
         sampling paths of images of classes ``labels`` (``steps`` and ``solver``
         default to the model's): the straight path's is ``|x1 - x0|^2``, and a
-        regularizer that straightens paths lowers it toward that."""
+        regularizer that straightens paths lowers it toward that.
+
+        With ``relative``, each path's energy is divided by that of the straight path
+        between its own ends: 1 for a straight path at constant speed (the least any
+        path between the same ends takes), more the more it bends; how much a
+        path-straightening step such as reflow could gain."""
         self._check_fitted()
         steps = self.steps if steps is None else steps
         check_int("steps", steps, minimum=1)
         y = self._check_labels(labels, len(labels))
         _, energy = self._integrate(
-            y, np.random.default_rng(random_state), steps, solver or self.solver
+            y, np.random.default_rng(random_state), steps, solver or self.solver, relative
         )
         return float(energy.mean())
 
