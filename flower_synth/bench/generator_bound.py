@@ -74,10 +74,11 @@ def generator_bound(
     train_set, test_set = load_dataset(dataset)
     real = to_unit_range(train_set)
     reference = ReferenceClassifier.load_or_train(dataset, train_set, reference_cache, seed=seed)
+    test_images = to_unit_range(test_set)
     wanted = np.arange(num_samples) % train_set.num_classes
 
     def scores(samples: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        return _scores(samples, labels, reference, test_set, classifier_epochs, seed)
+        return _scores(samples, labels, reference, test_images, test_set, classifier_epochs, seed)
 
     if generator == REAL_IMAGES:
         chosen = _class_balanced_draw(train_set.labels, wanted, seed)
@@ -137,14 +138,14 @@ def _scores(
     samples: np.ndarray,
     labels: np.ndarray,
     reference: ReferenceClassifier,
+    test_images: np.ndarray,
     test_set: Any,
     classifier_epochs: int,
     seed: int,
 ) -> dict[str, float]:
-    """CAS with hard and teacher labels, Fréchet distance and reference accuracy."""
-    quality = generation_quality(
-        reference, samples, labels, to_unit_range(test_set), test_set.labels
-    )
+    """CAS with hard and teacher labels, Fréchet distance and reference accuracy
+    (``test_images``: ``test_set``'s images in [0, 1])."""
+    quality = generation_quality(reference, samples, labels, test_images, test_set.labels)
     teacher = class_probabilities(reference.model, samples, reference.normalization)
     return {
         f"cas_{kind}": _classification_accuracy_score(

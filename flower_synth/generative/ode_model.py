@@ -251,12 +251,12 @@ class ODEImageModel(TorchImageModel):
         self._sampling_network().eval()
         generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
         labels = torch.as_tensor(y, dtype=torch.int64)
+        times = self._times(steps)
         ends, energies = [], []
         for part in labels.split(self.sample_batch_size):
             noise = torch.randn((len(part), *self.image_shape), generator=generator)
             noise = noise.to(self.device).contiguous(memory_format=torch.channels_last)
             part = part.to(self.device)
-            times = self._times(steps)
             end, energy = integrate(
                 lambda x, t, part=part: self._guided_velocity(x, t, part), noise, times, solver
             )
