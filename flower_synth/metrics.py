@@ -59,7 +59,9 @@ def stateful_client_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str,
     clients report it, ``label_agreement``: the share of all generated samples whose
     soft label agrees with their class (weighted by ``generated_samples``), with the
     clients' ``_min`` and ``_max``; ``clients_fresh_start``: how
-    many clients started without state from earlier rounds (``fresh_start``)."""
+    many clients started without state from earlier rounds (``fresh_start``);
+    ``clients_pseudo_labelled``: how many unlabelled images partly labelled clients
+    learnt from with a label of their own classifier's (``pseudo_labelled``)."""
     rounds = [int(m["client_rounds"]) for _, m in results if "client_rounds" in m]
     metrics = client_fit_metrics(results)
     if rounds:
@@ -67,6 +69,9 @@ def stateful_client_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str,
     fresh = [int(m["fresh_start"]) for _, m in results if "fresh_start" in m]
     if fresh:
         metrics["clients_fresh_start"] = sum(fresh)
+    pseudo = [int(m["pseudo_labelled"]) for _, m in results if "pseudo_labelled" in m]
+    if pseudo:
+        metrics["clients_pseudo_labelled"] = sum(pseudo)
     agreement = [
         (float(m["label_agreement"]), int(m.get("generated_samples", 1)))
         for _, m in results

@@ -314,3 +314,20 @@ strategies: {{fedavg: {{}}}}
     assert resumed == partial and data["finished"]
     assert [r["round"] for r in data["rounds"]] == list(range(1, rounds + 1))
     assert len(data["resumed"]) == 1 and 1 <= data["resumed"][0] < rounds
+
+
+def test_partly_labelled_clients_learn_more_through_the_exchange_than_alone(
+    tmp_path: Path,
+) -> None:
+    """Two digits clients that know 5 % of their labels: the synthetic exchange's
+    clients beat the same clients trained on their own labelled images."""
+    clients, rounds = 2, 4
+    partly = {"labelled-fraction": 0.05, "num-server-rounds": rounds, "client-global-eval-every": 1}
+    accuracy = {}
+    for strategy in ("local-only", "synthetic"):
+        data = simulate(tmp_path / strategy, partly | {"strategy": strategy}, clients)
+        assert data["config"]["labelled-fraction"] == "0.05"
+        final = data["rounds"][-1]
+        assert final["fit_failures"] == 0
+        accuracy[strategy] = final["clients_global_accuracy"]
+    assert accuracy["synthetic"] > accuracy["local-only"] + 0.02, accuracy

@@ -29,11 +29,13 @@ def test_label_agreement_is_the_share_of_all_samples_with_the_clients_spread() -
                 "generated_samples": 100,
                 "client_rounds": 3,
                 "generator_seconds": 0.25,
+                "pseudo_labelled": 40,
             },
         ),
-        (50, {"train_loss": 1.0, "client_rounds": 2}),
+        (50, {"train_loss": 1.0, "client_rounds": 2, "pseudo_labelled": 2}),
     ]
     metrics = stateful_client_fit_metrics(results)
+    assert metrics["clients_pseudo_labelled"] == 42
     assert metrics["label_agreement"] == pytest.approx((0.9 * 900 + 0.1 * 100) / 1000)
     assert (metrics["label_agreement_min"], metrics["label_agreement_max"]) == (0.1, 0.9)
     assert (metrics["client_rounds_min"], metrics["client_rounds_max"]) == (2, 3)

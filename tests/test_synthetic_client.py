@@ -59,6 +59,11 @@ def test_mixture_weights_give_real_data_a_ii_and_received_the_rest() -> None:
     assert weights[4:] == pytest.approx([0.7 / 6] * 6)
     assert weights.sum() == pytest.approx(1.0)
     assert mixture_weights(5, 0, self_trust=0.3) == pytest.approx([0.2] * 5)  # nothing received
+    # 2 labelled + 8 pseudo-labelled real examples: each half of the real data's 0.3
+    weights = mixture_weights(num_real=10, num_received=6, self_trust=0.3, num_pseudo=8)
+    assert weights[:2] == pytest.approx([0.075] * 2)
+    assert weights[2:10] == pytest.approx([0.15 / 8] * 8)
+    assert weights.sum() == pytest.approx(1.0)
 
 
 def test_fit_returns_samples_with_soft_labels_and_state_survives_a_rebuild(digits_settings) -> None:

@@ -53,7 +53,8 @@ def generator_params(
     """Constructor parameters the run config sets for a generator of ``kind`` (its
     sizes scaled by the partition's ``capacity``); a torch image generator's epoch
     draws ``generator-epoch-scale`` times as many examples from the mixture as the
-    client has real ones, and at least ``generator-min-batches`` batches."""
+    client has real images (``num_real``, labelled or not), and at least
+    ``generator-min-batches`` batches."""
     seed = round_seed(settings.seed, partition_id, 0)
     scale = settings.capacity_for(partition_id)
     if kind == "gmm":
@@ -100,7 +101,7 @@ def synthetic_learner(
     config make heterogeneous federations), restored from ``context.state``."""
     shape, num_classes = data.train.image_shape, data.train.num_classes
     kind = settings.kind_for(settings.generator, partition_id)
-    params = generator_params(settings, kind, partition_id, len(data.train))
+    params = generator_params(settings, kind, partition_id, data.num_images)
     generator = build_generator(kind, num_classes, shape, **params)
     classifier = None
     if settings.kind_for(settings.classifier, partition_id) == "model":
@@ -137,6 +138,7 @@ def synthetic_learner(
         seed=settings.seed,
         global_test=global_test,
         device=settings.device,
+        pseudo_label_threshold=settings.pseudo_label_threshold,
     )
 
 
@@ -208,7 +210,11 @@ def learner_for(context: Context, global_eval: bool = False) -> Learner:
     check_device(settings.device)
     partition_id, num_partitions = node_partition(context.node_config)
     settings.check_federation(num_partitions)
-    data = load_client_data(settings.partition_scheme(num_partitions), partition_id)
+    data = load_client_data(
+        settings.partition_scheme(num_partitions),
+        partition_id,
+        settings.labelled_fraction_for(partition_id),
+    )
     global_test = load_global_test(settings.data_source) if global_eval else None
     if settings.strategy == "synthetic":
         return synthetic_learner(settings, data, context, partition_id, global_test)

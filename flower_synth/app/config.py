@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from flower_synth.data.federated import DataSource, PartitionScheme
+from flower_synth.data.labels import check_labelled_fraction
 from flower_synth.data.partition import PARTITIONERS
 from flower_synth.data.sources import DATASETS
 from flower_synth.deflate import COMPRESSIONS
@@ -99,6 +100,7 @@ SYNTHETIC_ONLY_KEYS = (
     "server-lr-decay",
     "record-pool-means",
     "generation-quality",
+    "pseudo-label-threshold",
 )
 # Run-config keys only GMM prototypes read.
 GMM_ONLY_KEYS = (
@@ -153,6 +155,7 @@ class RunSettings:
     local_test_fraction: float = 0.2
     imbalance_factor: float = 1.0
     examples_per_class: int = 0
+    labelled_fraction: str = "1"
     validation: bool = False
     num_server_rounds: int = 3
     centralized_epochs: int = 1
@@ -219,6 +222,7 @@ class RunSettings:
     max_missed_rounds: int = 3
     record_pool_means: bool = False
     generation_quality: bool = False
+    pseudo_label_threshold: float = 1.0
     # prototype strategies
     prototype_dtype: str = "float16"
     dr_lambda: float = 1.0
@@ -273,6 +277,12 @@ class RunSettings:
                 f"local-test-fraction must lie in [0, 1), got {self.local_test_fraction}"
             )
         self._check_capacity()
+        self._check_labelled_fraction()
+        if not 0.0 <= self.pseudo_label_threshold <= 1.0:
+            raise ValueError(
+                f"pseudo-label-threshold must lie in [0, 1] (1: unlabelled images unused), "
+                f"got {self.pseudo_label_threshold}"
+            )
         for kind in per_partition(self.generator):
             _check_choice("generator", kind, GENERATORS)
         for kind in per_partition(self.classifier):
@@ -389,6 +399,23 @@ class RunSettings:
                 f"{' or '.join(CAPACITY_STRATEGIES)}, or capacity='1'"
             )
 
+    def _check_labelled_fraction(self) -> None:
+        """``labelled-fraction`` is a per-partition list of shares in (0, 1]."""
+        try:
+            fractions = [float(value) for value in per_partition(self.labelled_fraction)]
+        except ValueError:
+            raise ValueError(
+                f"labelled-fraction must be a comma-separated list of numbers in (0, 1], "
+                f"got {self.labelled_fraction!r}"
+            ) from None
+        for fraction in fractions:
+            check_labelled_fraction(fraction)
+
+    def labelled_fraction_for(self, partition_id: int) -> float:
+        """The share of ``partition_id``'s training images whose labels it knows
+        (``labelled-fraction``, round-robin; the others are unlabelled)."""
+        return float(self.kind_for(self.labelled_fraction, partition_id))
+
     def global_eval_round(self, server_round: int) -> bool:
         """Whether ``server_round`` is one in which the global test set is scored:
         divisible by ``client-global-eval-every``, or the last round."""
@@ -479,7 +506,8 @@ class RunSettings:
 
     def kind_for(self, spec: str, partition_id: int) -> str:
         """The entry of a comma-separated per-partition list (``generator``,
-        ``classifier``) that applies to ``partition_id``: entries repeat round-robin."""
+        ``classifier``, ``capacity``, ``labelled-fraction``) that applies to
+        ``partition_id``: entries repeat round-robin."""
         kinds = per_partition(spec)
         return kinds[partition_id % len(kinds)]
 
@@ -516,6 +544,8 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 def _coerce(key: str, value: Any, expected: type) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # a one-entry per-partition list given as a number
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise TypeError(
             f"run-config key {key!r} must be {expected.__name__}, got {value!r} "

@@ -1,10 +1,13 @@
-"""The data-scarce summary (experiments whose partitions are all ``per-class``): the
-clients' accuracy on the test set and their generators' quality against the number of
-images per class, mean ± std over seeds, per client, and a plot of accuracy against n."""
+"""Summaries of experiments whose partitions lie on one axis: the data-scarce regime
+(every partition ``per-class``: images per class) and partly labelled clients (every
+partition sets its own ``labelled-fraction``). The clients' accuracy on the test set
+and their generators' quality along the axis, mean ± std over seeds, per client, each
+strategy's gain over local-only client by client, and a plot of accuracy along it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,8 @@ from flower_synth.bench.compare import finished_results  # noqa: E402
 from flower_synth.bench.experiments import Cell, ExperimentConfig  # noqa: E402
 from flower_synth.bench.plotting import save_figure  # noqa: E402
 from flower_synth.bench.report import mean_std  # noqa: E402
+
+LOCAL_BASELINE = "local-only"  # what every client could do without the others
 from flower_synth.results import load_results  # noqa: E402
 
 Runs = dict[tuple[str, str], list[dict[str, Any]]]  # (partition, strategy) -> results
@@ -60,9 +65,41 @@ def generator_scores(data: dict[str, Any], figure: str) -> dict[int, float]:
     return {}
 
 
+@dataclass(frozen=True)
+class Axis:
+    """What tells an experiment's partitions apart: a number per partition, named
+    ``title`` in the report, written to ``<stem>.md`` and ``<stem>.png``."""
+
+    title: str
+    stem: str
+    values: dict[str, float]
+    log_scale: bool = True
+
+
 def is_data_scarce(config: ExperimentConfig) -> bool:
     """Whether every partition of ``config`` is ``per-class`` (n images of every class)."""
     return bool(config.partitions) and all(p.partitioner == "per-class" for p in config.partitions)
+
+
+def size_axis(config: ExperimentConfig) -> Axis:
+    """The data-scarce axis: training images per class per client."""
+    sizes = {p.name: float(p.examples_per_class) for p in config.partitions}
+    return Axis("training images per class per client", "by-size", sizes)
+
+
+def labelled_axis(config: ExperimentConfig) -> Axis | None:
+    """The partly labelled axis: each partition's ``labelled-fraction`` (in %), when
+    every partition sets one number of its own and they differ; else None."""
+    fractions: dict[str, float] = {}
+    for partition in config.partitions:
+        value = partition.run_config.get("labelled-fraction")
+        try:
+            fractions[partition.name] = 100 * float(value)
+        except (TypeError, ValueError):
+            return None
+    if len(set(fractions.values())) < 2:
+        return None
+    return Axis("labelled share of each client's images (%)", "by-labels", fractions)
 
 
 def finished_runs(cells: Sequence[Cell]) -> Runs:
@@ -123,15 +160,48 @@ def per_client_table(
     return "\n".join(lines)
 
 
-def plot_accuracy(
-    runs: Runs, sizes: dict[str, int], strategies: Sequence[str], output: Path
-) -> Path:
-    """The clients' accuracy (mean over clients; mean ± std over seeds) against the
-    images per class of each partition (``sizes``), one line per strategy."""
+def gain_table(runs: Runs, partitions: Sequence[str], strategies: Sequence[str]) -> str:
+    """Each strategy's gain over local-only, client by client on the same seed
+    (accuracy points): the mean over clients and the smallest client's gain (both
+    mean ± std over seeds), and the seeds paired."""
+    lines = [
+        "| partition | strategy | mean gain | smallest client's gain | seeds |",
+        "|---|---|---|---|---|",
+    ]
+    for partition in partitions:
+        baseline = {
+            seed_of(d): client_accuracies(d) for d in runs.get((partition, LOCAL_BASELINE), [])
+        }
+        for strategy in strategies:
+            if strategy == LOCAL_BASELINE:
+                continue
+            means, smallest = [], []
+            for data in runs.get((partition, strategy), []):
+                own, base = client_accuracies(data), baseline.get(seed_of(data), {})
+                gains = [own[pid] - base[pid] for pid in own if pid in base]
+                if gains:
+                    means.append(float(np.mean(gains)))
+                    smallest.append(min(gains))
+            if means:
+                lines.append(
+                    f"| {partition} | {strategy} | {mean_std(means, 100.0)} | "
+                    f"{mean_std(smallest, 100.0)} | {len(means)} |"
+                )
+    return "\n".join(lines)
+
+
+def seed_of(data: dict[str, Any]) -> int:
+    """The seed a results file ran with."""
+    return int(data["config"]["seed"])
+
+
+def plot_accuracy(runs: Runs, axis_spec: Axis, strategies: Sequence[str], output: Path) -> Path:
+    """The clients' accuracy (mean over clients; mean ± std over seeds) along the
+    partitions' axis, one line per strategy."""
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     for strategy in strategies:
         points = []
-        for partition, size in sizes.items():
+        for partition, size in axis_spec.values.items():
             found = [last_value(d, ACCURACY_KEYS) for d in runs.get((partition, strategy), [])]
             values = [100 * v for v in found if v is not None]
             if values:
@@ -140,28 +210,32 @@ def plot_accuracy(
         if points:
             xs, means, stds = zip(*points, strict=True)
             axis.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=strategy)
-    axis.set_xscale("log")
-    axis.set_xlabel("training images per class per client")
+    if axis_spec.log_scale:
+        axis.set_xscale("log")
+    axis.set_xlabel(axis_spec.title)
     axis.set_ylabel("clients' accuracy on the test set (%)")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     return save_figure(figure, output)
 
 
-def write_by_size(config: ExperimentConfig, cells: Sequence[Cell]) -> Path:
-    """``by-size.md`` and ``by-size.png`` in the experiment's output folder (see the
-    module docstring). Only finished runs count; the seeds counted are given."""
+def write_by_size(
+    config: ExperimentConfig, cells: Sequence[Cell], axis: Axis | None = None
+) -> Path:
+    """``<stem>.md`` and ``<stem>.png`` of ``axis`` (default: the data-scarce
+    :func:`size_axis`) in the experiment's output folder (see the module docstring).
+    Only finished runs count; the seeds counted are given."""
+    axis = axis or size_axis(config)
     output = Path(config.output_dir).expanduser().resolve()
     runs = finished_runs(cells)
-    sizes = {p.name: p.examples_per_class for p in config.partitions}
-    partitions, strategies = list(sizes), list(config.strategies)
+    partitions, strategies = list(axis.values), list(config.strategies)
     generating = [
         s
         for s in strategies
         if any(generator_scores(d, "frechet") for p in partitions for d in runs.get((p, s), []))
     ]
     lines = [
-        f"# {config.name}: against images per class",
+        f"# {config.name}: against {axis.title}",
         "",
         "Final round; mean ± sample std over seeds (seeds counted in brackets). Accuracy is "
         "each client's classifier on the dataset's test set, averaged over clients (the "
@@ -175,6 +249,13 @@ def write_by_size(config: ExperimentConfig, cells: Sequence[Cell]) -> Path:
         "",
         per_client_table(runs, partitions, strategies, client_accuracies),
     ]
+    if LOCAL_BASELINE in strategies:
+        lines += [
+            "",
+            f"## Gain over {LOCAL_BASELINE}, client by client (points)",
+            "",
+            gain_table(runs, partitions, strategies),
+        ]
     if generating:
         lines += [
             "",
@@ -203,9 +284,9 @@ def write_by_size(config: ExperimentConfig, cells: Sequence[Cell]) -> Path:
                 runs, partitions, generating, lambda d: generator_scores(d, "frechet"), 1.0
             ),
         ]
-    plot = plot_accuracy(runs, sizes, strategies, output / "by-size.png")
-    lines += ["", f"![clients' accuracy against images per class]({plot.name})"]
-    report = output / "by-size.md"
+    plot = plot_accuracy(runs, axis, strategies, output / f"{axis.stem}.png")
+    lines += ["", f"![clients' accuracy against {axis.title}]({plot.name})"]
+    report = output / f"{axis.stem}.md"
     report.write_text("\n".join(lines) + "\n")
     return report
 

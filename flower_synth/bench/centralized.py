@@ -40,12 +40,14 @@ def run_centralized(settings: RunSettings, num_clients: int) -> Path:
     scores where it also knows the client's prior, the mark for federated clients'
     own models), with 0 bytes exchanged, in a results file like a Flower run's (its
     ``strategy`` is ``"centralized"``). The clients' data is exactly what the
-    federated runs with the same settings and ``num_clients`` partition. Returns the
-    results file's path.
+    federated runs with the same settings and ``num_clients`` partition (their
+    labelled images only). Returns the results file's path.
     """
     torch.manual_seed(settings.seed)
+    scheme = settings.partition_scheme(num_clients)
     clients = [
-        load_client_data(settings.partition_scheme(num_clients), pid) for pid in range(num_clients)
+        load_client_data(scheme, pid, settings.labelled_fraction_for(pid))
+        for pid in range(num_clients)
     ]
     pooled = ImageDataset(
         np.concatenate([c.train.images for c in clients]),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flower_synth.bench.by_clients import is_scale_experiment, write_by_clients
-from flower_synth.bench.by_size import is_data_scarce, write_by_size
+from flower_synth.bench.by_size import is_data_scarce, labelled_axis, write_by_size
 from flower_synth.bench.compare import FlowerCellRunner, round_progress, run_sweep
 from flower_synth.bench.equilibrium_check import (
     format_equilibrium_table,
@@ -75,6 +75,9 @@ def run_compare(args: argparse.Namespace) -> int:
     log(f"report: {report}")
     if is_data_scarce(config):
         log(f"against images per class: {write_by_size(config, expand(config))}")
+    labelled = labelled_axis(config)
+    if labelled is not None:
+        log(f"against labelled share: {write_by_size(config, expand(config), labelled)}")
     if is_scale_experiment(config):
         log(f"against the number of clients: {write_by_clients(config, expand(config))}")
     return 1 if failed else 0

@@ -9,6 +9,7 @@ from flower_synth.data.federated import (
     load_global_train,
 )
 from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.data.labels import hide_labels
 from flower_synth.data.loaders import client_data_from_loaders
 from flower_synth.data.partition import PARTITIONERS, make_partitioner, partition_indices
 from flower_synth.data.sources import DATASETS, DatasetNotFoundError, load_dataset
@@ -22,6 +23,7 @@ __all__ = [
     "DatasetNotFoundError",
     "ImageDataset",
     "client_data_from_loaders",
+    "hide_labels",
     "load_client_data",
     "load_dataset",
     "load_global_test",

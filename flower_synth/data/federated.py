@@ -8,6 +8,7 @@ from functools import lru_cache
 import numpy as np
 
 from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.data.labels import hide_labels
 from flower_synth.data.partition import (
     long_tail_indices,
     make_partitioner,
@@ -20,14 +21,38 @@ from flower_synth.normalization import SYMMETRIC, Normalization
 
 @dataclass(frozen=True)
 class ClientData:
-    """A client's training split and its local test split (same label distribution),
-    with how its classifier's inputs are normalised (:class:`Normalization`; the
-    default maps [0, 1] to [-1, 1]). :func:`~flower_synth.data.client_data_from_loaders`
-    builds one from your own DataLoaders."""
+    """A client's labelled training split and its local test split (same label
+    distribution), with how its classifier's inputs are normalised
+    (:class:`Normalization`; the default maps [0, 1] to [-1, 1]), and the training
+    images it holds without labels (``unlabelled``: ``uint8`` ``(N, C, H, W)``, none by
+    default; :func:`~flower_synth.data.labels.hide_labels` makes a partly labelled
+    client). :func:`~flower_synth.data.client_data_from_loaders` builds one from your
+    own DataLoaders."""
 
     train: ImageDataset
     test: ImageDataset
     normalization: Normalization = SYMMETRIC
+    unlabelled: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.unlabelled is not None and (
+            self.unlabelled.dtype != np.uint8
+            or self.unlabelled.shape[1:] != self.train.images.shape[1:]
+        ):
+            raise ValueError(
+                f"unlabelled images must be uint8 of shape (N, *{self.train.image_shape}) like "
+                f"the training images, got {self.unlabelled.dtype} {self.unlabelled.shape}"
+            )
+
+    @property
+    def num_unlabelled(self) -> int:
+        """Training images without labels."""
+        return 0 if self.unlabelled is None else len(self.unlabelled)
+
+    @property
+    def num_images(self) -> int:
+        """Training images, labelled or not: what a round's training is sized by."""
+        return len(self.train) + self.num_unlabelled
 
 
 VALIDATION_FRACTION = 1 / 6  # of the training set (10,000 of Fashion-MNIST's 60,000)
@@ -100,8 +125,12 @@ def _cached_partitions(scheme: PartitionScheme) -> tuple[np.ndarray, ...]:
     return tuple(rows[part] for part in parts)
 
 
-def load_client_data(scheme: PartitionScheme, partition_id: int) -> ClientData:
-    """Partition ``partition_id`` of the scheme, split into train and local test.
+def load_client_data(
+    scheme: PartitionScheme, partition_id: int, labelled_fraction: float = 1.0
+) -> ClientData:
+    """Partition ``partition_id`` of the scheme, split into train and local test, with
+    only ``labelled_fraction`` of its training images labelled (the rest kept as
+    ``unlabelled``; :func:`~flower_synth.data.labels.hide_labels`).
 
     The same scheme gives the same split in every process.
     """
@@ -115,7 +144,8 @@ def load_client_data(scheme: PartitionScheme, partition_id: int) -> ClientData:
     train_idx, test_idx = split_by_class(
         indices, train.labels, scheme.local_test_fraction, seed=scheme.seed + partition_id
     )
-    return ClientData(train=train.subset(train_idx), test=train.subset(test_idx))
+    data = ClientData(train=train.subset(train_idx), test=train.subset(test_idx))
+    return hide_labels(data, labelled_fraction, seed=scheme.seed + partition_id)
 
 
 def load_global_test(source: DataSource) -> ImageDataset:

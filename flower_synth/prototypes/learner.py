@@ -144,8 +144,17 @@ class PrototypeLearner(ABC):
         seed = round_seed(self.seed, self.partition_id, server_round(config))
         real, labels = to_unit_range(self.data.train), self.data.train.labels
         terms = self.training_terms(arrays, seed)
+        # a partly labelled client draws as many labelled examples per epoch as it has
+        # images, so it trains as many steps as a fully labelled client of its size
+        draws = self.data.num_images if self.data.num_unlabelled else None
         loader = make_loader(
-            real, labels, self.batch_size, True, seed, normalization=self.data.normalization
+            real,
+            labels,
+            self.batch_size,
+            True,
+            seed,
+            draws=draws,
+            normalization=self.data.normalization,
         )
         loss = train(
             self.model,
@@ -171,7 +180,7 @@ class PrototypeLearner(ABC):
         }
         if terms.get("pseudo") is not None:
             metrics["pseudo_features"] = len(terms["pseudo"])
-        return Fitted(self.summarize(seed), len(labels), metrics)
+        return Fitted(self.summarize(seed), self.data.num_images, metrics)
 
     def evaluate(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Evaluated:
         """The client's own model on its local test split (``accuracy``) and, if set and
