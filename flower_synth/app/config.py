@@ -384,12 +384,7 @@ class RunSettings:
     def _check_capacity(self) -> None:
         """``capacity`` is a per-partition list of positive scales, and other than 1
         only where clients share no weights or features."""
-        try:
-            scales = [float(value) for value in per_partition(self.capacity)]
-        except ValueError:
-            raise ValueError(
-                f"capacity must be a comma-separated list of numbers, got {self.capacity!r}"
-            ) from None
+        scales = _numbers("capacity", self.capacity)
         if any(not math.isfinite(scale) or scale <= 0 for scale in scales):
             raise ValueError(f"capacity scales must be finite and > 0, got {self.capacity!r}")
         if any(scale != 1 for scale in scales) and self.strategy not in CAPACITY_STRATEGIES:
@@ -401,14 +396,7 @@ class RunSettings:
 
     def _check_labelled_fraction(self) -> None:
         """``labelled-fraction`` is a per-partition list of shares in (0, 1]."""
-        try:
-            fractions = [float(value) for value in per_partition(self.labelled_fraction)]
-        except ValueError:
-            raise ValueError(
-                f"labelled-fraction must be a comma-separated list of numbers in (0, 1], "
-                f"got {self.labelled_fraction!r}"
-            ) from None
-        for fraction in fractions:
+        for fraction in _numbers("labelled-fraction", self.labelled_fraction, " in (0, 1]"):
             check_labelled_fraction(fraction)
 
     def labelled_fraction_for(self, partition_id: int) -> float:
@@ -530,6 +518,17 @@ class RunSettings:
 def per_partition(spec: str) -> list[str]:
     """``"cvae,gaussian"`` -> ``["cvae", "gaussian"]``."""
     return [kind.strip() for kind in spec.split(",")]
+
+
+def _numbers(key: str, spec: str, meaning: str = "") -> list[float]:
+    """The numbers of the per-partition list ``spec`` of run-config key ``key``, or a
+    ``ValueError`` that says what the list must hold (numbers, and ``meaning``)."""
+    try:
+        return [float(value) for value in per_partition(spec)]
+    except ValueError:
+        raise ValueError(
+            f"{key} must be a comma-separated list of numbers{meaning}, got {spec!r}"
+        ) from None
 
 
 def _key(field_name: str) -> str:

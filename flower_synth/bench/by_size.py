@@ -21,9 +21,9 @@ from flower_synth.bench.compare import finished_results  # noqa: E402
 from flower_synth.bench.experiments import Cell, ExperimentConfig  # noqa: E402
 from flower_synth.bench.plotting import save_figure  # noqa: E402
 from flower_synth.bench.report import mean_std  # noqa: E402
+from flower_synth.results import load_results  # noqa: E402
 
 LOCAL_BASELINE = "local-only"  # what every client could do without the others
-from flower_synth.results import load_results  # noqa: E402
 
 Runs = dict[tuple[str, str], list[dict[str, Any]]]  # (partition, strategy) -> results
 

@@ -38,13 +38,12 @@ def hide_labels(data: ClientData, fraction: float, seed: int) -> ClientData:
     which of its images someone labelled); the others move to ``unlabelled``, in their
     original order. The local test split stays labelled: it is how the client is
     scored. ``fraction = 1`` returns ``data`` unchanged."""
-    if labelled_count(len(data.train), fraction) == len(data.train):
+    kept = labelled_count(len(data.train), fraction)
+    if kept == len(data.train):
         return data
     rng = np.random.default_rng([seed, LABEL_STREAM])
     keep = np.zeros(len(data.train), dtype=bool)
-    keep[rng.choice(len(data.train), labelled_count(len(data.train), fraction), replace=False)] = (
-        True
-    )
+    keep[rng.choice(len(data.train), kept, replace=False)] = True
     hidden = data.train.images[~keep]
     if data.unlabelled is not None:
         hidden = np.concatenate([data.unlabelled, hidden])

@@ -375,9 +375,11 @@ class SyntheticLearner:
         classifier has trained, the unlabelled ones it assigns a class with at least
         ``pseudo_label_threshold`` probability, with that class as their label."""
         labelled = SampleBatch(to_unit_range(self.data.train), self.data.train.labels)
-        if not self.data.num_unlabelled or self.trained_prior is None:
-            return labelled
-        if self.pseudo_label_threshold >= 1.0:
+        if (
+            not self.data.num_unlabelled
+            or self.pseudo_label_threshold >= 1.0
+            or self.trained_prior is None  # read from the state only when it matters
+        ):
             return labelled
         images = self.data.unlabelled.astype(np.float32) / 255.0
         probabilities = self.probabilities(images)
