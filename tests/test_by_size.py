@@ -101,3 +101,18 @@ def test_partly_labelled_experiments_are_summarised_against_the_labelled_share(
     # seed 0: both clients +20; seed 1: client 0 -10, client 1 +20 -> mean 5, smallest -10
     assert "| n5 | synthetic | 12.50 ± 10.61 | 5.00 ± 21.21 | 2 |" in report
     assert (tmp_path / "scarce" / "by-labels.png").stat().st_size > 1000
+
+
+def test_clients_of_two_modalities_are_summarised_apart(tmp_path: Path) -> None:
+    config = scarce(tmp_path)
+    config.run_config = {"modality": "clean,composited"}
+    for cell in expand(config):
+        record(cell, 0.5 if cell.strategy == "synthetic" else 0.3, None)
+    report = write_by_size(config, expand(config)).read_text()
+    section = report.split("## By modality")[1]
+    # client 0 (clean) scores accuracy - 0.1, client 1 (composited) accuracy + 0.1
+    clean, composited = section.split("Clients on composited images")
+    assert "| n5 | 20.00 ± 0.00 (2) | 40.00 ± 0.00 (2) | - |" in clean
+    assert "| n5 | 40.00 ± 0.00 (2) | 60.00 ± 0.00 (2) | - |" in composited
+    assert "| n5 | synthetic | 20.00 ± 0.00 | 20.00 ± 0.00 | 2 |" in composited
+    assert "## By modality" not in write_by_size(scarce(tmp_path / "one"), []).read_text()

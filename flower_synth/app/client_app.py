@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
@@ -14,16 +15,20 @@ from flwr.common import Scalar
 from flower_synth.app.config import OWN_MODEL_STRATEGIES, RunSettings
 from flower_synth.clientapp import (
     ClassifierTraining,
+    CleanModality,
+    CompositedModality,
     FedAvgLearner,
     FedProtoLearner,
     GMMPrototypeLearner,
     LocalOnlyLearner,
+    Modality,
     SyntheticLearner,
     evaluate_reply,
     message_config,
     train_reply,
 )
 from flower_synth.data import ClientData, ImageDataset, load_client_data, load_global_test
+from flower_synth.data.composite import composite_client_data, composite_test
 from flower_synth.devices import check_device
 from flower_synth.generative import IMAGE_GENERATORS, ODE_GENERATORS, build_generator
 from flower_synth.learner import Learner, round_seed, server_round
@@ -139,7 +144,20 @@ def synthetic_learner(
         global_test=global_test,
         device=settings.device,
         pseudo_label_threshold=settings.pseudo_label_threshold,
+        modality=modality_of(settings, data, partition_id),
+        share_real=settings.share_real,
     )
+
+
+def modality_of(settings: RunSettings, data: ClientData, partition_id: int) -> Modality:
+    """How ``partition_id`` takes received pools in: as they are (clean items), or, on
+    composited images, by laying clean items over its background estimates."""
+    if settings.modality_for(partition_id) == "clean":
+        return CleanModality()
+    images = data.train.images
+    if data.unlabelled is not None:
+        images = np.concatenate([images, data.unlabelled])
+    return CompositedModality(images, mask_steps=settings.mask_steps, device=settings.device)
 
 
 def own_model_learner(
@@ -216,6 +234,9 @@ def learner_for(context: Context, global_eval: bool = False) -> Learner:
         settings.labelled_fraction_for(partition_id),
     )
     global_test = load_global_test(settings.data_source) if global_eval else None
+    if settings.modality_for(partition_id) == "composited":
+        data = composite_client_data(data, settings.seed + partition_id)
+        global_test = None if global_test is None else composite_test(global_test, settings.seed)
     if settings.strategy == "synthetic":
         return synthetic_learner(settings, data, context, partition_id, global_test)
     if settings.strategy in OWN_MODEL_STRATEGIES:

@@ -33,6 +33,7 @@ STRATEGIES = ("fedavg", "fedprox", "synthetic", "gmm-prototype", "fedproto", "lo
 CAPACITY_STRATEGIES = ("synthetic", "local-only")
 OWN_MODEL_STRATEGIES = ("gmm-prototype", "fedproto", "local-only")  # no global model
 CLASSIFIERS = ("model", "bayes")
+MODALITIES = ("clean", "composited")  # what a client's images are (modality_for)
 # Keys that say where a run writes and whether it continues an earlier one, never
 # what it computes: two runs that differ only in these produce the same numbers.
 BOOKKEEPING_KEYS = ("output-dir", "resume")
@@ -101,6 +102,8 @@ SYNTHETIC_ONLY_KEYS = (
     "record-pool-means",
     "generation-quality",
     "pseudo-label-threshold",
+    "share-real",
+    "mask-steps",
 )
 # Run-config keys only GMM prototypes read.
 GMM_ONLY_KEYS = (
@@ -156,6 +159,7 @@ class RunSettings:
     imbalance_factor: float = 1.0
     examples_per_class: int = 0
     labelled_fraction: str = "1"
+    modality: str = "clean"
     validation: bool = False
     num_server_rounds: int = 3
     centralized_epochs: int = 1
@@ -223,6 +227,8 @@ class RunSettings:
     record_pool_means: bool = False
     generation_quality: bool = False
     pseudo_label_threshold: float = 1.0
+    share_real: bool = False
+    mask_steps: int = 400
     # prototype strategies
     prototype_dtype: str = "float16"
     dr_lambda: float = 1.0
@@ -278,6 +284,10 @@ class RunSettings:
             )
         self._check_capacity()
         self._check_labelled_fraction()
+        for kind in per_partition(self.modality):
+            _check_choice("modality", kind, MODALITIES)
+        if self.mask_steps < 0:
+            raise ValueError(f"mask-steps must be >= 0, got {self.mask_steps}")
         if not 0.0 <= self.pseudo_label_threshold <= 1.0:
             raise ValueError(
                 f"pseudo-label-threshold must lie in [0, 1] (1: unlabelled images unused), "
@@ -404,6 +414,12 @@ class RunSettings:
         (``labelled-fraction``, round-robin; the others are unlabelled)."""
         return float(self.kind_for(self.labelled_fraction, partition_id))
 
+    def modality_for(self, partition_id: int) -> str:
+        """What ``partition_id``'s images are (``modality``, round-robin): ``clean``
+        items, or ``composited`` over backgrounds
+        (:mod:`flower_synth.data.composite`)."""
+        return self.kind_for(self.modality, partition_id)
+
     def global_eval_round(self, server_round: int) -> bool:
         """Whether ``server_round`` is one in which the global test set is scored:
         divisible by ``client-global-eval-every``, or the last round."""
@@ -494,7 +510,7 @@ class RunSettings:
 
     def kind_for(self, spec: str, partition_id: int) -> str:
         """The entry of a comma-separated per-partition list (``generator``,
-        ``classifier``, ``capacity``, ``labelled-fraction``) that applies to
+        ``classifier``, ``capacity``, ``labelled-fraction``, ``modality``) that applies to
         ``partition_id``: entries repeat round-robin."""
         kinds = per_partition(spec)
         return kinds[partition_id % len(kinds)]

@@ -17,6 +17,7 @@ import numpy as np
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+from flower_synth.app.config import per_partition  # noqa: E402
 from flower_synth.bench.compare import finished_results  # noqa: E402
 from flower_synth.bench.experiments import Cell, ExperimentConfig  # noqa: E402
 from flower_synth.bench.plotting import save_figure  # noqa: E402
@@ -160,10 +161,31 @@ def per_client_table(
     return "\n".join(lines)
 
 
-def gain_table(runs: Runs, partitions: Sequence[str], strategies: Sequence[str]) -> str:
+def client_modalities(data: dict[str, Any]) -> dict[int, str]:
+    """The modality of every client a run scored (run-config ``modality``, by partition
+    id round-robin; ``clean`` where the run predates the key)."""
+    kinds = per_partition(str(data["config"].get("modality", "clean")))
+    return {pid: kinds[pid % len(kinds)] for pid in client_accuracies(data)}
+
+
+def modality_accuracy(kind: str) -> Any:
+    """The mean accuracy of a run's clients of modality ``kind`` (None without any)."""
+
+    def value(data: dict[str, Any]) -> float | None:
+        own, kinds = client_accuracies(data), client_modalities(data)
+        found = [own[pid] for pid in own if kinds[pid] == kind]
+        return float(np.mean(found)) if found else None
+
+    return value
+
+
+def gain_table(
+    runs: Runs, partitions: Sequence[str], strategies: Sequence[str], modality: str = ""
+) -> str:
     """Each strategy's gain over local-only, client by client on the same seed
     (accuracy points): the mean over clients and the smallest client's gain (both
-    mean ± std over seeds), and the seeds paired."""
+    mean ± std over seeds), and the seeds paired; only the clients of ``modality``
+    where one is given."""
     lines = [
         "| partition | strategy | mean gain | smallest client's gain | seeds |",
         "|---|---|---|---|---|",
@@ -178,7 +200,12 @@ def gain_table(runs: Runs, partitions: Sequence[str], strategies: Sequence[str])
             means, smallest = [], []
             for data in runs.get((partition, strategy), []):
                 own, base = client_accuracies(data), baseline.get(seed_of(data), {})
-                gains = [own[pid] - base[pid] for pid in own if pid in base]
+                kinds = client_modalities(data)
+                gains = [
+                    own[pid] - base[pid]
+                    for pid in own
+                    if pid in base and modality in ("", kinds[pid])
+                ]
                 if gains:
                     means.append(float(np.mean(gains)))
                     smallest.append(min(gains))
@@ -256,6 +283,23 @@ def write_by_size(
             "",
             gain_table(runs, partitions, strategies),
         ]
+    kinds = sorted({k for rs in runs.values() for d in rs for k in client_modalities(d).values()})
+    if len(kinds) > 1:
+        lines += ["", "## By modality", ""]
+        for kind in kinds:
+            lines += [
+                f"Clients on {kind} images, accuracy on the test set of that modality (%):",
+                "",
+                grid_table(runs, partitions, strategies, modality_accuracy(kind)),
+                "",
+            ]
+            if LOCAL_BASELINE in strategies:
+                lines += [
+                    f"Their gain over {LOCAL_BASELINE} (points):",
+                    "",
+                    gain_table(runs, partitions, strategies, kind),
+                    "",
+                ]
     if generating:
         lines += [
             "",

@@ -26,14 +26,19 @@ from flower_synth.fedavg_learner import FedAvgLearner
 from flower_synth.prototypes.fedproto_learner import FedProtoLearner
 from flower_synth.prototypes.gmm_learner import GMMPrototypeLearner
 from flower_synth.prototypes.learner import LocalOnlyLearner
+from flower_synth.synthetic.composited import CompositedModality
 from flower_synth.synthetic.learner import ClassifierTraining, SyntheticLearner
+from flower_synth.synthetic.modality import CleanModality, Modality
 
 __all__ = [
     "ClassifierTraining",
+    "CleanModality",
+    "CompositedModality",
     "FedAvgLearner",
     "FedProtoLearner",
     "GMMPrototypeLearner",
     "LocalOnlyLearner",
+    "Modality",
     "SyntheticLearner",
     "evaluate_reply",
     "learner_app",

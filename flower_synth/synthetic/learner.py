@@ -33,6 +33,7 @@ from flower_synth.state import (
     save_arrays,
     save_module,
 )
+from flower_synth.synthetic.modality import CleanModality, Modality
 from flower_synth.training import (
     Device,
     class_probabilities,
@@ -41,6 +42,7 @@ from flower_synth.training import (
     to_unit_range,
     train,
 )
+from flower_synth.variables import CLEAN, download_groups, variables_code
 
 GENERATOR_STATE = "synthetic.generator"
 CLASSIFIER_STATE = "synthetic.classifier"
@@ -168,6 +170,16 @@ class SyntheticLearner:
             images (``PSEUDO_SHARE``); 1 (the default) leaves them out: measured on
             Fashion-MNIST at 1 % labelled, the confirmation bias of self-training cost
             more than the images gave.
+        modality: what the client's model has and sends, and how it takes received
+            pools into its own modality (:mod:`flower_synth.variables`): clean items
+            ``(c, s)`` by default; a
+            :class:`~flower_synth.synthetic.composited.CompositedModality` for a client
+            on composited images. A download with a pool the model lacks is refused
+            (:class:`~flower_synth.payload.PayloadError`).
+        share_real: send the client's own labelled (and pseudo-labelled) examples in
+            place of generated samples, drawn as the generator's would be: the ceiling
+            of the exchange in experiments, never for a deployment (it discloses the
+            client's data).
 
     Raises:
         ValueError: a Bayes classifier over a generator without a posterior, an
@@ -195,6 +207,8 @@ class SyntheticLearner:
         global_test: ImageDataset | None = None,
         device: Device = "cpu",
         pseudo_label_threshold: float = 1.0,
+        modality: Modality | None = None,
+        share_real: bool = False,
     ) -> None:
         if classifier is None and not isinstance(generator, DensityModel):
             raise ValueError(
@@ -233,6 +247,8 @@ class SyntheticLearner:
         self.global_test = global_test
         self.device = device
         self.pseudo_label_threshold = pseudo_label_threshold
+        self.modality = modality or CleanModality()
+        self.share_real = share_real
         self.num_classes = data.train.num_classes
         generator_state = load_arrays(state, GENERATOR_STATE)
         if generator_state is not None:
@@ -255,16 +271,23 @@ class SyntheticLearner:
         """One round on the wire (see the class docstring)."""
         train = self.data.train
         received = None
+        seed = round_seed(self.seed, self.partition_id, server_round(config))
         if arrays:
             received = validate_payload(arrays, train.image_shape, self.num_classes, UNBOUNDED)
+            model = self.modality.model_variables
+            groups = download_groups(config.get("pool_variables"), len(received), model)
+            received = self.modality.adopt(received, groups, self.state, seed)
         generated, metrics = self.learn(
             received,
             self_trust=float(config.get("self_trust", 1.0)),
             num_samples=self.samples_asked(config),
-            seed=round_seed(self.seed, self.partition_id, server_round(config)),
+            seed=seed,
             learning_rate=step_size(config, self.training.learning_rate),
         )
         metrics["fresh_start"] = fresh_start(int(metrics["client_rounds"]), server_round(config))
+        if self.modality.pool_variables != CLEAN:
+            metrics["pool_variables"] = variables_code(self.modality.pool_variables)
+            metrics["model_variables"] = variables_code(self.modality.model_variables)
         probabilities = generated.probabilities if self.soft_labels else None
         payload = encode_samples(
             generated.samples,
@@ -402,7 +425,10 @@ class SyntheticLearner:
         if self.sample_labels == "real":
             counts = np.bincount(own_labels, minlength=self.num_classes)
             labels = labels_in_proportion(fresh, counts, rng)
-        samples, labels = self.generator.sample(fresh, labels=labels, random_state=rng)
+        if self.share_real:
+            samples, labels = self._real_examples(fresh, labels, rng)
+        else:
+            samples, labels = self.generator.sample(fresh, labels=labels, random_state=rng)
         if self.fresh_fraction < 1:
             if reused:
                 older = pool["samples"][-reused:].astype(np.float32) / 255
@@ -411,6 +437,23 @@ class SyntheticLearner:
             stored = np.rint(np.clip(samples, 0.0, 1.0) * 255).astype(np.uint8)
             save_arrays(self.state, POOL_STATE, {"samples": stored, "labels": labels})
         return SampleBatch(samples, labels, self.probabilities(samples).astype(np.float32))
+
+    def _real_examples(
+        self, count: int, labels: np.ndarray | None, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``count`` of the client's own examples (with replacement where it has fewer),
+        of the classes ``labels`` asks for where it holds them (``share_real``)."""
+        own = self.own_examples()
+        if labels is None:
+            rows = rng.choice(len(own), count, replace=count > len(own))
+            return own.samples[rows], own.labels[rows]
+        rows = np.empty(count, dtype=np.int64)
+        for label in np.unique(labels):
+            wanted = np.flatnonzero(labels == label)
+            pool = np.flatnonzero(own.labels == label)
+            pool = pool if len(pool) else np.arange(len(own))
+            rows[wanted] = rng.choice(pool, len(wanted), replace=len(wanted) > len(pool))
+        return own.samples[rows], own.labels[rows]
 
     def probabilities(self, samples: np.ndarray) -> np.ndarray:
         """Class probabilities of images ``samples`` in [0, 1] under the classifier (its

@@ -10,6 +10,7 @@ stops answering is dropped after ``max_missed_rounds``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,8 +19,18 @@ from flower_synth.checkpoint import State
 from flower_synth.equilibrium import TRUST_MODES, check_trust_matrix
 from flower_synth.exchange import SIZE_CAP, Roster, capped_sizes
 from flower_synth.payload import WireBatch
+from flower_synth.variables import CLEAN, Variables
 
 SAMPLE_ALLOCATIONS = ("ratio", "size", "equal")
+
+
+class Download(NamedTuple):
+    """What one client receives: the samples, its ``a_ii``, and the variables of its
+    rows in order (``(variables, count)`` per pool kind)."""
+
+    batch: WireBatch
+    self_trust: float
+    groups: list[tuple[Variables, int]]
 
 
 class SyntheticPools:
@@ -29,7 +40,9 @@ class SyntheticPools:
     images take a quarter of float32's memory) and downloads are cut from them without
     decoding.
 
-    Downloads never include the receiver's own pool. Sources are drawn in proportion
+    Downloads never include the receiver's own pool, nor a pool with a variable the
+    receiver's model lacks (:mod:`flower_synth.variables`: every pool is ``("c", "s")``
+    and every model has it unless its client says otherwise). Sources are drawn in proportion
     to the trust weights ``a_ij`` over the pools that exist (so partial participation
     keeps the proportions exact among them), each weight times ``age_decay`` to the
     power of its pool's age in rounds; within a source, samples are drawn without
@@ -102,6 +115,8 @@ class SyntheticPools:
         self.pools: dict[str, WireBatch] = {}
         self.sizes: dict[str, int] = {}
         self.made: dict[str, int] = {}
+        self.variables: dict[str, Variables] = {}
+        self.model_variables: dict[str, Variables] = {}
 
     @property
     def partition_of(self) -> dict[str, int]:
@@ -119,13 +134,17 @@ class SyntheticPools:
         batch: WireBatch,
         size: int,
         server_round: int,
+        variables: Variables = CLEAN,
+        model_variables: Variables = CLEAN,
     ) -> str:
         """Keep ``batch``, made in ``server_round``, as the pool of the client at
-        ``node_id``, replacing that identity's previous pool; returns the identity."""
+        ``node_id``, replacing that identity's previous pool, with the variables the
+        pool carries and the client's model has; returns the identity."""
         key, previous = self.roster.identify(node_id, partition_id)
         if previous is not None:  # stored under its node before it reported a partition
             self.forget(previous)
         self.pools[key], self.sizes[key], self.made[key] = batch, size, server_round
+        self.variables[key], self.model_variables[key] = variables, model_variables
         return key
 
     def forget(self, key: str) -> None:
@@ -133,6 +152,8 @@ class SyntheticPools:
         self.pools.pop(key, None)
         self.sizes.pop(key, None)
         self.made.pop(key, None)
+        self.variables.pop(key, None)
+        self.model_variables.pop(key, None)
         self.roster.forget(key)
 
     def ages(self, server_round: int) -> dict[str, int]:
@@ -176,25 +197,39 @@ class SyntheticPools:
             return self.self_trust, np.asarray([capped[s] for s in sources], dtype=float)
         return self.self_trust, np.ones(len(sources))
 
-    def download_for(self, node_id: str, server_round: int) -> tuple[WireBatch, float]:
-        """The samples the client at ``node_id`` receives this round, and its ``a_ii``."""
+    def download_for(self, node_id: str, server_round: int) -> Download:
+        """What the client at ``node_id`` receives this round (see the class), its rows
+        grouped by the variables their pools carry."""
         key = self.key_of(node_id)
-        sources = sorted((s for s in self.pools if s != key), key=self._order)
+        model = set(self.model_variables.get(key, CLEAN))
+        sources = sorted(
+            (s for s in self.pools if s != key and model.issuperset(self.variables_of(s))),
+            key=lambda s: (self.variables_of(s), *self._order(s)),
+        )
         self_trust, weights = self.trust_row(key, sources)
         keep = weights > 0
         sources, weights = [s for s, k in zip(sources, keep, strict=True) if k], weights[keep]
         if not sources:
-            return WireBatch.concatenate([], self.sample_shape), self_trust
+            return Download(WireBatch.concatenate([], self.sample_shape), self_trust, [])
         ages = np.asarray([self.ages(server_round)[s] for s in sources], float)
         weights = weights * self.age_decay ** (ages - ages.min())  # relative: no underflow
         budget = self.download_size(key, sum(len(self.pools[s]) for s in sources))
         rng = np.random.default_rng([self.seed, server_round, self.partition_of.get(key, 0)])
-        parts = []
+        parts, groups = [], []
         for source, count in zip(sources, allocate(budget, weights), strict=True):
             pool = self.pools[source]
             replace = count > len(pool)
             parts.append(pool.take(rng.choice(len(pool), size=count, replace=replace)))
-        return WireBatch.concatenate(parts, self.sample_shape), self_trust
+            variables = self.variables_of(source)
+            if groups and groups[-1][0] == variables:
+                groups[-1] = (variables, groups[-1][1] + int(count))
+            elif count:
+                groups.append((variables, int(count)))
+        return Download(WireBatch.concatenate(parts, self.sample_shape), self_trust, groups)
+
+    def variables_of(self, key: str) -> Variables:
+        """The variables the pool of ``key`` carries."""
+        return self.variables.get(key, CLEAN)
 
     def download_size(self, key: str, available: int) -> int:
         """Samples the client ``key`` receives when the other pools hold ``available``:
@@ -240,7 +275,12 @@ class SyntheticPools:
 
     def state(self) -> State:
         """Every pool, training-set size and identity (for a checkpoint)."""
-        meta = {"sizes": dict(self.sizes), "made": dict(self.made)}
+        meta = {
+            "sizes": dict(self.sizes),
+            "made": dict(self.made),
+            "variables": {key: ",".join(v) for key, v in self.variables.items()},
+            "model_variables": {key: ",".join(v) for key, v in self.model_variables.items()},
+        }
         state = State(meta=meta).with_part("roster", self.roster.state())
         for key, pool in self.pools.items():
             arrays = {"samples": pool.samples, "labels": pool.labels}
@@ -254,6 +294,9 @@ class SyntheticPools:
         self.roster.load_state(state.part("roster"))
         self.sizes = {key: int(size) for key, size in state.meta.get("sizes", {}).items()}
         self.made = {key: int(made) for key, made in state.meta.get("made", {}).items()}
+        for name in ("variables", "model_variables"):
+            kept = {key: tuple(v.split(",")) for key, v in state.meta.get(name, {}).items()}
+            setattr(self, name, kept)
         self.pools = {}
         for name in state.meta:
             if name.startswith("pool:"):

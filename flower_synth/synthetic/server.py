@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 import numpy as np
 from flwr.common import Scalar
@@ -27,8 +27,27 @@ from flower_synth.payload import (
 )
 from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS, SyntheticPools
 from flower_synth.synthetic.server_classifier import PoolLearner
+from flower_synth.variables import (
+    CLEAN,
+    Variables,
+    check_model_has,
+    describe_groups,
+    pool_variables,
+    variables_code,
+    variables_of_code,
+)
 
 PoolCallback = Callable[[int, dict[str, WireBatch], dict[str, Mapping[str, Scalar]]], None]
+
+
+class ClientPool(NamedTuple):
+    """A reply as the server keeps it: the partition its client reports, its samples,
+    the variables they carry and the variables the client's model has."""
+
+    partition: int | None
+    batch: WireBatch
+    variables: Variables = CLEAN
+    model_variables: Variables = CLEAN
 
 
 class SyntheticOptions(TypedDict):
@@ -56,7 +75,7 @@ class SyntheticOptions(TypedDict):
     max_missed_rounds: NotRequired[int | None]
 
 
-class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
+class SyntheticExchange(ExchangeServer[ClientPool]):
     """Synthetic-sample exchange (Schlesinger & Flach, 2025), the server's part.
 
     It keeps the latest pool of synthetic samples of every client
@@ -79,6 +98,14 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
     :class:`~flower_synth.synthetic.server_classifier.PoolLearner`, e.g.
     :class:`~flower_synth.synthetic.server_classifier.PooledClassifier`), whose
     evaluation is the strategy's server-side evaluation.
+
+    Clients on different modalities share the exchange (:mod:`flower_synth.variables`):
+    a client says which variables its pool carries and its model has (metrics
+    ``pool_variables`` and ``model_variables``,
+    :func:`~flower_synth.variables.variables_code`; both ``(c, s)`` when it says nothing),
+    receives only pools whose variables its model has, with config ``pool_variables``
+    naming its rows' variables, and the server classifier learns from ``("c", "s")``
+    pools only.
 
     Args:
         sample_shape: shape of one sample, e.g. ``(1, 28, 28)``.
@@ -187,7 +214,7 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
         )
         instructions: Instructions = {}
         for node in node_ids:
-            batch, self_trust = self.pools.download_for(node, server_round)
+            batch, self_trust, groups = self.pools.download_for(node, server_round)
             arrays = []
             if len(batch):
                 arrays = batch.converted(self.sample_dtype).arrays(self.soft_label_top_k)
@@ -195,6 +222,8 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
                 "self_trust": self_trust,
                 "num_samples": self.requested[node],
             }
+            if any(variables != CLEAN for variables, _ in groups):
+                config["pool_variables"] = describe_groups(groups)
             if self.sample_allocation == "ratio":
                 config["sample_ratio"] = self.sample_ratio
             instructions[node] = (compressed(arrays, self.compression), config)
@@ -208,9 +237,10 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
         data = max_payload_bytes(cap, self.pools.sample_shape, self.num_classes)
         return data + HEADER_ALLOWANCE
 
-    def decode(self, reply: Reply) -> tuple[int | None, WireBatch]:
-        """The client's samples (at most what it was asked for) and the partition id it
-        reports."""
+    def decode(self, reply: Reply) -> ClientPool:
+        """The client's samples (at most what it was asked for), the partition id it
+        reports and the variables of its pool and model (a pool its own model lacks is
+        refused)."""
         cap = self.requested.get(reply.node_id, self.samples_per_client)
         shape = self.pools.sample_shape
         batch = validate_wire(reply.arrays, shape, self.num_classes, cap)
@@ -221,10 +251,15 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
                 f"an explicit trust matrix needs metric partition_id in "
                 f"[0, {len(trust)}), got {partition!r}"
             )
-        return partition, batch
+        metrics = reply.metrics
+        code = metrics.get("pool_variables", variables_code(CLEAN))
+        variables = pool_variables(variables_of_code(code, "pool_variables"))
+        model = variables_of_code(metrics.get("model_variables", code), "model_variables")
+        check_model_has(variables, model, "its own client")
+        return ClientPool(partition, batch, variables, model)
 
     def aggregate(
-        self, server_round: int, accepted: Sequence[Accepted[tuple[int | None, WireBatch]]]
+        self, server_round: int, accepted: Sequence[Accepted[ClientPool]]
     ) -> dict[str, Any]:
         """Keep every accepted batch as its client's pool and let the server classifier
         learn from them (in the order of the clients' identities, so a run does not
@@ -235,10 +270,16 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
         )
         arrived, client_metrics = {}, {}
         for item in accepted:
-            partition, batch = item.decoded
+            partition, batch, variables, model = item.decoded
             reply = item.reply
             key = self.pools.store(
-                reply.node_id, partition, batch, reply.num_examples, server_round
+                reply.node_id,
+                partition,
+                batch,
+                reply.num_examples,
+                server_round,
+                variables,
+                model,
             )
             arrived[key] = batch
             client_metrics[key] = reply.metrics
@@ -257,9 +298,8 @@ class SyntheticExchange(ExchangeServer[tuple[int | None, WireBatch]]):
             "pool_class_share_max": float(shares.max()),
         }
         if self.server_classifier is not None:
-            metrics |= self.server_classifier.learn(
-                server_round, [arrived[key] for key in sorted(arrived)]
-            )
+            clean = [key for key in sorted(arrived) if self.pools.variables_of(key) == CLEAN]
+            metrics |= self.server_classifier.learn(server_round, [arrived[key] for key in clean])
         if self.on_pools is not None:
             self.on_pools(server_round, dict(self.pools.pools), client_metrics)
         return metrics
