@@ -214,3 +214,25 @@ def test_clients_take_only_pools_their_models_have(digits_settings) -> None:
     assert fitted.metrics["received_samples"] == 30
     assert MASK_STATE in composited.state
     MetricRecord(dict(fitted.metrics))  # a Message-API reply carries them: numbers only
+
+
+def test_modality_and_share_real_are_set_per_partition() -> None:
+    settings = RunSettings.from_run_config(
+        {"modality": "clean,composited", "share-real": "true,false"}
+    )
+    assert [settings.modality_for(pid) for pid in range(3)] == ["clean", "composited", "clean"]
+    assert [settings.share_real_for(pid) for pid in range(3)] == [True, False, True]
+    assert RunSettings.from_run_config({"share-real": True}).share_real_for(5)
+    with pytest.raises(ValueError, match="unknown modality 'audio'"):
+        RunSettings(modality="clean,audio")
+    with pytest.raises(ValueError, match="unknown share-real 'yes'"):
+        RunSettings(share_real="yes")
+
+
+def test_without_sleep_steps_clean_items_are_taken_as_they_are() -> None:
+    modality = CompositedModality(composite_images(items(8), seed=3), mask_steps=0)
+    received = SampleBatch(items(4, 9).astype(np.float32) / 255, np.arange(4))
+    state = RecordDict()
+    groups = download_groups(None, 4, modality.model_variables)
+    assert modality.adopt(received, groups, state, seed=0) is received
+    assert MASK_STATE not in state

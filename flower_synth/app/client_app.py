@@ -145,7 +145,7 @@ def synthetic_learner(
         device=settings.device,
         pseudo_label_threshold=settings.pseudo_label_threshold,
         modality=modality_of(settings, data, partition_id),
-        share_real=settings.share_real,
+        share_real=settings.share_real_for(partition_id),
     )
 
 

@@ -227,7 +227,7 @@ class RunSettings:
     record_pool_means: bool = False
     generation_quality: bool = False
     pseudo_label_threshold: float = 1.0
-    share_real: bool = False
+    share_real: str = "false"
     mask_steps: int = 400
     # prototype strategies
     prototype_dtype: str = "float16"
@@ -286,6 +286,8 @@ class RunSettings:
         self._check_labelled_fraction()
         for kind in per_partition(self.modality):
             _check_choice("modality", kind, MODALITIES)
+        for kind in per_partition(self.share_real):
+            _check_choice("share-real", kind, ("true", "false"))
         if self.mask_steps < 0:
             raise ValueError(f"mask-steps must be >= 0, got {self.mask_steps}")
         if not 0.0 <= self.pseudo_label_threshold <= 1.0:
@@ -414,6 +416,11 @@ class RunSettings:
         (``labelled-fraction``, round-robin; the others are unlabelled)."""
         return float(self.kind_for(self.labelled_fraction, partition_id))
 
+    def share_real_for(self, partition_id: int) -> bool:
+        """Whether ``partition_id`` sends its own labelled examples in place of
+        generated samples (``share-real``, round-robin: the exchange's ceiling)."""
+        return self.kind_for(self.share_real, partition_id) == "true"
+
     def modality_for(self, partition_id: int) -> str:
         """What ``partition_id``'s images are (``modality``, round-robin): ``clean``
         items, or ``composited`` over backgrounds
@@ -510,7 +517,8 @@ class RunSettings:
 
     def kind_for(self, spec: str, partition_id: int) -> str:
         """The entry of a comma-separated per-partition list (``generator``,
-        ``classifier``, ``capacity``, ``labelled-fraction``, ``modality``) that applies to
+        ``classifier``, ``capacity``, ``labelled-fraction``, ``modality``, ``share-real``)
+        that applies to
         ``partition_id``: entries repeat round-robin."""
         kinds = per_partition(spec)
         return kinds[partition_id % len(kinds)]
@@ -559,7 +567,9 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 def _coerce(key: str, value: Any, expected: type) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if expected is str and isinstance(value, int | float) and not isinstance(value, bool):
+    if expected is str and isinstance(value, bool):
+        return str(value).lower()  # a one-entry per-partition list given as a bool
+    if expected is str and isinstance(value, int | float):
         return str(value)  # a one-entry per-partition list given as a number
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise TypeError(

@@ -66,7 +66,8 @@ class CompositedModality:
     Args:
         images: the client's own training images, labelled or not, ``uint8``
             ``(N, C, H, W)``: where its background estimates come from.
-        mask_steps: sleep-phase steps per round.
+        mask_steps: sleep-phase steps per round; 0 takes clean items as they are (no
+            wake-sleep, no backgrounds: the ablation).
         batch_size: sleep-phase batch size.
         learning_rate: Adam's step size for the mask network.
         device: where the mask network trains.
@@ -108,7 +109,7 @@ class CompositedModality:
             [np.arange(len(received))[part] for variables, part in groups if variables == CLEAN]
             or [np.zeros(0, dtype=np.int64)]
         )
-        if not len(rows):
+        if not len(rows) or not self.mask_steps:
             return received
         rng = np.random.default_rng([seed, MASK_STREAM])
         torch.manual_seed(int(rng.integers(2**31)))
