@@ -228,7 +228,7 @@ class RunSettings:
     generation_quality: bool = False
     pseudo_label_threshold: float = 1.0
     share_real: str = "false"
-    mask_steps: int = 400
+    mask_steps: int = 0
     # prototype strategies
     prototype_dtype: str = "float16"
     dr_lambda: float = 1.0
