@@ -236,7 +236,8 @@ def learner_for(context: Context, global_eval: bool = False) -> Learner:
     global_test = load_global_test(settings.data_source) if global_eval else None
     if settings.modality_for(partition_id) == "composited":
         data = composite_client_data(data, settings.seed + partition_id)
-        global_test = None if global_test is None else composite_test(global_test, settings.seed)
+        if global_eval:
+            global_test = composite_test(settings.data_source, settings.seed)
     if settings.strategy == "synthetic":
         return synthetic_learner(settings, data, context, partition_id, global_test)
     if settings.strategy in OWN_MODEL_STRATEGIES:

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from functools import lru_cache
 
 import numpy as np
 
+from flower_synth.data.federated import ClientData, DataSource, load_global_test
 from flower_synth.data.image_dataset import ImageDataset
-
-if TYPE_CHECKING:  # federated.py imports the data package
-    from flower_synth.data.federated import ClientData
 
 BACKGROUND_PEAK = 0.6  # brightest background intensity, in [0, 1]
 COMPOSITE_STREAM = 0xC0A1  # keeps the background draws apart from every other draw
@@ -113,9 +111,12 @@ def composite_dataset(dataset: ImageDataset, seed: int | list[int]) -> ImageData
 GLOBAL_TEST_STREAM = 3  # a client's own streams are 0 (train), 1 (test), 2 (unlabelled)
 
 
-def composite_test(test: ImageDataset, seed: int) -> ImageDataset:
-    """The global test set as every composited client of a run with ``seed`` sees it."""
-    return composite_dataset(test, [seed, GLOBAL_TEST_STREAM])
+@lru_cache(maxsize=2)
+def composite_test(source: DataSource, seed: int) -> ImageDataset:
+    """The global test set of ``source`` as every composited client of a run with
+    ``seed`` sees it; composited once per process (Ray reuses its workers across
+    clients and rounds, and every composited client scores the same images)."""
+    return composite_dataset(load_global_test(source), [seed, GLOBAL_TEST_STREAM])
 
 
 def composite_client_data(data: ClientData, seed: int) -> ClientData:
