@@ -14,9 +14,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Re
 from flwr.common import Code, FitRes, Parameters, Status
 
 from flower_synth import strategies
-from flower_synth.payload import encode_samples
 from flower_synth.prototypes import ClassMixtures, decode_mixtures, encode_mixtures
 from flower_synth.serverapp import strategy as message_strategies
+from flower_synth.wire.payload import encode_samples
 
 SHAPE = (1, 8, 8)
 HONEST = {"partition_id": 0}

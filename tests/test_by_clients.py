@@ -6,7 +6,8 @@ from pathlib import Path
 
 from flower_synth.bench.by_clients import is_scale_experiment, write_by_clients
 from flower_synth.bench.experiments import ExperimentConfig, PartitionSpec, expand
-from flower_synth.results import RunRecorder, add_measurements
+from flower_synth.bench.results import add_measurements
+from flower_synth.exchange.recorder import RunRecorder
 
 
 def scale(tmp_path: Path) -> ExperimentConfig:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flower_synth.bench.by_size import is_data_scarce, labelled_axis, write_by_size
 from flower_synth.bench.experiments import ExperimentConfig, PartitionSpec, expand
-from flower_synth.results import RunRecorder
+from flower_synth.exchange.recorder import RunRecorder
 
 
 def scarce(tmp_path: Path) -> ExperimentConfig:

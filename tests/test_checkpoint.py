@@ -11,17 +11,18 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 
-from flower_synth.checkpoint import Checkpoint, Snapshot, State
+from flower_synth.app.results_files import load_results
 from flower_synth.data import ImageDataset
-from flower_synth.exchange import Accepted, Reply
+from flower_synth.exchange.checkpoint import Checkpoint, Snapshot, State
+from flower_synth.exchange.recorder import RunRecorder
+from flower_synth.exchange.server import Accepted, Reply
 from flower_synth.models import build_model
-from flower_synth.payload import decode_samples, encode_samples
 from flower_synth.prototypes import ClassMixtures
 from flower_synth.prototypes.exchange import GMMPrototypeExchange
 from flower_synth.prototypes.wire import encode_mixtures
-from flower_synth.results import RunRecorder, load_results
 from flower_synth.serverapp.strategy import MeteredStrategy, SyntheticSampleStrategy
 from flower_synth.synthetic.server_classifier import PooledClassifier
+from flower_synth.wire.payload import decode_samples, encode_samples
 
 SHAPE = (1, 8, 8)
 NODES = [11, 12, 13]

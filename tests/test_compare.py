@@ -9,7 +9,7 @@ import pytest
 
 from flower_synth.bench.compare import finished_results, run_sweep
 from flower_synth.bench.experiments import Cell, ExperimentConfig, PartitionSpec, expand
-from flower_synth.results import RunRecorder
+from flower_synth.exchange.recorder import RunRecorder
 
 
 def write_results(cell: Cell, rounds: int, **config_changes) -> Path:

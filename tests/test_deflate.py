@@ -8,8 +8,8 @@ import zlib
 import numpy as np
 import pytest
 
-from flower_synth.deflate import DeflateError, deflate, inflate, is_deflated
-from flower_synth.payload import PayloadError, encode_samples, quantize, validate_wire
+from flower_synth.wire.deflate import DeflateError, deflate, inflate, is_deflated
+from flower_synth.wire.payload import PayloadError, encode_samples, quantize, validate_wire
 
 SHAPE = (1, 8, 8)
 

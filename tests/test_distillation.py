@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flower_synth.distillation import adjust_prior, distillation_loss, soften
+from flower_synth.learning.distillation import adjust_prior, distillation_loss, soften
 
 
 def test_distillation_loss_equals_cross_entropy_for_one_hot_targets() -> None:

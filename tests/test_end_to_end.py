@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT_ROOT
 
+from flower_synth.app.results_files import load_results
 from flower_synth.bench.cli import main
 from flower_synth.bench.equilibrium_check import run_equilibrium_experiment
 from flower_synth.bench.federation import LocalFederation
 from flower_synth.bench.processes import family, identities, still_running
-from flower_synth.results import load_results
 
 DIGITS_MLP_PARAMETERS = 17_226
 DIGITS_RUN = {

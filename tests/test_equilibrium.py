@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flower_synth.equilibrium import (
+from flower_synth.synthetic.equilibrium import (
     check_trust_matrix,
     contraction_factor,
     equilibrium_weights,

@@ -8,8 +8,8 @@ import torch
 from flower_synth.app.config import RunSettings
 from flower_synth.clients import FedAvgClient
 from flower_synth.data import load_client_data
+from flower_synth.learning.training import evaluate, get_weights
 from flower_synth.models import build_model
-from flower_synth.training import evaluate, get_weights
 
 
 def make_client(settings: RunSettings, partition_id: int = 0) -> FedAvgClient:

@@ -9,8 +9,8 @@ import torch
 
 from flower_synth.data import DatasetNotFoundError, load_dataset
 from flower_synth.generative import ConditionalVAE
+from flower_synth.learning.training import class_probabilities, make_loader, to_unit_range, train
 from flower_synth.models import build_model
-from flower_synth.training import class_probabilities, make_loader, to_unit_range, train
 
 SUBSET, ROUNDS = 5000, 15
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,30 @@ def test_every_floor_exists_and_names_its_flower_roles() -> None:
     for role in ("app/server_app.py", "app/client_app.py", "bench/cli.py"):
         assert (PACKAGE / role).is_file(), role
     assert len(MODULES) > 40  # the walk found the package
+
+
+def test_the_package_root_holds_few_modules() -> None:
+    assert len(list(PACKAGE.glob("*.py"))) <= 8
+
+
+def test_the_library_floor_imports_none_of_the_extras() -> None:
+    """Importing every strategy, client, learner and generator (both APIs) leaves the App's
+    and the bench's dependencies unimported (tests/test_install.py checks it without them
+    installed)."""
+    code = (
+        "import sys, flower_synth.serverapp.strategy, flower_synth.strategies, "
+        "flower_synth.clientapp, flower_synth.clients, flower_synth.generative, flower_synth.data\n"
+        "from flower_synth import SyntheticSampleStrategy, SyntheticLearner, Normalization\n"
+        "print(' '.join(sorted(m for m in sys.modules if '.' not in m)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    imported = set(out.stdout.split())
+    extras = {"datasets", "flwr_datasets", "omegaconf", "matplotlib", "torchvision", "ray"}
+    assert not imported & extras
+
+
+def test_a_missing_extra_is_named_with_the_install_command() -> None:
+    from flower_synth.extras import require_extra
+
+    with pytest.raises(ImportError, match=r"pip install 'flower-synth\[bench\]'"):
+        require_extra("bench", "the bench", ("json", "no_such_module_here"))

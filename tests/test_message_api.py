@@ -14,9 +14,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 
 from flower_synth import serverapp, strategies
 from flower_synth.clientapp import message_config
-from flower_synth.payload import compressed, decode_samples, encode_samples
-from flower_synth.results import RunRecorder
+from flower_synth.exchange.recorder import RunRecorder
 from flower_synth.serverapp.strategy import MeteredStrategy, SyntheticSampleStrategy
+from flower_synth.wire.payload import compressed, decode_samples, encode_samples
 
 SHAPE = (1, 8, 8)
 
@@ -153,7 +153,6 @@ def test_deflated_payloads_are_metered_as_they_travel(tmp_path) -> None:
     ("keyword", "reason"),
     [
         ("initial_parameters", "there is no global model to initialise"),
-        ("evaluate_fn", "server_classifier=PooledClassifier"),
         ("fraction_fitt", "unknown keyword arguments"),
     ],
 )

@@ -11,9 +11,9 @@ from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.strategy import FedAvg
 
-from flower_synth.metering import parameters_nbytes as payload_nbytes
-from flower_synth.metering import parameters_serialized_nbytes as serialized_nbytes
-from flower_synth.results import ROUND_KEYS, RunRecorder
+from flower_synth.exchange.metering import parameters_nbytes as payload_nbytes
+from flower_synth.exchange.metering import parameters_serialized_nbytes as serialized_nbytes
+from flower_synth.exchange.recorder import ROUND_KEYS, RunRecorder
 from flower_synth.strategies import MeteredStrategy
 
 

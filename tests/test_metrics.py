@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flower_synth.metrics import (
+from flower_synth.exchange.metrics import (
     client_evaluation,
     clients_global_accuracy,
     stateful_client_fit_metrics,

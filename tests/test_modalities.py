@@ -18,10 +18,10 @@ from flower_synth.data.composite import (
     composite_client_data,
     composite_images,
 )
-from flower_synth.payload import PayloadError, SampleBatch, decode_samples, encode_samples
 from flower_synth.strategies import SyntheticSampleStrategy
 from flower_synth.synthetic.composited import MASK_STATE, CompositedModality
-from flower_synth.variables import (
+from flower_synth.wire.payload import PayloadError, SampleBatch, decode_samples, encode_samples
+from flower_synth.wire.variables import (
     CLEAN,
     COMPOSITED,
     COMPOSITED_MODEL,

@@ -10,10 +10,10 @@ from flwr.app import RecordDict
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
+from flower_synth.app.quality import frechet_distance
 from flower_synth.generative import FlowMatching, ScoreModel
 from flower_synth.generative.ode_sampling import integrate
-from flower_synth.quality import frechet_distance
-from flower_synth.state import load_arrays, save_arrays
+from flower_synth.learning.state import load_arrays, save_arrays
 
 ODE_MODELS = [FlowMatching, ScoreModel]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flower_synth.payload import (
+from flower_synth.wire.payload import (
     PayloadError,
     SampleBatch,
     WireBatch,

@@ -12,6 +12,14 @@ from flwr.app import RecordDict
 from flower_synth.app.config import RunSettings
 from flower_synth.clients import FedProtoClient, GMMPrototypeClient
 from flower_synth.data import load_client_data
+from flower_synth.learning.training import (
+    PseudoFeatures,
+    extract_features,
+    get_weights,
+    make_loader,
+    to_unit_range,
+    train,
+)
 from flower_synth.models import (
     DualHeadClassifier,
     ScaledNormalize,
@@ -30,14 +38,6 @@ from flower_synth.prototypes import (
     fit_class_mixtures,
 )
 from flower_synth.prototypes.pull import MixturePull
-from flower_synth.training import (
-    PseudoFeatures,
-    extract_features,
-    get_weights,
-    make_loader,
-    to_unit_range,
-    train,
-)
 
 DIGITS_SHAPE = (1, 8, 8)
 

@@ -9,6 +9,7 @@ import pytest
 from conftest import fit_result, idle_federation
 from flwr.common import parameters_to_ndarrays
 
+from flower_synth.exchange.recorder import RunRecorder
 from flower_synth.prototypes import (
     ClassMixtures,
     class_means,
@@ -17,7 +18,6 @@ from flower_synth.prototypes import (
     encode_mixtures,
     encode_prototypes,
 )
-from flower_synth.results import RunRecorder
 from flower_synth.strategies import FedProtoStrategy, GMMPrototypeStrategy, MeteredStrategy
 
 CLASSES, DIM = 3, 2
@@ -52,7 +52,6 @@ def test_gmm_strategy_broadcasts_the_fused_mixtures_to_every_client() -> None:
         (proxies[2], fit_result(one_class_mixture(2, 9.0, 50), {})),
     ]
     parameters, metrics = strategy.aggregate_fit(1, results, [])
-    assert parameters is None
     assert metrics["rejected_payloads"] == 0 and metrics["summary_clients"] == 3
     # Close components (D_B / d < 0.5) merge by similarity: one per class.
     assert (metrics["global_components"], metrics["global_classes"]) == (2, 2)
@@ -62,6 +61,8 @@ def test_gmm_strategy_broadcasts_the_fused_mixtures_to_every_client() -> None:
     for arrays in broadcasts[1:]:
         for sent, reference in zip(arrays, broadcasts[0], strict=True):
             np.testing.assert_array_equal(sent, reference)
+    for returned, sent in zip(parameters_to_ndarrays(parameters), broadcasts[0], strict=True):
+        np.testing.assert_array_equal(returned, sent)  # the round's arrays: the fusion
     fused = decode_mixtures(broadcasts[0], CLASSES, DIM)
     np.testing.assert_array_equal(fused.class_counts, [400, 0, 50])
     # class 0: masses 50, 50 at 0.0/0.1 and 150, 150 at 0.2/0.3 -> mean 0.2

@@ -7,7 +7,6 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from flower_synth.payload import PayloadError
 from flower_synth.prototypes import (
     ClassMixtures,
     ClassPrototypes,
@@ -16,6 +15,7 @@ from flower_synth.prototypes import (
     encode_mixtures,
     encode_prototypes,
 )
+from flower_synth.wire.payload import PayloadError
 
 CLASSES, DIM = 4, 3
 

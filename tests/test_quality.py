@@ -10,8 +10,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from flower_synth.data import load_dataset
-from flower_synth.quality import (
+from flower_synth.app.quality import (
     GenerationQuality,
     RealFeatures,
     ReferenceClassifier,
@@ -19,7 +18,8 @@ from flower_synth.quality import (
     generation_quality,
     generation_quality_against,
 )
-from flower_synth.training import to_unit_range
+from flower_synth.data import load_dataset
+from flower_synth.learning.training import to_unit_range
 
 EPOCHS = 10  # about 0.2 s on digits; ~0.92 test accuracy
 

@@ -10,11 +10,11 @@ from conftest import fit_result, idle_federation
 from flwr.app import RecordDict
 
 from flower_synth.app.config import RunSettings
+from flower_synth.app.results_files import load_results
 from flower_synth.bench.centralized import run_centralized
 from flower_synth.clients import LocalOnlyClient
 from flower_synth.data import load_client_data
 from flower_synth.models import build_model
-from flower_synth.results import load_results
 from flower_synth.strategies import LocalOnlyStrategy
 
 

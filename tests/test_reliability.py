@@ -12,9 +12,9 @@ import pytest
 from conftest import PROJECT_ROOT
 from test_end_to_end import DIGITS_RUN, SYNTHETIC_RUN, single_results_file
 
+from flower_synth.app.results_files import load_results
 from flower_synth.bench.federation import LocalFederation
-from flower_synth.metering import ROUND_MARKER
-from flower_synth.results import load_results
+from flower_synth.exchange.metering import ROUND_MARKER
 
 pytestmark = pytest.mark.slow
 SAMPLES = 300

@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 from flower_synth.bench.cli import main
 from flower_synth.bench.experiments import ExperimentConfig, PartitionSpec, expand
 from flower_synth.bench.report import mean_std, megabytes_to_target, speed_ratio, write_report
-from flower_synth.results import RunRecorder, add_measurements
+from flower_synth.bench.results import add_measurements
+from flower_synth.exchange.recorder import RunRecorder
 
 
 def fixture_sweep(tmp_path: Path, rounds: int, seeds: list[int]) -> ExperimentConfig:

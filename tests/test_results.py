@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from flower_synth.app.results_files import load_results
 from flower_synth.bench.cli import main
 from flower_synth.bench.plotting import plot_runs
-from flower_synth.results import RunRecorder, format_summary_table, load_results, summarize
+from flower_synth.bench.results import format_summary_table, summarize
+from flower_synth.exchange.recorder import RunRecorder
 
 
 def write_run(path: Path, strategy: str, accuracies: list[float]) -> Path:

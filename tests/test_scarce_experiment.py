@@ -10,8 +10,8 @@ import pytest
 from conftest import PROJECT_ROOT
 from omegaconf import OmegaConf
 
+from flower_synth.app.results_files import load_results
 from flower_synth.bench.cli import main
-from flower_synth.results import load_results
 
 pytestmark = pytest.mark.slow
 

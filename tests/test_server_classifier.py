@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from flower_synth.data import load_dataset
+from flower_synth.learning.training import make_loader
 from flower_synth.models import build_model
-from flower_synth.payload import WireBatch
 from flower_synth.synthetic.server_classifier import (
     PooledClassifier,
     ReplayBuffer,
     class_balanced_weights,
 )
-from flower_synth.training import make_loader
+from flower_synth.wire.payload import WireBatch
 
 SHAPE = (1, 8, 8)
 

@@ -18,8 +18,8 @@ from flower_synth.generative import (
     SymmetricVAE,
     build_generator,
 )
+from flower_synth.learning.training import class_probabilities, make_loader, to_unit_range, train
 from flower_synth.models import build_model
-from flower_synth.training import class_probabilities, make_loader, to_unit_range, train
 
 FITS = 5
 PARAMS = {"latent_dim": 8, "hidden_dim": 256, "learning_rate": 3e-3, "epochs": 2}

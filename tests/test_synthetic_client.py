@@ -12,10 +12,8 @@ from torch import nn
 from flower_synth.app.config import RunSettings
 from flower_synth.clients import SyntheticSampleClient
 from flower_synth.data import load_client_data, load_global_test
-from flower_synth.deflate import inflate, is_deflated
 from flower_synth.generative import ClassConditionalGaussian, ConditionalVAE
 from flower_synth.models import build_model
-from flower_synth.payload import decode_samples, encode_samples, validate_payload
 from flower_synth.synthetic.learner import (
     CLASSIFIER_STATE,
     GENERATOR_STATE,
@@ -24,6 +22,8 @@ from flower_synth.synthetic.learner import (
     SyntheticLearner,
     mixture_weights,
 )
+from flower_synth.wire.deflate import inflate, is_deflated
+from flower_synth.wire.payload import decode_samples, encode_samples, validate_payload
 
 TRAINING = ClassifierTraining(local_epochs=5, learning_rate=0.05)
 

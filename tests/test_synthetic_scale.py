@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from flower_synth.data import load_dataset
-from flower_synth.exchange import Accepted, Reply
+from flower_synth.exchange.server import Accepted, Reply
 from flower_synth.models import build_model
-from flower_synth.payload import WireBatch, decode_samples, encode_samples, max_payload_bytes
 from flower_synth.synthetic.server import SyntheticExchange
 from flower_synth.synthetic.server_classifier import PooledClassifier
+from flower_synth.wire.payload import WireBatch, decode_samples, encode_samples, max_payload_bytes
 
 SHAPE = (1, 8, 8)
 

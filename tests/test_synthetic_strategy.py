@@ -9,10 +9,10 @@ import pytest
 from conftest import fit_result, idle_federation
 from flwr.common import FitRes, parameters_to_ndarrays
 
-from flower_synth.allocation import allocate
-from flower_synth.payload import decode_samples, encode_samples
-from flower_synth.results import RunRecorder
+from flower_synth.exchange.recorder import RunRecorder
 from flower_synth.strategies import MeteredStrategy, SyntheticSampleStrategy
+from flower_synth.synthetic.allocation import allocate
+from flower_synth.wire.payload import decode_samples, encode_samples
 
 SHAPE = (1, 8, 8)
 federation = idle_federation
@@ -245,6 +245,9 @@ class RecordingLearner:
 
     def evaluate(self, server_round):
         return 0.5, {"global_accuracy": 0.75} if self.seen else None
+
+    def global_arrays(self):
+        return {"seen": np.array([len(self.seen)])} if self.seen else None
 
 
 def test_the_server_classifier_learns_in_aggregate_fit_from_the_new_pools() -> None:

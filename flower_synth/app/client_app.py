@@ -29,9 +29,9 @@ from flower_synth.clientapp import (
 )
 from flower_synth.data import ClientData, ImageDataset, load_client_data, load_global_test
 from flower_synth.data.composite import composite_client_data, composite_test
-from flower_synth.devices import check_device
 from flower_synth.generative import IMAGE_GENERATORS, ODE_GENERATORS, build_generator
-from flower_synth.learner import Learner, round_seed, server_round
+from flower_synth.learning.devices import check_device
+from flower_synth.learning.learner import Learner, round_seed, server_round
 from flower_synth.models import build_dual_head_model, build_model
 
 app = ClientApp()

@@ -12,20 +12,20 @@ from flower_synth.data.federated import DataSource, PartitionScheme
 from flower_synth.data.labels import check_labelled_fraction
 from flower_synth.data.partition import PARTITIONERS
 from flower_synth.data.sources import DATASETS
-from flower_synth.deflate import COMPRESSIONS
-from flower_synth.devices import check_device
-from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
 from flower_synth.generative import DENSITY_GENERATORS, GENERATORS
 from flower_synth.generative.cvae import LATENT_PRIORS
 from flower_synth.generative.ode_sampling import SOLVERS
+from flower_synth.learning.devices import check_device
 from flower_synth.models import MODELS
 from flower_synth.models.dual_head import PREDICTION_HEADS
-from flower_synth.payload import SAMPLE_DTYPES
 from flower_synth.prototypes import COVARIANCE_TYPES, PROTOTYPE_DTYPES
 from flower_synth.prototypes.exchange import FUSION_TAU
 from flower_synth.prototypes.gmm_learner import PSEUDO_WEIGHT, PULL_WEIGHT
+from flower_synth.synthetic.equilibrium import TRUST_MODES, parse_trust_matrix
 from flower_synth.synthetic.learner import SAMPLE_LABELS
 from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS
+from flower_synth.wire.deflate import COMPRESSIONS
+from flower_synth.wire.payload import SAMPLE_DTYPES
 
 STRATEGIES = ("fedavg", "fedprox", "synthetic", "gmm-prototype", "fedproto", "local-only")
 # Strategies whose clients may differ in model size (``capacity``): nothing is averaged

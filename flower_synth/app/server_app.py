@@ -15,11 +15,11 @@ from flwr.serverapp.strategy import FedAvg, FedProx, Strategy
 from torch import nn
 
 from flower_synth.app.config import BOOKKEEPING_KEYS, OWN_MODEL_STRATEGIES, RunSettings
-from flower_synth.checkpoint import Checkpoint
+from flower_synth.app.quality import RealFeatures, ReferenceClassifier, generation_quality_against
+from flower_synth.app.results_files import load_results, results_file_name, results_file_prefix
 from flower_synth.data import ImageDataset, load_global_test, load_global_train
-from flower_synth.devices import check_device
-from flower_synth.equilibrium import TRUST_MODES, parse_trust_matrix
-from flower_synth.metrics import (
+from flower_synth.exchange.checkpoint import Checkpoint
+from flower_synth.exchange.metrics import (
     client_evaluation,
     client_fit_metrics,
     clients_as_global_evaluation,
@@ -27,9 +27,10 @@ from flower_synth.metrics import (
     personalized_accuracy,
     stateful_client_fit_metrics,
 )
+from flower_synth.exchange.recorder import RunRecorder
+from flower_synth.learning.devices import check_device
+from flower_synth.learning.training import evaluate, get_weights, set_weights, to_unit_range
 from flower_synth.models import build_dual_head_model, build_model, count_parameters
-from flower_synth.quality import RealFeatures, ReferenceClassifier, generation_quality_against
-from flower_synth.results import RunRecorder, load_results, results_file_name, results_file_prefix
 from flower_synth.serverapp.strategy import (
     FedProtoStrategy,
     GMMPrototypeStrategy,
@@ -38,9 +39,9 @@ from flower_synth.serverapp.strategy import (
     SyntheticSampleStrategy,
 )
 from flower_synth.serverapp.strategy.model_free import EvaluateFn
+from flower_synth.synthetic.equilibrium import TRUST_MODES, parse_trust_matrix
 from flower_synth.synthetic.server import PoolCallback
 from flower_synth.synthetic.server_classifier import PooledClassifier
-from flower_synth.training import evaluate, get_weights, set_weights, to_unit_range
 
 app = ServerApp()
 
@@ -105,7 +106,7 @@ def partition_name(pool_key: str) -> str:
 
 
 def pool_quality(judge: ReferenceClassifier, pools: dict, test: RealFeatures) -> dict:
-    """Every pool's :func:`~flower_synth.quality.generation_quality_against` the test
+    """Every pool's :func:`~flower_synth.app.quality.generation_quality_against` the test
     set's features (Fréchet distance overall and per class in the judge's feature space,
     the judge's accuracy on the samples' conditioning labels), keyed by partition id."""
     scores = {}

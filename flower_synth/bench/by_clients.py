@@ -18,7 +18,7 @@ from flower_synth.bench.by_size import finished_runs  # noqa: E402
 from flower_synth.bench.experiments import Cell, ExperimentConfig  # noqa: E402
 from flower_synth.bench.plotting import save_figure  # noqa: E402
 from flower_synth.bench.report import BASELINE, mean_std  # noqa: E402
-from flower_synth.results import summarize  # noqa: E402
+from flower_synth.bench.results import summarize  # noqa: E402
 
 
 def clients_of(config: ExperimentConfig) -> dict[str, int]:

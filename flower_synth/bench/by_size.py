@@ -18,11 +18,11 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from flower_synth.app.config import per_partition  # noqa: E402
+from flower_synth.app.results_files import load_results  # noqa: E402
 from flower_synth.bench.compare import finished_results  # noqa: E402
 from flower_synth.bench.experiments import Cell, ExperimentConfig  # noqa: E402
 from flower_synth.bench.plotting import save_figure  # noqa: E402
 from flower_synth.bench.report import mean_std  # noqa: E402
-from flower_synth.results import load_results  # noqa: E402
 
 LOCAL_BASELINE = "local-only"  # what every client could do without the others
 

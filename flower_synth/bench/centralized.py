@@ -10,13 +10,13 @@ import numpy as np
 import torch
 
 from flower_synth.app.config import RunSettings
+from flower_synth.app.results_files import results_file_name
 from flower_synth.data import load_client_data, load_global_test
-from flower_synth.data.federated import ClientData
+from flower_synth.data.client_data import ClientData
 from flower_synth.data.image_dataset import ImageDataset
-from flower_synth.distillation import adjust_prior
-from flower_synth.models import build_model, count_parameters
-from flower_synth.results import RunRecorder, results_file_name
-from flower_synth.training import (
+from flower_synth.exchange.recorder import RunRecorder
+from flower_synth.learning.distillation import adjust_prior
+from flower_synth.learning.training import (
     class_probabilities,
     evaluate,
     make_loader,
@@ -24,6 +24,7 @@ from flower_synth.training import (
     to_unit_range,
     train,
 )
+from flower_synth.models import build_model, count_parameters
 
 CENTRALIZED = "centralized"
 

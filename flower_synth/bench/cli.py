@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flower_synth.app.results_files import load_results
 from flower_synth.bench.by_clients import is_scale_experiment, write_by_clients
 from flower_synth.bench.by_size import is_data_scarce, labelled_axis, write_by_size
 from flower_synth.bench.compare import FlowerCellRunner, round_progress, run_sweep
@@ -21,10 +22,10 @@ from flower_synth.bench.experiments import expand, load_experiment
 from flower_synth.bench.generator_bound import REAL_IMAGES, format_bound_table, generator_bound
 from flower_synth.bench.plotting import plot_runs
 from flower_synth.bench.report import write_report
+from flower_synth.bench.results import format_summary_table, summarize
 from flower_synth.generative import GENERATORS, ODE_GENERATORS
 from flower_synth.generative.cvae import LATENT_PRIORS
 from flower_synth.generative.ode_sampling import SOLVERS
-from flower_synth.results import format_summary_table, load_results, summarize
 
 
 def find_app_dir(start: Path | None = None) -> Path:

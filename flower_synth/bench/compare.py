@@ -16,13 +16,14 @@ from flower_synth.app.config import (
     RunSettings,
     keys_not_read_by,
 )
+from flower_synth.app.results_files import load_results
 from flower_synth.bench.centralized import CENTRALIZED, run_centralized
 from flower_synth.bench.experiments import Cell
 from flower_synth.bench.federation import LocalFederation
 from flower_synth.bench.machine import machine_id
 from flower_synth.bench.memory import PeakRSS
-from flower_synth.metering import ROUND_MARKER
-from flower_synth.results import add_measurements, load_results
+from flower_synth.bench.results import add_measurements
+from flower_synth.exchange.metering import ROUND_MARKER
 
 CellRunner = Callable[[Cell], None]
 

@@ -3,7 +3,7 @@
 With class-conditional Gaussian clients (an exponential family), every client's mean
 parameters at equilibrium are ``W @ M``: ``M`` stacks the clients' data moments
 (mean sample and label frequencies), ``W = (I - O)^-1 D`` comes from the trust
-matrix (see :mod:`flower_synth.equilibrium`). A run with ``record-pool-means=true``
+matrix (see :mod:`flower_synth.synthetic.equilibrium`). A run with ``record-pool-means=true``
 records the same moments of every client's synthetic pool each round; this module
 compares the two and measures the per-round contraction.
 """
@@ -16,11 +16,15 @@ from typing import Any
 import numpy as np
 
 from flower_synth.app.config import RunSettings
+from flower_synth.app.results_files import load_results
 from flower_synth.bench.federation import LocalFederation
 from flower_synth.data import load_client_data
-from flower_synth.equilibrium import contraction_factor, equilibrium_weights, uniform_trust
-from flower_synth.results import load_results
-from flower_synth.training import to_unit_range
+from flower_synth.learning.training import to_unit_range
+from flower_synth.synthetic.equilibrium import (
+    contraction_factor,
+    equilibrium_weights,
+    uniform_trust,
+)
 
 EXPERIMENT_CONFIG = {
     "strategy": "synthetic",

@@ -8,7 +8,7 @@ score, CAS): once with the samples' hard labels, once with soft labels, the clas
 probabilities of a teacher trained on the real training set (as a generating client's
 classifier labels its samples in the federation). The samples' Fréchet distance to
 the test set is taken in the reference classifier's features
-(:mod:`flower_synth.quality`); that classifier is also the teacher.
+(:mod:`flower_synth.app.quality`); that classifier is also the teacher.
 """
 
 from __future__ import annotations
@@ -20,11 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from flower_synth.app.quality import ReferenceClassifier, generation_quality
 from flower_synth.data import load_dataset
 from flower_synth.generative import IMAGE_GENERATORS, ODEImageModel, build_generator
+from flower_synth.learning.training import (
+    class_probabilities,
+    evaluate,
+    make_loader,
+    to_unit_range,
+    train,
+)
 from flower_synth.models import build_model
-from flower_synth.quality import ReferenceClassifier, generation_quality
-from flower_synth.training import class_probabilities, evaluate, make_loader, to_unit_range, train
 
 REFERENCE_CACHE = "~/.cache/flower-synth/reference"
 REAL_IMAGES = "real"  # not a generator: real training images of the same count, the ceiling

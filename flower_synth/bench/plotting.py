@@ -12,7 +12,7 @@ import numpy as np
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from flower_synth.results import load_results  # noqa: E402
+from flower_synth.app.results_files import load_results  # noqa: E402
 
 Curve = tuple[np.ndarray, np.ndarray, np.ndarray]  # rounds, cumulative MB, metric in %
 

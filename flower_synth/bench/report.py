@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flower_synth.app.results_files import load_results
 from flower_synth.bench.compare import finished_results
 from flower_synth.bench.experiments import Cell, ExperimentConfig
 from flower_synth.bench.plotting import plot_strategies
-from flower_synth.results import load_results, summarize
+from flower_synth.bench.results import summarize
 
 BASELINE = "fedavg"  # seconds per round are also given relative to this strategy
 BASELINE_MARGIN = 0.05  # "MB to fedavg - 5": bytes until the baseline's final accuracy minus this

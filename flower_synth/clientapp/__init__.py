@@ -1,6 +1,6 @@
 """Client side for Flower's Message API (``ClientApp`` with ``@app.train()`` and
 ``@app.evaluate()`` handlers): :func:`train_reply` and :func:`evaluate_reply` answer a
-message with a :class:`~flower_synth.learner.Learner`, and the learners are here too::
+message with a :class:`~flower_synth.learning.learner.Learner`, and the learners are here too::
 
     from flower_synth.clientapp import SyntheticLearner, evaluate_reply, train_reply
 
@@ -22,10 +22,10 @@ from flower_synth.clientapp.replies import (
     message_config,
     train_reply,
 )
-from flower_synth.fedavg_learner import FedAvgLearner
+from flower_synth.learning.fedavg_learner import FedAvgLearner
+from flower_synth.learning.local_only_learner import LocalOnlyLearner
 from flower_synth.prototypes.fedproto_learner import FedProtoLearner
 from flower_synth.prototypes.gmm_learner import GMMPrototypeLearner
-from flower_synth.prototypes.learner import LocalOnlyLearner
 from flower_synth.synthetic.composited import CompositedModality
 from flower_synth.synthetic.learner import ClassifierTraining, SyntheticLearner
 from flower_synth.synthetic.modality import CleanModality, Modality

@@ -8,7 +8,7 @@ from typing import Any
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from flower_synth.learner import Learner
+from flower_synth.learning.learner import Learner
 
 NUM_EXAMPLES_KEY = "num-examples"  # what flwr's Message-API strategies weigh replies by
 

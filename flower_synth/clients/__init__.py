@@ -1,6 +1,7 @@
 """Legacy Flower clients (``NumPyClient``), for projects with
 ``ClientApp(client_fn=...)``; the Message-API handlers are in
-:mod:`flower_synth.clientapp`. Both serve the same learners (:mod:`flower_synth.learner`)."""
+:mod:`flower_synth.clientapp`. Both serve the same learners
+(:mod:`flower_synth.learning.learner`)."""
 
 from flower_synth.clients.fedavg_client import FedAvgClient
 from flower_synth.clients.fedproto_client import FedProtoClient

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flower_synth.clients.learner_client import LearnerClient
-from flower_synth.fedavg_learner import FedAvgLearner
+from flower_synth.learning.fedavg_learner import FedAvgLearner
 
 
 class FedAvgClient(LearnerClient):
     """A ``NumPyClient`` for flwr's ``FedAvg`` and ``FedProx``: takes the arguments of
-    :class:`~flower_synth.fedavg_learner.FedAvgLearner` (model, data, ``partition_id=``, ...)."""
+    :class:`~flower_synth.learning.fedavg_learner.FedAvgLearner` (model, data,
+    ``partition_id=``, ...)."""
 
     learner: FedAvgLearner
 

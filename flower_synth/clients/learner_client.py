@@ -1,11 +1,12 @@
-"""The legacy Flower client (``NumPyClient``) of any :class:`~flower_synth.learner.Learner`."""
+"""The legacy Flower client (``NumPyClient``) of any
+:class:`~flower_synth.learning.learner.Learner`."""
 
 from __future__ import annotations
 
 from flwr.client import NumPyClient
 from flwr.common import NDArrays, Scalar
 
-from flower_synth.learner import Learner
+from flower_synth.learning.learner import Learner
 
 
 class LearnerClient(NumPyClient):

@@ -17,7 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from flower_synth.data.federated import ClientData, DataSource, load_global_test
+from flower_synth.data.client_data import ClientData
+from flower_synth.data.federated import DataSource, load_global_test
 from flower_synth.data.image_dataset import ImageDataset
 
 BACKGROUND_PEAK = 0.6  # brightest background intensity, in [0, 1]

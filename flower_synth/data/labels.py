@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # federated.py imports this module
-    from flower_synth.data.federated import ClientData
+from flower_synth.data.client_data import ClientData
 
 LABEL_STREAM = 0x1ABE1  # keeps the draw of labelled rows apart from the partition's draws
 

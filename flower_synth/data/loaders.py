@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from flower_synth.data.federated import ClientData
+from flower_synth.data.client_data import ClientData
 from flower_synth.data.image_dataset import ImageDataset
-from flower_synth.normalization import SYMMETRIC, Normalization
+from flower_synth.learning.normalization import SYMMETRIC, Normalization
 
 IMAGE_KEYS = ("img", "image", "pixel_values", "x")
 LABEL_KEYS = ("label", "labels", "y")

@@ -12,11 +12,11 @@ from torch import nn
 from torch.func import jvp
 from torch.optim.swa_utils import AveragedModel
 
-from flower_synth.devices import check_device
 from flower_synth.generative.base import check_choice, check_int, check_number
 from flower_synth.generative.ode_sampling import SOLVERS, integrate
 from flower_synth.generative.torch_images import TorchImageModel
 from flower_synth.generative.unet import ConditionalUNet
+from flower_synth.learning.devices import check_device
 
 EMA_PREFIX = "ema."
 

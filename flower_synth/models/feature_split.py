@@ -77,3 +77,26 @@ def require_feature_split(model: nn.Module) -> None:
                 f"(found {found}); wrap your classifier as SplitClassifier(model) "
                 "(flower_synth.models), which splits off its last linear layer"
             )
+
+
+def check_feature_width(model: nn.Module, images: torch.Tensor) -> None:
+    """``ValueError`` unless ``model.features`` turns ``images`` (a batch of model inputs)
+    into vectors as wide as ``model.head`` takes, naming the width to build it with; run
+    when a learner is built, before a round fails deep in torch with ``mat1 and mat2
+    shapes cannot be multiplied``."""
+    expected = getattr(model.head, "in_features", None)
+    if expected is None:
+        return
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            width = int(model.features(images).flatten(1).shape[1])
+    finally:
+        model.train(training)
+    if width != expected:
+        raise ValueError(
+            f"{type(model).__name__}: its features are {width} wide on your images but its "
+            f"head takes {expected}; build it with feature_dim={width} (and give the "
+            f"strategy feature_dim={width})"
+        )

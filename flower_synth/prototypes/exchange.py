@@ -13,8 +13,8 @@ import numpy as np
 from flwr.common import Scalar
 from flwr.common.logger import log
 
-from flower_synth.checkpoint import State
-from flower_synth.exchange import (
+from flower_synth.exchange.checkpoint import State
+from flower_synth.exchange.server import (
     HEADER_ALLOWANCE,
     SIZE_CAP,
     Accepted,
@@ -24,7 +24,6 @@ from flower_synth.exchange import (
     Roster,
     reported_partition,
 )
-from flower_synth.payload import PayloadError
 from flower_synth.prototypes.fusion import Merges, fuse_mixtures
 from flower_synth.prototypes.means import ClassPrototypes, aggregate_prototypes
 from flower_synth.prototypes.mixtures import ClassMixtures
@@ -34,6 +33,7 @@ from flower_synth.prototypes.wire import (
     encode_mixtures,
     encode_prototypes,
 )
+from flower_synth.wire.payload import PayloadError
 
 Summary = TypeVar("Summary")
 FUSION_TAU = 0.05  # Bhattacharyya distance per dimension below which components merge
@@ -43,7 +43,7 @@ GLOBAL = "global"  # the broadcast summary's name in a checkpoint (identities ha
 class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summary]):
     """Every sampled client receives the same global summary (nothing before the first
     fusion). Each accepted summary replaces its client's previous one (by identity: the
-    partition it reports, else its node, :class:`~flower_synth.exchange.Roster`), and
+    partition it reports, else its node, :class:`~flower_synth.exchange.server.Roster`), and
     all stored summaries are fused again, so with partial participation clients not
     sampled this round still count with their last summary. Fusing nothing (no
     summary, or only empty ones) leaves no broadcast; a fused summary that the clients
@@ -61,6 +61,8 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
         max_missed_rounds: drop the summary of a client asked to train that gives no
             valid answer this many rounds in a row (None: never).
     """
+
+    ARRAY_NAMES: tuple[str, ...] = ()  # names of the arrays :meth:`encode` returns
 
     def __init__(
         self, num_partitions: int | None = None, max_missed_rounds: int | None = None
@@ -156,6 +158,13 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
         self.global_summary = fused
         return metrics | self.summary_metrics(fused)
 
+    def global_arrays(self) -> dict[str, np.ndarray] | None:
+        """The fused summary last broadcast, by name (:attr:`ARRAY_NAMES`), None before
+        the first fusion."""
+        if self.global_summary is None:
+            return None
+        return dict(zip(self.ARRAY_NAMES, self.encode(self.global_summary), strict=True))
+
     def state(self) -> State:
         """Every stored summary, the broadcast one and the identities, floats as
         float32 (for a checkpoint)."""
@@ -210,6 +219,8 @@ class FedProtoOptions(TypedDict):
 
 
 class FedProtoExchange(PrototypeExchange[ClassPrototypes]):
+    ARRAY_NAMES = ("labels", "means", "counts")  # as encoded by encode_prototypes
+
     """FedProto (Tan et al., AAAI 2022): each client uploads ``[labels, means, counts]``;
     the global prototype of a class is the count-weighted mean of the clients'
     prototypes, broadcast to every client, which adds ``lambda * ||h - p_y||^2`` to its
@@ -286,6 +297,8 @@ class GMMPrototypeOptions(TypedDict):
 
 
 class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
+    ARRAY_NAMES = ("labels", "weights", "means", "covariances", "class_counts")  # encode_mixtures
+
     """GMM prototypes (GFPL-style): each client uploads, per class, a Gaussian mixture
     of its features with the class count ``n_c`` (``[labels, weights, means,
     covariances, class_counts]``). Per class, the server pools all clients' components

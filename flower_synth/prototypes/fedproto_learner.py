@@ -9,7 +9,7 @@ import torch
 from flwr.app import RecordDict
 from torch import nn
 
-from flower_synth.data.federated import ClientData
+from flower_synth.data.client_data import ClientData
 from flower_synth.prototypes import class_means, decode_prototypes, encode_prototypes
 from flower_synth.prototypes.learner import PrototypeLearner
 

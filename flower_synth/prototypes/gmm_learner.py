@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from flwr.app import RecordDict
 
-from flower_synth.data.federated import ClientData
+from flower_synth.data.client_data import ClientData
+from flower_synth.learning.training import PseudoFeatures
 from flower_synth.models import DualHeadClassifier, dot_regression_loss
 from flower_synth.prototypes import (
     decode_mixtures,
@@ -18,7 +19,6 @@ from flower_synth.prototypes import (
 )
 from flower_synth.prototypes.learner import PrototypeLearner
 from flower_synth.prototypes.pull import MixturePull
-from flower_synth.training import PseudoFeatures
 
 STATE_KEY = "gmm-prototype"
 PSEUDO_WEIGHT = 1.0  # weight of the pseudo-feature loss beside the real-data loss

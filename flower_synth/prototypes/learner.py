@@ -12,12 +12,19 @@ from flwr.app import RecordDict
 from flwr.common import Scalar
 from torch import nn
 
-from flower_synth.data.federated import ClientData
+from flower_synth.data.client_data import ClientData
 from flower_synth.data.image_dataset import ImageDataset
-from flower_synth.distillation import adjust_prior
-from flower_synth.learner import Evaluated, Fitted, round_seed, server_round, step_size
-from flower_synth.models import require_feature_split
-from flower_synth.state import (
+from flower_synth.learning.devices import check_device
+from flower_synth.learning.distillation import adjust_prior
+from flower_synth.learning.learner import (
+    Evaluated,
+    Fitted,
+    check_partition_id,
+    round_seed,
+    server_round,
+    step_size,
+)
+from flower_synth.learning.state import (
     count_round,
     fresh_start,
     load_arrays,
@@ -25,21 +32,23 @@ from flower_synth.state import (
     save_arrays,
     save_module,
 )
-from flower_synth.training import (
+from flower_synth.learning.training import (
     Device,
     class_probabilities,
     extract_features,
     make_loader,
+    model_inputs,
     score,
     to_unit_range,
     train,
 )
+from flower_synth.models.feature_split import check_feature_width, require_feature_split
 
 
 class PrototypeLearner(ABC):
     """A client whose model never leaves it; each round it trains on its real data with
     extra terms derived from the received global summary, then returns a new summary of
-    its features. A :class:`~flower_synth.learner.Learner`.
+    its features. A :class:`~flower_synth.learning.learner.Learner`.
 
     :meth:`fit` decodes the global summary (empty in round 1) into training terms
     (:meth:`training_terms`), runs ``local_epochs`` of SGD, and returns
@@ -89,13 +98,12 @@ class PrototypeLearner(ABC):
         device: Device = "cpu",
     ) -> None:
         require_feature_split(model)
-        if partition_id < 0:
-            raise ValueError(f"partition_id must be >= 0, got {partition_id}")
+        check_feature_width(model, model_inputs(data.train.images[:1], data.normalization))
         self.model = model
         self.data = data
         self.state = state
         self.state_key = state_key
-        self.partition_id = partition_id
+        self.partition_id = check_partition_id(partition_id)
         self.local_epochs = local_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -104,7 +112,7 @@ class PrototypeLearner(ABC):
         self.prototype_dtype = prototype_dtype
         self.restore_prior = restore_prior
         self.global_test = global_test
-        self.device = device
+        self.device = check_device(device)
         self.trained = load_module(state, f"{state_key}.model", model)
 
     @property
@@ -114,7 +122,7 @@ class PrototypeLearner(ABC):
 
     @abstractmethod
     def training_terms(self, received: list[np.ndarray], seed: int) -> dict[str, Any]:
-        """Keyword arguments for :func:`~flower_synth.training.train` (``feature_loss``,
+        """Keyword arguments for :func:`~flower_synth.learning.training.train` (``feature_loss``,
         ``pseudo``) derived from the received global summary (possibly empty)."""
 
     @abstractmethod
@@ -221,21 +229,3 @@ class PrototypeLearner(ABC):
     def probabilities(self, data: ImageDataset) -> np.ndarray:
         """The model's class probabilities for ``data``."""
         return class_probabilities(self.model, data.images, self.data.normalization, self.device)
-
-
-class LocalOnlyLearner(PrototypeLearner):
-    """Plain cross-entropy training of the client's own model on its own data; the
-    summary it sends is empty. The lower reference every collaborative strategy must
-    beat on the clients' local test splits (and usually does not on the global test
-    set). Arguments as :class:`PrototypeLearner`'s, without ``state_key``."""
-
-    def __init__(self, model: nn.Module, data: ClientData, state: RecordDict, **options: Any):
-        super().__init__(model, data, state, "local-only", **options)
-
-    def training_terms(self, received: list[np.ndarray], seed: int) -> dict[str, Any]:
-        """Nothing but cross-entropy."""
-        return {}
-
-    def summarize(self, seed: int) -> list[np.ndarray]:
-        """Nothing leaves the client."""
-        return []

@@ -4,7 +4,7 @@ Gaussian-mixture prototypes are five arrays,
 ``[labels, weights, means, covariances, class_counts]``; FedProto prototypes three,
 ``[labels, means, counts]``. Labels and counts are ``int32``, the rest ``float16``
 (default) or ``float32``. Decoding always validates, so a malformed payload raises
-:class:`~flower_synth.payload.PayloadError` naming what is wrong.
+:class:`~flower_synth.wire.payload.PayloadError` naming what is wrong.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from flower_synth.payload import LABEL_DTYPE, PayloadError
 from flower_synth.prototypes.means import ClassPrototypes
 from flower_synth.prototypes.mixtures import ClassMixtures
+from flower_synth.wire.payload import LABEL_DTYPE, PayloadError
 
 PROTOTYPE_DTYPES = ("float16", "float32")
 WEIGHT_SUM_TOLERANCE = 1e-2  # float16 weights of a class sum to 1 within this

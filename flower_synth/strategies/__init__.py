@@ -1,7 +1,7 @@
 """Legacy Flower ``Strategy`` classes (``flwr.server.strategy``), one per file, for
 projects with ``ServerApp(server_fn=...)``; the Message-API ones are in
 :mod:`flower_synth.serverapp.strategy`. Both adapt the same algorithms
-(:mod:`flower_synth.exchange`)."""
+(:mod:`flower_synth.exchange.server`)."""
 
 from flower_synth.strategies.fedproto import FedProtoStrategy
 from flower_synth.strategies.gmm_prototype import GMMPrototypeStrategy

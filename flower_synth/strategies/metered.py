@@ -7,8 +7,12 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
-from flower_synth.metering import RoundMeter, parameters_nbytes, parameters_serialized_nbytes
-from flower_synth.results import RunRecorder
+from flower_synth.exchange.metering import (
+    RoundMeter,
+    parameters_nbytes,
+    parameters_serialized_nbytes,
+)
+from flower_synth.exchange.recorder import RunRecorder
 
 
 class MeteredStrategy(Strategy):
@@ -28,7 +32,7 @@ class MeteredStrategy(Strategy):
     * ``seconds``: wall time from the start of ``configure_fit`` to the end of the
       round's last hook.
 
-    Bytes are read from the arrays' headers (:mod:`flower_synth.metering`), so a payload
+    Bytes are read from the arrays' headers (:mod:`flower_synth.exchange.metering`), so a payload
     that does not decode is counted and then rejected by the strategy, never a crash.
 
     Args:

@@ -1,4 +1,4 @@
-"""A legacy Flower ``Strategy`` for any :class:`~flower_synth.exchange.ExchangeServer`:
+"""A legacy Flower ``Strategy`` for any :class:`~flower_synth.exchange.server.ExchangeServer`:
 client sampling, config functions, payload acceptance and client-side evaluation, for
 strategies in which every client keeps its own model and only data summaries travel."""
 
@@ -13,6 +13,7 @@ from flwr.common import (
     EvaluateRes,
     FitIns,
     FitRes,
+    NDArrays,
     Parameters,
     Scalar,
     ndarrays_to_parameters,
@@ -23,7 +24,10 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
-from flower_synth.exchange import (
+from flower_synth.exchange.metering import parameters_serialized_nbytes
+from flower_synth.exchange.metrics import MetricsAggregationFn
+from flower_synth.exchange.options import refuse_unsupported
+from flower_synth.exchange.server import (
     Accepted,
     ExchangeServer,
     Reply,
@@ -31,13 +35,13 @@ from flower_synth.exchange import (
     check_payload_size,
     check_tensors,
 )
-from flower_synth.metering import parameters_serialized_nbytes
-from flower_synth.metrics import MetricsAggregationFn
-from flower_synth.options import refuse_unsupported
 
 EMPTY_PARAMETERS = Parameters(tensors=[], tensor_type="numpy.ndarray")
 
 ConfigFn = Callable[[int], dict[str, Scalar]]
+LegacyEvaluateFn = Callable[
+    [int, NDArrays, dict[str, Scalar]], tuple[float, dict[str, Scalar]] | None
+]
 
 
 class LegacySampling(TypedDict):
@@ -54,13 +58,14 @@ class LegacySampling(TypedDict):
     on_evaluate_config_fn: NotRequired[ConfigFn | None]
     fit_metrics_aggregation_fn: NotRequired[MetricsAggregationFn | None]
     evaluate_metrics_aggregation_fn: NotRequired[MetricsAggregationFn | None]
+    evaluate_fn: NotRequired[LegacyEvaluateFn | None]
 
 
 class ModelFreeStrategy(Strategy):
-    """The legacy Flower adapter of an :class:`~flower_synth.exchange.ExchangeServer`.
+    """The legacy Flower adapter of an :class:`~flower_synth.exchange.server.ExchangeServer`.
 
     ``configure_fit`` samples clients and sends each what the exchange says;
-    ``aggregate_fit`` turns every result into a :class:`~flower_synth.exchange.Reply`
+    ``aggregate_fit`` turns every result into a :class:`~flower_synth.exchange.server.Reply`
     and lets the exchange decode it (a result that does not decode is that client's
     failure, logged and counted in ``rejected_payloads``; the round goes on), then
     aggregates the accepted ones; evaluation is done by the clients on their own models
@@ -72,8 +77,11 @@ class ModelFreeStrategy(Strategy):
         fraction_fit, fraction_evaluate, min_fit_clients, min_evaluate_clients,
         min_available_clients, accept_failures, on_fit_config_fn, on_evaluate_config_fn,
         fit_metrics_aggregation_fn, evaluate_metrics_aggregation_fn: as in flwr's
-            ``FedAvg`` (same defaults). ``initial_parameters`` and ``evaluate_fn`` are
-            refused with the reason: there is no global model.
+            ``FedAvg`` (same defaults). ``initial_parameters`` is refused with the
+            reason: clients keep their own models.
+        evaluate_fn: as in flwr's ``FedAvg``: scores the exchange's global arrays
+            (the server classifier's weights, in ``state_dict`` order; the fused
+            prototypes) after every round; None: the exchange's own evaluation.
     """
 
     def __init__(
@@ -90,6 +98,7 @@ class ModelFreeStrategy(Strategy):
         on_evaluate_config_fn: ConfigFn | None = None,
         fit_metrics_aggregation_fn: MetricsAggregationFn | None = None,
         evaluate_metrics_aggregation_fn: MetricsAggregationFn | None = None,
+        evaluate_fn: LegacyEvaluateFn | None = None,
         **unsupported: Any,
     ) -> None:
         super().__init__()
@@ -105,6 +114,7 @@ class ModelFreeStrategy(Strategy):
         self.on_evaluate_config_fn = on_evaluate_config_fn
         self.fit_metrics_aggregation_fn = fit_metrics_aggregation_fn
         self.evaluate_metrics_aggregation_fn = evaluate_metrics_aggregation_fn
+        self.evaluate_fn = evaluate_fn
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.exchange.describe()})"
@@ -144,18 +154,21 @@ class ModelFreeStrategy(Strategy):
         results: list[tuple[ClientProxy, FitRes]],
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
-        """Decode and aggregate the results; returns no parameters (no global model)
-        and the exchange's metrics with ``rejected_payloads``. With
-        ``accept_failures=False`` a round with failures is not aggregated."""
+        """Decode and aggregate the results; return the exchange's global arrays as
+        ``Parameters`` (None where it has none; never sent to clients) and its metrics
+        with ``rejected_payloads``. With ``accept_failures=False`` a round with failures
+        is not aggregated."""
         if failures and not self.accept_failures:
             log(INFO, "Round %s not aggregated: %s failures", server_round, len(failures))
             return None, {}
         accepted, rejected = accept(results, self.to_reply, self.exchange.decode)
         metrics = self.exchange.aggregate(server_round, accepted)
-        return None, {"rejected_payloads": rejected} | metrics | self.fit_metrics(accepted)
+        arrays = self.exchange.global_arrays()
+        parameters = None if arrays is None else ndarrays_to_parameters(list(arrays.values()))
+        return parameters, {"rejected_payloads": rejected} | metrics | self.fit_metrics(accepted)
 
     def to_reply(self, result: tuple[ClientProxy, FitRes]) -> Reply:
-        """A legacy fit result as a :class:`~flower_synth.exchange.Reply`: its size checked
+        """A legacy fit result as a :class:`~flower_synth.exchange.server.Reply`: its size checked
         against the exchange's limit first, then its arrays deserialised (so a payload too
         large or not deserialisable is that client's failure)."""
         client, res = result
@@ -206,5 +219,9 @@ class ModelFreeStrategy(Strategy):
     def evaluate(
         self, server_round: int, parameters: Parameters
     ) -> tuple[float, dict[str, Scalar]] | None:
-        """The exchange's server-side evaluation (None where it has none)."""
-        return self.exchange.evaluate(server_round)
+        """``evaluate_fn`` on the global arrays where it is given (None while there are
+        none), else the exchange's server-side evaluation (None where it has none)."""
+        if self.evaluate_fn is None:
+            return self.exchange.evaluate(server_round)
+        weights = parameters_to_ndarrays(parameters)
+        return self.evaluate_fn(server_round, weights, {}) if weights else None

@@ -33,10 +33,10 @@ import torch
 from flwr.app import RecordDict
 from torch import nn
 
-from flower_synth.payload import SampleBatch
-from flower_synth.state import load_module, save_module
-from flower_synth.training import Device
-from flower_synth.variables import CLEAN, COMPOSITED, COMPOSITED_MODEL, Variables
+from flower_synth.learning.state import load_module, save_module
+from flower_synth.learning.training import Device
+from flower_synth.wire.payload import SampleBatch
+from flower_synth.wire.variables import CLEAN, COMPOSITED, COMPOSITED_MODEL, Variables
 
 MASK_STATE = "synthetic.item_mask"
 MASK_STREAM = 0x5EE9  # keeps the sleep phase's draws apart from the learner's

@@ -2,7 +2,7 @@
 
 A :class:`SyntheticLearner` owns a generative model and a classifier. Each round it
 learns from its real data mixed with the samples it received, then generates the
-samples it sends. It is a :class:`~flower_synth.learner.Learner`: the legacy
+samples it sends. It is a :class:`~flower_synth.learning.learner.Learner`: the legacy
 ``NumPyClient`` and the Message-API handlers only carry its arrays and config.
 """
 
@@ -17,15 +17,20 @@ from flwr.app import RecordDict
 from flwr.common import Scalar
 from torch import nn
 
-from flower_synth.allocation import labels_in_proportion
-from flower_synth.data.federated import ClientData
+from flower_synth.data.client_data import ClientData
 from flower_synth.data.image_dataset import ImageDataset
-from flower_synth.deflate import check_compression
-from flower_synth.distillation import adjust_prior
 from flower_synth.generative import DensityModel, GenerativeModel
-from flower_synth.learner import Evaluated, Fitted, round_seed, server_round, step_size
-from flower_synth.payload import SampleBatch, encode_samples, validate_payload
-from flower_synth.state import (
+from flower_synth.learning.devices import check_device
+from flower_synth.learning.distillation import adjust_prior
+from flower_synth.learning.learner import (
+    Evaluated,
+    Fitted,
+    check_partition_id,
+    round_seed,
+    server_round,
+    step_size,
+)
+from flower_synth.learning.state import (
     count_round,
     fresh_start,
     load_arrays,
@@ -33,8 +38,7 @@ from flower_synth.state import (
     save_arrays,
     save_module,
 )
-from flower_synth.synthetic.modality import CleanModality, Modality
-from flower_synth.training import (
+from flower_synth.learning.training import (
     Device,
     class_probabilities,
     make_loader,
@@ -42,7 +46,11 @@ from flower_synth.training import (
     to_unit_range,
     train,
 )
-from flower_synth.variables import CLEAN, download_groups, variables_code
+from flower_synth.synthetic.allocation import labels_in_proportion
+from flower_synth.synthetic.modality import CleanModality, Modality
+from flower_synth.wire.deflate import check_compression
+from flower_synth.wire.payload import SampleBatch, encode_samples, validate_payload
+from flower_synth.wire.variables import CLEAN, download_groups, variables_code
 
 GENERATOR_STATE = "synthetic.generator"
 CLASSIFIER_STATE = "synthetic.classifier"
@@ -127,7 +135,7 @@ class SyntheticLearner:
     received samples alone (``global_accuracy_other_classes``).
 
     On the wire (:meth:`fit`): it receives a payload of
-    :mod:`flower_synth.payload` (possibly empty, possibly deflated) with the config keys
+    :mod:`flower_synth.wire.payload` (possibly empty, possibly deflated) with the config keys
     ``self_trust`` (a_ii), ``num_samples``, ``server_round`` and, where the server sizes
     samples by the client's data, ``sample_ratio`` (the client then generates that many
     samples per training image, at most ``num_samples``), and returns its
@@ -171,11 +179,11 @@ class SyntheticLearner:
             Fashion-MNIST at 1 % labelled, the confirmation bias of self-training cost
             more than the images gave.
         modality: what the client's model has and sends, and how it takes received
-            pools into its own modality (:mod:`flower_synth.variables`): clean items
+            pools into its own modality (:mod:`flower_synth.wire.variables`): clean items
             ``(c, s)`` by default; a
             :class:`~flower_synth.synthetic.composited.CompositedModality` for a client
             on composited images. A download with a pool the model lacks is refused
-            (:class:`~flower_synth.payload.PayloadError`).
+            (:class:`~flower_synth.wire.payload.PayloadError`).
         share_real: send the client's own labelled (and pseudo-labelled) examples in
             place of generated samples, drawn as the generator's would be: the ceiling
             of the exchange in experiments, never for a deployment (it discloses the
@@ -218,8 +226,6 @@ class SyntheticLearner:
             )
         if sample_labels not in SAMPLE_LABELS:
             raise ValueError(f"sample_labels must be one of {SAMPLE_LABELS}, got {sample_labels!r}")
-        if partition_id < 0:
-            raise ValueError(f"partition_id must be >= 0, got {partition_id}")
         if not 2 <= sample_levels <= 256:
             raise ValueError(f"sample_levels must lie in [2, 256], got {sample_levels}")
         check_compression(compression)
@@ -233,7 +239,7 @@ class SyntheticLearner:
         self.classifier = classifier
         self.data = data
         self.state = state
-        self.partition_id = partition_id
+        self.partition_id = check_partition_id(partition_id)
         self.training = training or ClassifierTraining()
         self.sample_labels = sample_labels
         self.sample_dtype = sample_dtype
@@ -245,7 +251,7 @@ class SyntheticLearner:
         self.compression = compression
         self.seed = seed
         self.global_test = global_test
-        self.device = device
+        self.device = check_device(device)
         self.pseudo_label_threshold = pseudo_label_threshold
         self.modality = modality or CleanModality()
         self.share_real = share_real

@@ -6,15 +6,15 @@ from typing import Protocol
 
 from flwr.app import RecordDict
 
-from flower_synth.payload import SampleBatch
-from flower_synth.variables import CLEAN, Variables
+from flower_synth.wire.payload import SampleBatch
+from flower_synth.wire.variables import CLEAN, Variables
 
 
 class Modality(Protocol):
     """What a client's model has and sends, and how it takes received pools in.
 
     ``model_variables`` are the variables of the client's model (observed and latent),
-    ``pool_variables`` those of the samples it sends (:mod:`flower_synth.variables`).
+    ``pool_variables`` those of the samples it sends (:mod:`flower_synth.wire.variables`).
     """
 
     model_variables: Variables

@@ -1,7 +1,7 @@
 """The server side of synthetic-sample exchange, free of Flower's server APIs: every
 client's latest pool, the trust-weighted downloads, and how many samples to ask for.
 
-Pools are keyed by a stable identity (:class:`~flower_synth.exchange.Roster`): the
+Pools are keyed by a stable identity (:class:`~flower_synth.exchange.server.Roster`): the
 partition id a client reports, else its node id. A client that rejoins under a new node
 id replaces its partition's pool instead of leaving a ghost beside it, and a client that
 stops answering is dropped after ``max_missed_rounds``.
@@ -14,12 +14,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from flower_synth.allocation import allocate
-from flower_synth.checkpoint import State
-from flower_synth.equilibrium import TRUST_MODES, check_trust_matrix
-from flower_synth.exchange import SIZE_CAP, Roster, capped_sizes
-from flower_synth.payload import WireBatch
-from flower_synth.variables import CLEAN, Variables
+from flower_synth.exchange.checkpoint import State
+from flower_synth.exchange.server import SIZE_CAP, Roster, capped_sizes
+from flower_synth.synthetic.allocation import allocate
+from flower_synth.synthetic.equilibrium import TRUST_MODES, check_trust_matrix
+from flower_synth.wire.payload import WireBatch
+from flower_synth.wire.variables import CLEAN, Variables
 
 SAMPLE_ALLOCATIONS = ("ratio", "size", "equal")
 
@@ -36,12 +36,12 @@ class Download(NamedTuple):
 class SyntheticPools:
     """The latest synthetic pool of every client, and what each client receives.
 
-    Pools are kept as they arrived (:class:`~flower_synth.payload.WireBatch`: ``uint8``
+    Pools are kept as they arrived (:class:`~flower_synth.wire.payload.WireBatch`: ``uint8``
     images take a quarter of float32's memory) and downloads are cut from them without
     decoding.
 
     Downloads never include the receiver's own pool, nor a pool with a variable the
-    receiver's model lacks (:mod:`flower_synth.variables`: every pool is ``("c", "s")``
+    receiver's model lacks (:mod:`flower_synth.wire.variables`: every pool is ``("c", "s")``
     and every model has it unless its client says otherwise). Sources are drawn in proportion
     to the trust weights ``a_ij`` over the pools that exist (so partial participation
     keeps the proportions exact among them), each weight times ``age_decay`` to the
@@ -172,7 +172,7 @@ class SyntheticPools:
 
     def drop_departed(self, asked: Sequence[str], answered: Sequence[str]) -> list[str]:
         """Forget the pools of clients that have now missed ``max_missed_rounds`` rounds
-        (see :meth:`~flower_synth.exchange.Roster.departed`); returns their identities."""
+        (see :meth:`~flower_synth.exchange.server.Roster.departed`); returns their identities."""
         gone = self.roster.departed(asked, answered)
         for key in gone:
             self.forget(key)

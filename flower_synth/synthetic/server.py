@@ -7,10 +7,10 @@ from typing import Any, NamedTuple, NotRequired, TypedDict
 
 import numpy as np
 from flwr.common import Scalar
+from torch import nn
 
-from flower_synth.checkpoint import State, Stateful
-from flower_synth.deflate import check_compression
-from flower_synth.exchange import (
+from flower_synth.exchange.checkpoint import State, Stateful
+from flower_synth.exchange.server import (
     HEADER_ALLOWANCE,
     Accepted,
     ExchangeServer,
@@ -18,16 +18,17 @@ from flower_synth.exchange import (
     Reply,
     reported_partition,
 )
-from flower_synth.payload import (
+from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS, SyntheticPools
+from flower_synth.synthetic.server_classifier import PooledClassifier, PoolLearner
+from flower_synth.wire.deflate import check_compression
+from flower_synth.wire.payload import (
     PayloadError,
     WireBatch,
     compressed,
     max_payload_bytes,
     validate_wire,
 )
-from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS, SyntheticPools
-from flower_synth.synthetic.server_classifier import PoolLearner
-from flower_synth.variables import (
+from flower_synth.wire.variables import (
     CLEAN,
     Variables,
     check_model_has,
@@ -68,7 +69,7 @@ class SyntheticOptions(TypedDict):
     compression: NotRequired[str]
     pool_max_age: NotRequired[int | None]
     pool_age_decay: NotRequired[float]
-    server_classifier: NotRequired[PoolLearner | None]
+    server_classifier: NotRequired[PoolLearner | nn.Module | None]
     on_pools: NotRequired[PoolCallback | None]
     seed: NotRequired[int]
     num_partitions: NotRequired[int | None]
@@ -92,17 +93,17 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
     ``download_ratio`` times its training-set size, at most ``download_budget``; pools
     older than ``pool_max_age`` rounds are no longer sent. Payloads travel deflated
     (``compression``). Every payload is validated
-    (:func:`~flower_synth.payload.validate_wire`: arrays, dtypes, shapes, labels,
+    (:func:`~flower_synth.wire.payload.validate_wire`: arrays, dtypes, shapes, labels,
     values, soft labels, at most the samples asked for). The accepted pools of a round
     go to ``server_classifier`` (a
     :class:`~flower_synth.synthetic.server_classifier.PoolLearner`, e.g.
     :class:`~flower_synth.synthetic.server_classifier.PooledClassifier`), whose
     evaluation is the strategy's server-side evaluation.
 
-    Clients on different modalities share the exchange (:mod:`flower_synth.variables`):
+    Clients on different modalities share the exchange (:mod:`flower_synth.wire.variables`):
     a client says which variables its pool carries and its model has (metrics
     ``pool_variables`` and ``model_variables``,
-    :func:`~flower_synth.variables.variables_code`; both ``(c, s)`` when it says nothing),
+    :func:`~flower_synth.wire.variables.variables_code`; both ``(c, s)`` when it says nothing),
     receives only pools whose variables its model has, with config ``pool_variables``
     naming its rows' variables, and the server classifier learns from ``("c", "s")``
     pools only.
@@ -133,7 +134,10 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
             until its client replaces it or departs).
         pool_age_decay: factor on a pool's download weight per round of its age.
         server_classifier: learns from each round's pools; its evaluation is the
-            strategy's.
+            strategy's and its weights are the strategy's ``Result.arrays``. A plain
+            torch module (your model) is wrapped in a
+            :class:`~flower_synth.synthetic.server_classifier.PooledClassifier` with
+            ``num_classes`` and no test set of its own: score it with ``evaluate_fn``.
         on_pools: called after every round with the pools and the accepted clients'
             fit metrics, both keyed by identity.
         seed: seeds which samples are drawn for each client.
@@ -159,7 +163,7 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
         compression: str = "deflate",
         pool_max_age: int | None = 20,
         pool_age_decay: float = 1.0,
-        server_classifier: PoolLearner | None = None,
+        server_classifier: PoolLearner | nn.Module | None = None,
         on_pools: PoolCallback | None = None,
         seed: int = 0,
         num_partitions: int | None = None,
@@ -193,6 +197,8 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
         self.sample_dtype = sample_dtype
         self.sample_allocation = sample_allocation
         self.soft_label_top_k = soft_label_top_k
+        if isinstance(server_classifier, nn.Module):
+            server_classifier = PooledClassifier(server_classifier, num_classes=num_classes)
         self.server_classifier = server_classifier
         self.on_pools = on_pools
         self.requested: dict[str, int] = {}
@@ -304,6 +310,12 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
             self.on_pools(server_round, dict(self.pools.pools), client_metrics)
         return metrics
 
+    def global_arrays(self) -> dict[str, np.ndarray] | None:
+        """The server classifier's weights (None without one or before it trained)."""
+        if self.server_classifier is None:
+            return None
+        return self.server_classifier.global_arrays()
+
     def evaluate(self, server_round: int) -> tuple[float, dict[str, Scalar]] | None:
         """The server classifier's evaluation (None without one, or before it learnt)."""
         if self.server_classifier is None:
@@ -312,7 +324,7 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
 
     def state(self) -> State:
         """The pools and their bookkeeping, and the server classifier's state where it
-        has one (:class:`~flower_synth.checkpoint.Stateful`)."""
+        has one (:class:`~flower_synth.exchange.checkpoint.Stateful`)."""
         state = State().with_part("pools", self.pools.state())
         if isinstance(self.server_classifier, Stateful):
             state = state.with_part("server_classifier", self.server_classifier.state())

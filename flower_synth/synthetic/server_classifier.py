@@ -20,21 +20,22 @@ from flwr.common import Scalar
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from flower_synth.checkpoint import State
 from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.data.loaders import collect
-from flower_synth.normalization import SYMMETRIC, Normalization
-from flower_synth.payload import WireBatch
-from flower_synth.training import Device, evaluate, make_loader, train
+from flower_synth.exchange.checkpoint import State
+from flower_synth.learning.devices import check_device
+from flower_synth.learning.normalization import SYMMETRIC, Normalization
+from flower_synth.learning.training import Device, evaluate, make_loader, train
+from flower_synth.wire.payload import WireBatch
 
 
 class PoolLearner(Protocol):
     """What :class:`~flower_synth.strategies.SyntheticSampleStrategy` does on the server
     with the samples: learn from every round's new pools, and report an evaluation.
 
-    Pools come as they arrived (:class:`~flower_synth.payload.WireBatch`, validated);
+    Pools come as they arrived (:class:`~flower_synth.wire.payload.WireBatch`, validated);
     ``batch.decode()`` gives float32 images in [0, 1] and soft labels. A learner that
-    also has ``state()`` / ``load_state()`` (:class:`~flower_synth.checkpoint.Stateful`)
+    also has ``state()`` / ``load_state()`` (:class:`~flower_synth.exchange.checkpoint.Stateful`)
     is checkpointed with the strategy.
     """
 
@@ -106,15 +107,17 @@ class PooledClassifier:
     :data:`MIN_BATCHES` steps when few samples came, with soft labels
     where the senders gave them (distillation loss at ``temperature``). The step size
     decays by ``lr_decay`` per round; ``weight_decay`` is SGD's L2 penalty.
-    ``evaluate`` scores it on ``test`` (``global_accuracy``). It never sees real
-    training data.
+    ``evaluate`` scores it on ``test`` (``global_accuracy``) where one is given;
+    without one, score it with ``evaluate_fn`` of ``start`` as in Flower's examples (it
+    receives :meth:`global_arrays`). It never sees real training data.
 
     Args:
         model: the classifier (e.g. the CNN FedAvg trains; any torch module).
         test: the held-out real test set: an :class:`ImageDataset`, or your own
             DataLoader / Dataset (read once, see
-            :func:`~flower_synth.data.client_data_from_loaders`).
-        num_classes: needed with a DataLoader or Dataset as ``test``.
+            :func:`~flower_synth.data.client_data_from_loaders`); None: no evaluation
+            of its own.
+        num_classes: needed unless ``test`` is an :class:`ImageDataset`.
         normalization: how your model's inputs are normalised (with your own loader:
             the ``mean`` and ``std`` your transform used).
         device: where the classifier trains and predicts.
@@ -124,14 +127,14 @@ class PooledClassifier:
         batch_size, learning_rate, momentum, weight_decay, lr_decay: SGD.
         temperature: distillation temperature for soft labels.
         hard_label_weight: share of the one-hot generated class in every target (the
-            rest is the soft label; see :meth:`~flower_synth.payload.SampleBatch.targets`).
+            rest is the soft label; see :meth:`~flower_synth.wire.payload.SampleBatch.targets`).
         seed: drawing seed (combined with the round number).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        test: ImageDataset | DataLoader | Dataset,
+        test: ImageDataset | DataLoader | Dataset | None = None,
         *,
         num_classes: int | None = None,
         normalization: Normalization = SYMMETRIC,
@@ -154,12 +157,17 @@ class PooledClassifier:
             raise ValueError(f"max_draws must be >= 1 or None, got {max_draws}")
         if not isinstance(test, ImageDataset):
             if num_classes is None:
-                raise ValueError("give num_classes with a DataLoader or Dataset as test set")
-            test = collect(test, num_classes, normalization)
+                raise ValueError(
+                    "give num_classes (the classes your model predicts) unless the test set "
+                    "is an ImageDataset"
+                )
+            if test is not None:
+                test = collect(test, num_classes, normalization)
+        self.num_classes = test.num_classes if isinstance(test, ImageDataset) else num_classes
         self.model = model
         self.test = test
         self.normalization = normalization
-        self.device = device
+        self.device = check_device(device)
         self.epochs = epochs
         self.max_draws = max_draws
         self.buffer = ReplayBuffer(replay_rounds)
@@ -178,7 +186,7 @@ class PooledClassifier:
         arrived = sum(len(batch) for batch in batches)
         if arrived == 0:
             return {}
-        self.buffer.add(batches, self.test.image_shape)
+        self.buffer.add(batches, batches[0].samples.shape[1:])
         if self.epochs == 0:
             return {"replay_samples": len(self.buffer)}
         started = time.perf_counter()
@@ -187,11 +195,11 @@ class PooledClassifier:
         pool = self.buffer.contents()
         loader = make_loader(
             pool.samples,
-            pool.targets(self.test.num_classes, self.hard_label_weight),
+            pool.targets(self.num_classes, self.hard_label_weight),
             batch,
             shuffle=True,
             seed=self.seed + server_round,
-            weights=class_balanced_weights(pool.labels, self.test.num_classes),
+            weights=class_balanced_weights(pool.labels, self.num_classes),
             draws=draws,
             normalization=self.normalization,
         )
@@ -221,9 +229,16 @@ class PooledClassifier:
             return arrived
         return max(1, min(arrived, self.max_draws // self.epochs))
 
-    def evaluate(self, server_round: int) -> tuple[float, dict[str, Scalar]] | None:
-        """Loss and ``global_accuracy`` on the test set (None before any training)."""
+    def global_arrays(self) -> dict[str, np.ndarray] | None:
+        """The model's weights by name (its ``state_dict``), None before any training."""
         if not self.trained:
+            return None
+        return {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+
+    def evaluate(self, server_round: int) -> tuple[float, dict[str, Scalar]] | None:
+        """Loss and ``global_accuracy`` on the test set (None before any training or
+        without a test set: then ``evaluate_fn`` of ``start`` scores :meth:`global_arrays`)."""
+        if not self.trained or self.test is None:
             return None
         loss, accuracy = evaluate(self.model, self.test, self.normalization, self.device)
         return loss, {"global_accuracy": accuracy}

@@ -9,7 +9,7 @@ from flwr.app import ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from flower_synth.app import client_app as honest
-from flower_synth.deflate import inflate, is_deflated
+from flower_synth.wire.deflate import inflate, is_deflated
 
 app = ClientApp()
 

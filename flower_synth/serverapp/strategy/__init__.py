@@ -1,7 +1,7 @@
 """Message-API Flower strategies (``flwr.serverapp.strategy.Strategy``), one per file,
 for projects whose ServerApp uses ``@app.main()`` and ``strategy.start(grid=...)``. The
 legacy ones are in :mod:`flower_synth.strategies`; both adapt the same algorithms
-(:mod:`flower_synth.exchange`)."""
+(:mod:`flower_synth.exchange.server`)."""
 
 from flower_synth.serverapp.strategy.fedproto import FedProtoStrategy
 from flower_synth.serverapp.strategy.gmm_prototype import GMMPrototypeStrategy

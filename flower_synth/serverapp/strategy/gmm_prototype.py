@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Unpack
 
-from flower_synth.options import split_options
+from flower_synth.exchange.options import split_options
 from flower_synth.prototypes.exchange import GMMPrototypeExchange, GMMPrototypeOptions
 from flower_synth.serverapp.strategy.model_free import MessageSampling, ModelFreeStrategy
 

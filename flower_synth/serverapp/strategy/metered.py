@@ -11,9 +11,13 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
-from flower_synth.checkpoint import Checkpoint, Snapshot, State, Stateful
-from flower_synth.metering import RoundMeter, arrayrecord_nbytes, arrayrecord_serialized_nbytes
-from flower_synth.results import RunRecorder
+from flower_synth.exchange.checkpoint import Checkpoint, Snapshot, State, Stateful
+from flower_synth.exchange.metering import (
+    RoundMeter,
+    arrayrecord_nbytes,
+    arrayrecord_serialized_nbytes,
+)
+from flower_synth.exchange.recorder import RunRecorder
 from flower_synth.serverapp.strategy.model_free import EvaluateFn, ModelFreeStrategy
 
 
@@ -45,7 +49,7 @@ class MeteredStrategy(Strategy):
 
     With a ``checkpoint``, the state after every completed round goes there (the
     round, the global arrays, the wrapped strategy's state where it is
-    :class:`~flower_synth.checkpoint.Stateful`, and the results so far);
+    :class:`~flower_synth.exchange.checkpoint.Stateful`, and the results so far);
     :meth:`resume` before :meth:`start` continues from it, so a run whose ServerApp or
     SuperLink died repeats no completed round and loses none.
 

@@ -1,4 +1,4 @@
-"""A Message-API Flower ``Strategy`` for any :class:`~flower_synth.exchange.ExchangeServer`:
+"""A Message-API Flower ``Strategy`` for any :class:`~flower_synth.exchange.server.ExchangeServer`:
 node sampling, one ``Message`` per node, payload acceptance and client-side evaluation,
 for strategies in which every client keeps its own model and only data summaries travel."""
 
@@ -8,14 +8,25 @@ from collections.abc import Callable, Iterable
 from logging import INFO, WARNING
 from typing import Any, NotRequired, TypedDict
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+import numpy as np
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords, sample_nodes
 
-from flower_synth.checkpoint import State
-from flower_synth.exchange import (
+from flower_synth.exchange.checkpoint import State
+from flower_synth.exchange.metering import arrayrecord_serialized_nbytes
+from flower_synth.exchange.options import refuse_unsupported
+from flower_synth.exchange.server import (
     Accepted,
     ExchangeServer,
     Reply,
@@ -23,11 +34,15 @@ from flower_synth.exchange import (
     check_payload_size,
     check_tensors,
 )
-from flower_synth.metering import arrayrecord_serialized_nbytes
-from flower_synth.options import refuse_unsupported
 
 MetricsAggregation = Callable[[list[RecordDict], str], MetricRecord]
 EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]
+
+
+def arrays_by_name(arrays: dict[str, np.ndarray]) -> dict[str, Array]:
+    """Named numpy arrays as the ``Array`` s of an ``ArrayRecord`` (whose
+    ``to_torch_state_dict()`` then gives them back by name)."""
+    return {name: Array(np.ascontiguousarray(value)) for name, value in arrays.items()}
 
 
 class MessageSampling(TypedDict):
@@ -47,18 +62,20 @@ class MessageSampling(TypedDict):
 
 
 class ModelFreeStrategy(Strategy):
-    """The Message-API adapter of an :class:`~flower_synth.exchange.ExchangeServer`.
+    """The Message-API adapter of an :class:`~flower_synth.exchange.server.ExchangeServer`.
 
     ``configure_train`` samples nodes and builds one ``Message`` per node carrying what
     the exchange has for it (``arrays``) and its config (the ``config`` given to
     :meth:`start`, ``server-round`` and the exchange's entries); ``aggregate_train``
-    turns every reply without an error into a :class:`~flower_synth.exchange.Reply` (its
+    turns every reply without an error into a :class:`~flower_synth.exchange.server.Reply` (its
     ``arrays`` record, if any, and its one ``MetricRecord``, which carries
     ``weighted_by_key``) and lets the exchange decode and aggregate them: a reply that
     does not decode is that node's failure, counted in ``rejected_payloads``, and the
     round goes on. Evaluation messages carry only the config; nodes evaluate their own
-    models. Server-side evaluation (``evaluate_fn`` of :meth:`start`) defaults to the
-    exchange's own. The returned ``ArrayRecord`` is always None: there is no global model.
+    models, which never receive weights. The ``ArrayRecord`` ``aggregate_train`` returns
+    is what the exchange offers as a global model (the server classifier, the fused
+    prototypes), so ``Result.arrays`` and an ``evaluate_fn`` given to :meth:`start` see
+    it as in Flower's examples; ``evaluate_fn`` defaults to the exchange's own evaluation.
 
     Args:
         exchange: the strategy's algorithm.
@@ -144,16 +161,23 @@ class ModelFreeStrategy(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Decode and aggregate the replies; no ArrayRecord (no global model), and the
-        exchange's metrics with ``rejected_payloads`` and the nodes' aggregated metrics."""
+        """Decode and aggregate the replies; return what the exchange offers as its
+        global model (:meth:`~flower_synth.exchange.server.ExchangeServer.global_arrays`:
+        the server classifier's weights, the fused prototypes; None where it has none),
+        and the exchange's metrics with ``rejected_payloads`` and the nodes' aggregated
+        metrics. The arrays are never sent to nodes: they are ``Result.arrays`` and what
+        ``evaluate_fn`` scores."""
         valid = self.without_errors(replies, "aggregate_train")
         accepted, rejected = accept(valid, self.to_reply, self.exchange.decode)
         metrics = self.exchange.aggregate(server_round, accepted)
         metrics = {"rejected_payloads": rejected} | metrics | self.train_metrics(accepted)
-        return None, MetricRecord(metrics)
+        arrays = self.exchange.global_arrays()
+        return (None if arrays is None else ArrayRecord(arrays_by_name(arrays))), MetricRecord(
+            metrics
+        )
 
     def to_reply(self, message: Message) -> Reply:
-        """A reply message as a :class:`~flower_synth.exchange.Reply`: exactly one
+        """A reply message as a :class:`~flower_synth.exchange.server.Reply`: exactly one
         ``MetricRecord`` (whose ``weighted_by_key`` is the example count), its arrays'
         size checked against the exchange's limit before they are deserialised; anything
         else raises (the node's failure)."""
@@ -229,7 +253,7 @@ class ModelFreeStrategy(Strategy):
         return valid
 
     def state(self) -> State:
-        """The exchange's state (:class:`~flower_synth.checkpoint.Stateful`)."""
+        """The exchange's state (:class:`~flower_synth.exchange.checkpoint.Stateful`)."""
         return self.exchange.state()
 
     def load_state(self, state: State) -> None:
@@ -255,8 +279,10 @@ class ModelFreeStrategy(Strategy):
         evaluate_config: ConfigRecord | None = None,
         evaluate_fn: EvaluateFn | None = None,
     ) -> Result:
-        """Flower's round loop (``Strategy.start``); ``initial_arrays`` may be left out
-        (there is no global model) and ``evaluate_fn`` defaults to :meth:`evaluate`."""
+        """Flower's round loop (``Strategy.start``). ``initial_arrays`` may be left out
+        (nodes never receive weights; it is what ``evaluate_fn`` scores in round 0);
+        ``evaluate_fn`` defaults to :meth:`evaluate`. The returned ``Result.arrays`` are
+        the exchange's global arrays after the last round (see :meth:`aggregate_train`)."""
         return super().start(
             grid=grid,
             initial_arrays=initial_arrays if initial_arrays is not None else ArrayRecord(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Unpack
 
-from flower_synth.options import split_options
+from flower_synth.exchange.options import split_options
 from flower_synth.serverapp.strategy.model_free import MessageSampling, ModelFreeStrategy
 from flower_synth.synthetic.server import SyntheticExchange, SyntheticOptions
 

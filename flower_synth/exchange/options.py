@@ -12,10 +12,6 @@ REFUSED = {
     "models and only samples or summaries travel; leave it out",
     "initial_arrays": "there is no global model to initialise: clients keep their own "
     "models and only samples or summaries travel; start with an empty ArrayRecord()",
-    "evaluate_fn": "there is no global model to evaluate; for synthetic exchange give "
-    "server_classifier=PooledClassifier(model, test_set) (flower_synth.synthetic."
-    "server_classifier), whose evaluation is the strategy's; the prototype strategies "
-    "evaluate the clients' own models (configure it with on_evaluate_config_fn)",
     "inplace": "there are no weights to aggregate; leave it out",
 }
 

@@ -16,7 +16,7 @@ A payload is a list of arrays in one of three layouts:
 are ``int32`` and name the class each sample was generated for. ``uint8`` images may
 be quantised to fewer intensity levels (``levels``: 16 keeps every 17th value), which
 costs a classifier nothing measurable and lets the payload compress: any layout may
-travel deflated (:mod:`flower_synth.deflate`, ``compression="deflate"``). Every payload
+travel deflated (:mod:`flower_synth.wire.deflate`, ``compression="deflate"``). Every payload
 a server or client receives goes through :func:`validate_payload` before anything else
 touches it.
 """
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flower_synth.deflate import (
+from flower_synth.wire.deflate import (
     DeflateError,
     check_compression,
     deflate,
@@ -257,7 +257,7 @@ def encode_samples(
 
 def compressed(arrays: Sequence[np.ndarray], compression: str) -> list[np.ndarray]:
     """A payload's ``arrays`` as they travel: deflated (``"deflate"``, see
-    :mod:`flower_synth.deflate`; an empty payload stays empty) or as they are
+    :mod:`flower_synth.wire.deflate`; an empty payload stays empty) or as they are
     (``"none"``). :func:`validate_wire` takes either."""
     check_compression(compression)
     if compression == "none" or not arrays:
@@ -329,7 +329,7 @@ def validate_wire(
 ) -> WireBatch:
     """Check a received payload; return it in its wire form.
 
-    A deflated payload is inflated first (:func:`~flower_synth.deflate.inflate`, refused
+    A deflated payload is inflated first (:func:`~flower_synth.wire.deflate.inflate`, refused
     if it announces more than :func:`max_payload_bytes` of ``max_samples``).
 
     Raises:

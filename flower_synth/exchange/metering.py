@@ -21,8 +21,8 @@ from flwr.app import ArrayRecord
 from flwr.common import Parameters
 from flwr.common.logger import log
 
-from flower_synth.exchange import NPY_HEADER_READERS
-from flower_synth.results import RunRecorder
+from flower_synth.exchange.recorder import RunRecorder
+from flower_synth.exchange.server import NPY_HEADER_READERS
 
 ROUND_MARKER = "[flower-synth] "  # prefix of the one-line round summary in the server log
 

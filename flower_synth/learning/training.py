@@ -18,8 +18,8 @@ from torch.utils.data import (
 )
 
 from flower_synth.data.image_dataset import ImageDataset
-from flower_synth.distillation import distillation_loss
-from flower_synth.normalization import SYMMETRIC, Normalization
+from flower_synth.learning.distillation import distillation_loss
+from flower_synth.learning.normalization import SYMMETRIC, Normalization
 
 EVAL_BATCH_SIZE = 1000
 Device = str | torch.device
@@ -28,6 +28,12 @@ Device = str | torch.device
 def to_unit_range(data: ImageDataset) -> np.ndarray:
     """The dataset's uint8 images as float32 in [0, 1] (the scale generators work in)."""
     return data.images.astype(np.float32) / 255.0
+
+
+def model_inputs(images: np.ndarray, normalization: Normalization) -> torch.Tensor:
+    """``uint8`` images ``(N, C, H, W)`` as a classifier's float inputs."""
+    unit = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32) / 255.0
+    return normalization.transform(images.shape[1])(unit)
 
 
 class ImageBatches(Dataset):
@@ -165,7 +171,7 @@ def train(
     loss of the last epoch.
 
     Batches with soft targets (``(N, C)`` rows) are trained on with
-    :func:`~flower_synth.distillation.distillation_loss` at ``temperature``; hard
+    :func:`~flower_synth.learning.distillation.distillation_loss` at ``temperature``; hard
     labels with cross-entropy. ``weight_decay`` is SGD's L2 penalty. The model is
     moved to ``device`` and every batch with it.
 

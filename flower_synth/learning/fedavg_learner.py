@@ -10,9 +10,17 @@ import numpy as np
 from flwr.common import Scalar
 from torch import nn
 
-from flower_synth.data.federated import ClientData
-from flower_synth.learner import Evaluated, Fitted, round_seed, server_round, step_size
-from flower_synth.training import (
+from flower_synth.data.client_data import ClientData
+from flower_synth.learning.devices import check_device
+from flower_synth.learning.learner import (
+    Evaluated,
+    Fitted,
+    check_partition_id,
+    round_seed,
+    server_round,
+    step_size,
+)
+from flower_synth.learning.training import (
     Device,
     evaluate,
     get_weights,
@@ -25,7 +33,7 @@ from flower_synth.training import (
 
 class FedAvgLearner:
     """Trains the global model on the client's data and returns the weights. A
-    :class:`~flower_synth.learner.Learner`.
+    :class:`~flower_synth.learning.learner.Learner`.
 
     :meth:`fit` loads the received global weights, runs ``local_epochs`` of SGD (adding
     the FedProx proximal term when the config carries ``proximal_mu``, as flwr's
@@ -57,13 +65,13 @@ class FedAvgLearner:
     ) -> None:
         self.model = model
         self.data = data
-        self.partition_id = partition_id
+        self.partition_id = check_partition_id(partition_id)
         self.local_epochs = local_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.momentum = momentum
         self.seed = seed
-        self.device = device
+        self.device = check_device(device)
 
     def parameters(self) -> list[np.ndarray]:
         """The current model weights."""

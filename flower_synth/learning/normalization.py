@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torchvision.transforms import v2
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,10 @@ class Normalization:
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
 
-    def transform(self, channels: int) -> v2.Normalize:
-        """torchvision's ``Normalize`` for images with ``channels`` channels."""
+    def transform(self, channels: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The map ``x -> (x - mean) / std`` for float images ``(N, C, H, W)`` with
+        ``channels`` channels (what torchvision's ``Normalize`` does; written out so that
+        the library does not need torchvision, which pins one torch version)."""
         mean = self.mean * channels if len(self.mean) == 1 else self.mean
         std = self.std * channels if len(self.std) == 1 else self.std
         if len(mean) != channels or len(std) != channels:
@@ -28,7 +30,13 @@ class Normalization:
                 f"normalization has {len(self.mean)} means and {len(self.std)} stds for "
                 f"images with {channels} channels; give one value or one per channel"
             )
-        return v2.Normalize(list(mean), list(std))
+        mean_t = torch.tensor(mean).view(1, -1, 1, 1)
+        std_t = torch.tensor(std).view(1, -1, 1, 1)
+
+        def normalize(images: torch.Tensor) -> torch.Tensor:
+            return (images - mean_t.to(images.device)) / std_t.to(images.device)
+
+        return normalize
 
     def inverse(self, inputs: torch.Tensor) -> torch.Tensor:
         """Model inputs ``(N, C, H, W)`` back to images in [0, 1] (``x * std + mean``)."""

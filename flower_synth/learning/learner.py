@@ -46,6 +46,19 @@ class Learner(Protocol):
         sends a global model)."""
 
 
+def check_partition_id(partition_id: object) -> int:
+    """``partition_id`` as an int >= 0, or a ``ValueError`` saying where to take it from."""
+    if isinstance(partition_id, bool) or not isinstance(partition_id, (int, np.integer)):
+        raise ValueError(
+            f"partition_id must be the node's partition as an int >= 0, got {partition_id!r}; "
+            'take it from context.node_config["partition-id"] (set num-supernodes in a '
+            'simulation, --node-config "partition-id=..." on a SuperNode)'
+        )
+    if partition_id < 0:
+        raise ValueError(f"partition_id must be >= 0, got {partition_id}")
+    return int(partition_id)
+
+
 def round_seed(seed: int, partition_id: int, server_round: int) -> int:
     """A seed for one client's work in one round, derived from the run seed."""
     return int(np.random.SeedSequence([seed, partition_id, server_round]).generate_state(1)[0])

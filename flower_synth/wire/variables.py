@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from flower_synth.payload import PayloadError
+from flower_synth.wire.payload import PayloadError
 
 Variables = tuple[str, ...]
 

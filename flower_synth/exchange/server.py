@@ -22,8 +22,8 @@ import numpy as np
 from flwr.common import Scalar
 from flwr.common.logger import log
 
-from flower_synth.checkpoint import State
-from flower_synth.payload import PayloadError
+from flower_synth.exchange.checkpoint import State
+from flower_synth.wire.payload import PayloadError
 
 Decoded = TypeVar("Decoded")
 Result = TypeVar("Result")
@@ -59,7 +59,7 @@ class Reply:
     Validated on construction, the one place every reply of either Flower API passes:
     ``num_examples`` an integer in ``[0, MAX_EXAMPLES]``, every metric a finite number
     or a bool (a string, bytes or a NaN is malformed). Raises
-    :class:`~flower_synth.payload.PayloadError` naming the problem.
+    :class:`~flower_synth.wire.payload.PayloadError` naming the problem.
     """
 
     node_id: str
@@ -201,6 +201,13 @@ class ExchangeServer(abc.ABC, Generic[Decoded]):
 
     def evaluate(self, server_round: int) -> tuple[float, dict[str, Scalar]] | None:
         """Server-side evaluation of what the strategy holds (none by default)."""
+        return None
+
+    def global_arrays(self) -> dict[str, np.ndarray] | None:
+        """What the strategy offers as its global model, as named arrays (the server
+        classifier's weights, the fused prototypes); None where it has none yet. The
+        adapters return it as the round's aggregated ``ArrayRecord`` / ``Parameters``,
+        so that Flower's ``Result.arrays`` and ``evaluate_fn`` see it."""
         return None
 
     def describe(self) -> str:

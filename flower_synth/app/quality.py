@@ -30,9 +30,8 @@ import torch
 from torch import nn
 
 from flower_synth.data.image_dataset import ImageDataset
-from flower_synth.models import build_model
-from flower_synth.normalization import SYMMETRIC, Normalization
-from flower_synth.training import (
+from flower_synth.learning.normalization import SYMMETRIC, Normalization
+from flower_synth.learning.training import (
     Device,
     extract_features,
     make_loader,
@@ -40,6 +39,7 @@ from flower_synth.training import (
     to_unit_range,
     train,
 )
+from flower_synth.models import build_model
 
 __all__ = [
     "GenerationQuality",
@@ -130,7 +130,7 @@ def _check_unit_images(name: str, images: np.ndarray) -> np.ndarray:
     if not np.issubdtype(images.dtype, np.floating):
         raise ValueError(
             f"{name} must be float images in [0, 1], got dtype {images.dtype}; convert a "
-            "uint8 ImageDataset with flower_synth.training.to_unit_range"
+            "uint8 ImageDataset with flower_synth.learning.training.to_unit_range"
         )
     if images.size:
         if not np.isfinite(images).all():
@@ -200,7 +200,7 @@ class ReferenceClassifier:
     ) -> Self:
         """Train the dataset's default classifier on all of ``dataset``.
 
-        SGD on cross-entropy with :func:`~flower_synth.training.train`, the defaults
+        SGD on cross-entropy with :func:`~flower_synth.learning.training.train`, the defaults
         being the app's (batch 64, learning rate 0.01, momentum 0.9). ``seed`` sets the
         initial weights and the shuffling, so a seed gives the same classifier on CPU;
         training runs under a forked torch RNG, so the global one is left as it was.
@@ -443,7 +443,7 @@ def generation_quality(
 
     Both image sets are float images in [0, 1] (a generator's ``sample`` output; for an
     :class:`~flower_synth.data.image_dataset.ImageDataset` use
-    :func:`~flower_synth.training.to_unit_range`). Use the same numbers of samples and
+    :func:`~flower_synth.learning.training.to_unit_range`). Use the same numbers of samples and
     real images when comparing generators: the Fréchet distance is biased upwards for
     small sets. To compare many sample sets with the same real images, compute
     :class:`RealFeatures` once and call :func:`generation_quality_against`.
