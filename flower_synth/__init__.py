@@ -34,6 +34,7 @@ _HOMES = {
         "LocalOnlyLearner",
         "Modality",
         "SyntheticLearner",
+        "SyntheticSampleHooks",
         "evaluate_reply",
         "learner_app",
         "message_config",

@@ -88,57 +88,6 @@ def test_simulation_learns_digits_and_counts_bytes(tmp_path: Path) -> None:
     assert data["initial"]["global_accuracy"] < 0.3
 
 
-def test_deployment_with_superlink_and_two_supernodes(tmp_path: Path) -> None:
-    """The synthetic strategy and GMM prototypes, one after the other on one SuperLink
-    with two SuperNodes (FedAvg takes the same path; it runs in the simulation tests)."""
-    nodes, rounds, samples = 2, 2, 300
-    with LocalFederation(simulation=False, workdir=tmp_path / "federation") as federation:
-        for partition_id in range(nodes):
-            federation.start_supernode(partition_id, nodes)
-        outcomes = [
-            federation.run(
-                PROJECT_ROOT,
-                DIGITS_RUN
-                | extra
-                | {
-                    "num-server-rounds": rounds,
-                    "min-available-clients": nodes,
-                    "output-dir": str(tmp_path / name),
-                },
-            )
-            for name, extra in [
-                ("synthetic", SYNTHETIC_RUN | {"samples-per-client": samples}),  # defaults
-                ("gmm-prototype", {"strategy": "gmm-prototype"}),
-            ]
-        ]
-        started = identities(federation.processes.pids())
-    for outcome in outcomes:
-        assert outcome.succeeded, outcome.describe()
-    assert len(started) >= 1 + nodes
-    assert_all_stopped(started)
-
-    synthetic = single_results_file(tmp_path / "synthetic")
-    first, second = synthetic["rounds"]
-    assert first["clients_sampled"] == second["clients_sampled"] == nodes
-    assert first["bytes_down"] == 0
-    # each node sends 0.2 samples per training image (at most 300), deflated: far less
-    # than 300 uncompressed samples; in round 2 each gets the other's pool, deflated too
-    for record in (first, second):
-        assert record["fit_failures"] == record["rejected_payloads"] == 0
-        assert 0 < record["bytes_up"] < nodes * samples * SAMPLE_BYTES / 4
-    assert 0 < second["bytes_down"] < nodes * samples * SAMPLE_BYTES / 4
-    # Each node's state survived between rounds outside the simulation engine.
-    assert (first["client_rounds_min"], second["client_rounds_min"]) == (1, 2)
-    assert second["global_accuracy"] > 0.3
-
-    prototypes = single_results_file(tmp_path / "gmm-prototype")
-    first, second = prototypes["rounds"]
-    assert first["bytes_down"] == 0 < second["bytes_down"]
-    assert second["fit_failures"] == 0
-    assert (first["client_rounds_min"], second["client_rounds_min"]) == (1, 2)
-    assert second["personalized_accuracy"] > 0.6
-
-
 @pytest.mark.parametrize(
     ("generators", "classifiers"),
     [("cvae", "model"), ("cvae,gaussian,gmm", "model,bayes,model")],
@@ -220,8 +169,9 @@ def test_synthetic_exchange_reaches_the_nash_equilibrium(tmp_path: Path) -> None
 
 
 def test_comparison_sweep_runs_reports_and_resumes(tmp_path: Path, capsys) -> None:
-    """`flower-synth compare` on a tiny digits grid: FedProx, GMM prototypes and the
-    centralized reference, 2 rounds; a second invocation runs nothing."""
+    """`flower-synth compare` on a tiny digits grid: FedProx (a Flower run; the other
+    strategies run in the tests above) and the centralized reference, 2 rounds; a second
+    invocation runs nothing."""
     experiment = tmp_path / "tiny.yaml"
     experiment.write_text(
         f"""
@@ -233,27 +183,27 @@ rounds: 2
 local_epochs: 5
 target_accuracy: 0.5
 partitions: [{{name: dir, partitioner: dirichlet, alpha: 0.5, seeds: [0]}}]
-strategies: {{fedprox: {{proximal-mu: 0.01}}, gmm-prototype: {{}}, centralized: {{}}}}
+strategies: {{fedprox: {{proximal-mu: 0.01}}, centralized: {{}}}}
 run_config: {{learning-rate: 0.05}}
 """
     )
     assert main(["compare", str(experiment), "--app-dir", str(PROJECT_ROOT)]) == 0
     first = capsys.readouterr().out
-    assert first.count(": running") == 3 and "skipped" not in first
+    assert first.count(": running") == 2 and "skipped" not in first
     files = sorted((tmp_path / "sweep").rglob("*.json"))
-    assert len(files) == 3
+    assert len(files) == 2
     for path in files:
         data = load_results(path)
         assert len(data["rounds"]) == 2
         assert data["measurements"]["peak_rss_mb"] > 50  # at least one Python process with torch
     report = (tmp_path / "sweep" / "report.md").read_text()
-    for strategy in ("fedprox", "gmm-prototype", "centralized"):
+    for strategy in ("fedprox", "centralized"):
         assert f"| {strategy} | 1/1 |" in report
     assert "None: every planned run finished." in report
 
     assert main(["compare", str(experiment), "--app-dir", str(PROJECT_ROOT)]) == 0
     second = capsys.readouterr().out
-    assert second.count("results exist, skipped") == 3 and ": running" not in second
+    assert second.count("results exist, skipped") == 2 and ": running" not in second
     assert sorted((tmp_path / "sweep").rglob("*.json")) == files
 
 

@@ -1,6 +1,7 @@
 """Faults a deployment meets, end to end through Flower: a rogue SuperNode among honest
 ones, a SuperNode killed and restarted mid-run, a SuperLink killed mid-run and the run
-resumed, and a secure deployment (TLS, authenticated SuperNodes)."""
+resumed, and a secure deployment (TLS, authenticated SuperNodes) running both strategy
+families one after the other."""
 
 from __future__ import annotations
 
@@ -10,10 +11,17 @@ from pathlib import Path
 
 import pytest
 from conftest import PROJECT_ROOT
-from test_end_to_end import DIGITS_RUN, SYNTHETIC_RUN, single_results_file
+from test_end_to_end import (
+    DIGITS_RUN,
+    SAMPLE_BYTES,
+    SYNTHETIC_RUN,
+    assert_all_stopped,
+    single_results_file,
+)
 
 from flower_synth.app.results_files import load_results
 from flower_synth.bench.federation import LocalFederation
+from flower_synth.bench.processes import identities
 from flower_synth.exchange.metering import ROUND_MARKER
 
 pytestmark = pytest.mark.slow
@@ -146,10 +154,13 @@ def test_a_run_whose_superlink_was_killed_resumes_without_losing_or_doubling_a_r
     assert data["rounds"][-1]["global_accuracy"] > 0.3  # chance is 0.1
 
 
-def test_tls_with_authenticated_supernodes_refuses_an_unregistered_one(tmp_path: Path) -> None:
+def test_a_secure_deployment_runs_both_strategy_families_and_refuses_an_unknown_node(
+    tmp_path: Path,
+) -> None:
     """A SuperLink with TLS and SuperNode authentication: the two registered SuperNodes
-    run the synthetic strategy over encrypted connections; a third with a key the
-    SuperLink does not know never takes part."""
+    run the synthetic strategy (the defaults) and then GMM prototypes over encrypted
+    connections, each node's state surviving between rounds outside the simulation
+    engine; a third SuperNode with a key the SuperLink does not know never takes part."""
     nodes, rounds = 2, 2
     with LocalFederation(
         simulation=False, workdir=tmp_path / "federation", tls=True, node_auth=True
@@ -159,14 +170,39 @@ def test_tls_with_authenticated_supernodes_refuses_an_unregistered_one(tmp_path:
         for partition, key in enumerate(keys):
             federation.start_supernode(partition, nodes, key=key)
         federation.start_supernode(0, nodes, key=federation.node_key("stranger"))
-        outcome = federation.run(PROJECT_ROOT, synthetic_run(tmp_path, rounds, nodes))
+        synthetic_outcome = federation.run(PROJECT_ROOT, synthetic_run(tmp_path, rounds, nodes))
+        gmm_config = DIGITS_RUN | {
+            "strategy": "gmm-prototype",
+            "num-server-rounds": rounds,
+            "min-available-clients": nodes,
+            "output-dir": str(tmp_path / "gmm-prototype"),
+        }
+        gmm_outcome = federation.run(PROJECT_ROOT, gmm_config)
+        started = identities(federation.processes.pids())
         stranger_log = sorted((tmp_path / "federation").glob("supernode-0-*.log"))[-1]
         refused = stranger_log.read_text(errors="replace")
     assert len(set(registered)) == nodes
-    assert outcome.succeeded, outcome.describe()
-    data = single_results_file(tmp_path / "results")
-    for record in data["rounds"]:
-        assert record["clients_sampled"] == nodes and record["fit_failures"] == 0
+    for outcome in (synthetic_outcome, gmm_outcome):
+        assert outcome.succeeded, outcome.describe()
+    assert len(started) >= 1 + nodes
+    assert_all_stopped(started)
     # Flower 1.41 refuses an unknown key when the node activates, and the node exits
     assert "Failed to activate SuperNode" in refused, refused
-    assert data["rounds"][-1]["global_accuracy"] > 0.3
+
+    first, second = single_results_file(tmp_path / "results")["rounds"]
+    assert first["clients_sampled"] == second["clients_sampled"] == nodes
+    assert first["bytes_down"] == 0
+    # each node sends 0.2 samples per training image (at most SAMPLES), deflated: far
+    # less than that many uncompressed samples; in round 2 each gets the other's pool
+    for record in (first, second):
+        assert record["fit_failures"] == record["rejected_payloads"] == 0
+        assert 0 < record["bytes_up"] < nodes * SAMPLES * SAMPLE_BYTES / 4
+    assert 0 < second["bytes_down"] < nodes * SAMPLES * SAMPLE_BYTES / 4
+    assert (first["client_rounds_min"], second["client_rounds_min"]) == (1, 2)
+    assert second["global_accuracy"] > 0.3  # chance is 0.1
+
+    first, second = single_results_file(tmp_path / "gmm-prototype")["rounds"]
+    assert first["bytes_down"] == 0 < second["bytes_down"]
+    assert second["fit_failures"] == 0
+    assert (first["client_rounds_min"], second["client_rounds_min"]) == (1, 2)
+    assert second["personalized_accuracy"] > 0.6

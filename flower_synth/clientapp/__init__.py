@@ -22,6 +22,7 @@ from flower_synth.clientapp.replies import (
     message_config,
     train_reply,
 )
+from flower_synth.clientapp.synthetic_hooks import SyntheticSampleHooks
 from flower_synth.learning.fedavg_learner import FedAvgLearner
 from flower_synth.learning.local_only_learner import LocalOnlyLearner
 from flower_synth.prototypes.fedproto_learner import FedProtoLearner
@@ -40,6 +41,7 @@ __all__ = [
     "LocalOnlyLearner",
     "Modality",
     "SyntheticLearner",
+    "SyntheticSampleHooks",
     "evaluate_reply",
     "learner_app",
     "message_config",

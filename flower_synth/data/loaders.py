@@ -61,20 +61,35 @@ def collect(
 ) -> ImageDataset:
     """Every example of ``source`` as an :class:`ImageDataset` (see
     :func:`client_data_from_loaders`)."""
+    inputs, labels = collect_inputs(source, image_key, label_key)
+    return to_image_dataset(inputs, labels, num_classes, normalization)
+
+
+def collect_inputs(
+    source: DataLoader | Dataset, image_key: str | None = None, label_key: str | None = None
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Every example of ``source`` as your model takes it: float inputs ``(N, C, H, W)``
+    on the CPU, and integer labels."""
     if not isinstance(source, DataLoader):
         source = DataLoader(source, batch_size=COLLECT_BATCH_SIZE)
-    images, labels = [], []
+    inputs, labels = [], []
     for batch in source:
-        inputs, targets = split_batch(batch, image_key, label_key)
-        inputs = torch.as_tensor(inputs, dtype=torch.float32).cpu()
-        if inputs.ndim == 3:
-            inputs = inputs.unsqueeze(1)
-        unit = normalization.inverse(inputs).clamp(0.0, 1.0)
-        images.append((unit * 255.0).round().to(torch.uint8).numpy())
+        images, targets = split_batch(batch, image_key, label_key)
+        images = torch.as_tensor(images, dtype=torch.float32).cpu()
+        inputs.append(images.unsqueeze(1) if images.ndim == 3 else images)
         labels.append(torch.as_tensor(targets).cpu().numpy().astype(np.int64))
-    if not images:
+    if not inputs:
         raise ValueError("the loader yielded no batches; give the client its data")
-    return ImageDataset(np.concatenate(images), np.concatenate(labels), num_classes)
+    return torch.cat(inputs), np.concatenate(labels)
+
+
+def to_image_dataset(
+    inputs: torch.Tensor, labels: np.ndarray, num_classes: int, normalization: Normalization
+) -> ImageDataset:
+    """Model inputs brought back to 8-bit images with ``normalization``."""
+    unit = normalization.inverse(inputs).clamp(0.0, 1.0)
+    images = (unit * 255.0).round().to(torch.uint8).numpy()
+    return ImageDataset(images, labels, num_classes)
 
 
 def split_batch(batch: Any, image_key: str | None, label_key: str | None) -> tuple[Any, Any]:

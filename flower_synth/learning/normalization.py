@@ -38,6 +38,16 @@ class Normalization:
 
         return normalize
 
+    @classmethod
+    def from_inputs(cls, inputs: torch.Tensor) -> Normalization:
+        """The normalisation that took images in [0, 1] to ``inputs`` ``(N, C, H, W)``,
+        read off the data: each channel's smallest input is taken for 0 and its largest
+        for 1, exact when the images hold black and white pixels (most datasets do;
+        otherwise give your transform's ``mean`` and ``std``)."""
+        low = inputs.amin(dim=(0, 2, 3)).double()
+        span = (inputs.amax(dim=(0, 2, 3)).double() - low).clamp_min(1e-6)
+        return cls(tuple((-low / span).tolist()), tuple((1.0 / span).tolist()))
+
     def inverse(self, inputs: torch.Tensor) -> torch.Tensor:
         """Model inputs ``(N, C, H, W)`` back to images in [0, 1] (``x * std + mean``)."""
         channels = inputs.shape[1]

@@ -112,6 +112,21 @@ class ClassifierTraining:
     epoch_scale: float = 1.0
 
 
+@dataclass
+class PreparedRound:
+    """A round between fitting the generator and training the classifier: the
+    mixture (the client's own examples first, ``num_real`` of them, then the received
+    ones), its example weights and targets, the metrics so far and when the generator
+    was done."""
+
+    mixture: SampleBatch
+    num_real: int
+    weights: np.ndarray
+    targets: np.ndarray
+    metrics: dict[str, Scalar]
+    fitted_at: float
+
+
 class SyntheticLearner:
     """One client of synthetic-sample exchange: generator, classifier and their state.
 
@@ -275,21 +290,34 @@ class SyntheticLearner:
 
     def fit(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Fitted:
         """One round on the wire (see the class docstring)."""
-        train = self.data.train
-        received = None
         seed = round_seed(self.seed, self.partition_id, server_round(config))
-        if arrays:
-            received = validate_payload(arrays, train.image_shape, self.num_classes, UNBOUNDED)
-            model = self.modality.model_variables
-            groups = download_groups(config.get("pool_variables"), len(received), model)
-            received = self.modality.adopt(received, groups, self.state, seed)
         generated, metrics = self.learn(
-            received,
+            self.receive(arrays, config, seed),
             self_trust=float(config.get("self_trust", 1.0)),
             num_samples=self.samples_asked(config),
             seed=seed,
             learning_rate=step_size(config, self.training.learning_rate),
         )
+        return self.reply(generated, metrics, config)
+
+    def receive(
+        self, arrays: list[np.ndarray], config: Mapping[str, Scalar], seed: int
+    ) -> SampleBatch | None:
+        """The samples the server sent (validated; none in a first round), as this
+        client's model takes them (its modality adopts them)."""
+        if not arrays:
+            return None
+        train = self.data.train
+        received = validate_payload(arrays, train.image_shape, self.num_classes, UNBOUNDED)
+        model = self.modality.model_variables
+        groups = download_groups(config.get("pool_variables"), len(received), model)
+        return self.modality.adopt(received, groups, self.state, seed)
+
+    def reply(
+        self, generated: SampleBatch, metrics: dict[str, Scalar], config: Mapping[str, Scalar]
+    ) -> Fitted:
+        """What goes back: this round's samples encoded for the wire, the training-set
+        size and the metrics."""
         metrics["fresh_start"] = fresh_start(int(metrics["client_rounds"]), server_round(config))
         if self.modality.pool_variables != CLEAN:
             metrics["pool_variables"] = variables_code(self.modality.pool_variables)
@@ -332,6 +360,18 @@ class SyntheticLearner:
         generator, training the classifier and generating (``generator_seconds``,
         ``classifier_seconds``, ``sampling_seconds``), ``train_loss`` with a torch
         classifier, and ``pseudo_labelled`` for a partly labelled client."""
+        prepared = self.prepare(received, self_trust)
+        if self.classifier is not None:
+            step = self.training.learning_rate if learning_rate is None else learning_rate
+            prepared.metrics["train_loss"] = self._train_classifier(
+                prepared.mixture, prepared.targets, prepared.weights, seed, step
+            )
+            save_module(self.state, CLASSIFIER_STATE, self.classifier)
+        return self.generate(prepared, num_samples, seed)
+
+    def prepare(self, received: SampleBatch | None, self_trust: float) -> PreparedRound:
+        """The first half of :meth:`learn`: the round's mixture of real and received
+        examples, and the generator fitted on it."""
         started = time.perf_counter()
         real = self.own_examples()
         mixture = SampleBatch.concatenate(
@@ -341,28 +381,33 @@ class SyntheticLearner:
         num_pseudo = len(real) - len(self.data.train)
         weights = mixture_weights(len(real), num_received, self_trust, num_pseudo)
         self.generator.fit(mixture.samples, mixture.labels, sample_weight=weights)
-        fitted = time.perf_counter()
-        targets = mixture.targets(self.num_classes, self.training.hard_label_weight)
         metrics: dict[str, Scalar] = {
             "partition_id": self.partition_id,
             "received_samples": num_received,
             "client_rounds": count_round(self.state, PROGRESS_STATE),
-            "generator_seconds": fitted - started,
+            "generator_seconds": time.perf_counter() - started,
         }
         if self.data.num_unlabelled:
             metrics["pseudo_labelled"] = num_pseudo
-        if self.classifier is not None:
-            step = self.training.learning_rate if learning_rate is None else learning_rate
-            metrics["train_loss"] = self._train_classifier(mixture, targets, weights, seed, step)
-            save_module(self.state, CLASSIFIER_STATE, self.classifier)
+        targets = mixture.targets(self.num_classes, self.training.hard_label_weight)
+        return PreparedRound(mixture, len(real), weights, targets, metrics, time.perf_counter())
+
+    def generate(
+        self, prepared: PreparedRound, num_samples: int, seed: int
+    ) -> tuple[SampleBatch, dict[str, Scalar]]:
+        """The second half of :meth:`learn`, once the classifier has trained on the
+        mixture: the state saved, this round's samples with the classifier's soft
+        labels, and the round's metrics."""
+        metrics = prepared.metrics
         trained = time.perf_counter()
-        metrics["classifier_seconds"] = trained - fitted
-        trained_prior = weights @ targets / weights.sum()
+        metrics["classifier_seconds"] = trained - prepared.fitted_at
+        trained_prior = prepared.weights @ prepared.targets / prepared.weights.sum()
         if self.classifier is None:
             trained_prior = self.generator.class_prior_
         save_arrays(self.state, PRIOR_STATE, {"trained": trained_prior})
         save_arrays(self.state, GENERATOR_STATE, self.generator.get_state())
-        generated = self._generate(num_samples, seed, real.labels)
+        real_labels = prepared.mixture.labels[: prepared.num_real]
+        generated = self._generate(num_samples, seed, real_labels)
         metrics["sampling_seconds"] = time.perf_counter() - trained
         metrics["generated_samples"] = len(generated)
         metrics["label_agreement"] = float(

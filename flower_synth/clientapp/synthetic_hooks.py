@@ -1,0 +1,251 @@
+"""Synthetic-sample exchange inside a ClientApp's own ``@app.train()`` and
+``@app.evaluate()`` handlers: the user's model, DataLoaders, device, epochs, learning
+rate and train/test functions stay as they are; three calls add the exchange."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from torch import nn
+from torch.utils.data import DataLoader
+
+from flower_synth.clientapp.replies import NUM_EXAMPLES_KEY, message_config, received_arrays
+from flower_synth.data.client_data import ClientData
+from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.data.loaders import IMAGE_KEYS, LABEL_KEYS, collect_inputs, to_image_dataset
+from flower_synth.generative.base import GenerativeModel
+from flower_synth.learning.learner import round_seed, server_round
+from flower_synth.learning.normalization import Normalization
+from flower_synth.learning.state import load_module, save_module
+from flower_synth.synthetic.learner import CLASSIFIER_STATE, PreparedRound, SyntheticLearner
+from flower_synth.wire.payload import SampleBatch
+
+
+@dataclass(frozen=True)
+class ExampleCount:
+    """Stands for a set of examples where only its size is read (``len(loader.dataset)``)."""
+
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+
+@dataclass
+class MixedLoader:
+    """What your ``train`` function iterates in a round of the exchange: every batch of
+    your own DataLoader as it comes (your transforms and augmentation included), and
+    between them batches of the received samples in the same form (the same dictionary
+    keys, or an ``(images, labels)`` pair; images normalised as your inputs are,
+    labels the class each sample was generated for), in random order. An epoch holds
+    ``(1 - a) / a`` received samples per real example for the server's self-trust ``a``.
+    ``len()`` counts batches and ``dataset`` has the examples' count, as with a DataLoader.
+    """
+
+    real: DataLoader
+    received: SampleBatch
+    weights: np.ndarray
+    num_received: int
+    normalization: Normalization
+    seed: int
+    epoch: int = field(default=0, init=False)
+
+    @property
+    def batch_size(self) -> int:
+        """Your loader's batch size (received samples come in batches of it too)."""
+        return int(self.real.batch_size or 1)
+
+    @property
+    def received_batches(self) -> int:
+        return math.ceil(self.num_received / self.batch_size)
+
+    def __len__(self) -> int:
+        return len(self.real) + self.received_batches
+
+    @property
+    def dataset(self) -> ExampleCount:
+        """The examples of an epoch, as far as ``len()`` goes."""
+        return ExampleCount(len(self.real.dataset) + self.num_received)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Any]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        self.epoch += 1
+        order = np.array([0] * len(self.real) + [1] * self.received_batches)
+        rng.shuffle(order[1:])  # a real batch first: received ones copy its form
+        draws = np.zeros(0, dtype=np.int64)
+        if self.num_received:
+            p = self.weights / self.weights.sum()
+            draws = rng.choice(len(self.received), self.num_received, p=p)
+        real, template, start = iter(self.real), None, 0
+        for kind in order:
+            if kind == 0:
+                template = next(real)
+                yield template
+            else:
+                rows = draws[start : start + self.batch_size]
+                start += self.batch_size
+                yield self.batch_like(template, rows)
+
+    def batch_like(self, template: Any, rows: np.ndarray) -> Any:
+        """Received samples ``rows`` in the form of your batch ``template``."""
+        samples = torch.from_numpy(self.received.samples[rows])
+        images = self.normalization.transform(samples.shape[1])(samples)
+        labels = torch.from_numpy(self.received.labels[rows].astype(np.int64))
+        if isinstance(template, Mapping):
+            image_key = next(k for k in IMAGE_KEYS if k in template)
+            label_key = next(k for k in LABEL_KEYS if k in template)
+            return {image_key: images, label_key: labels}
+        return type(template)((images, labels)) if isinstance(template, tuple) else [images, labels]
+
+
+class SyntheticSampleHooks:
+    """The synthetic-sample exchange added to your own Message-API handlers.
+
+    Create one per ClientApp, next to it, and keep your handlers::
+
+        exchange = SyntheticSampleHooks(ConditionalVAE(10, image_shape=(1, 28, 28)), 10)
+
+        @app.train()
+        def train(msg, context):
+            model = Net().to(device)
+            trainloader, _ = load_data(...)
+            trainloader = exchange.mix(msg, context, model, trainloader)
+            loss = train_fn(model, trainloader, epochs, lr, device)   # yours
+            ...
+            return Message(exchange.reply(msg, context, metrics), reply_to=msg)
+
+        @app.evaluate()
+        def evaluate(msg, context):
+            model = exchange.load_model(Net(), context)
+            ...   # your test function on your own loader
+
+    :meth:`mix` reads your training loader once per node and process (the generator
+    learns from those images; your classifier keeps seeing your loader, augmentation
+    included), fits the node's generator on its own images and the samples the server
+    sent, loads the node's own classifier weights into ``model`` and returns the
+    :class:`MixedLoader` your ``train`` function iterates. :meth:`reply` generates
+    this round's samples (labelled by your trained model) and stores the model and
+    generator in ``context.state``. The node's weights never leave it.
+
+    Args:
+        generator: the local generative model (copied for every node; the node's own
+            fitted state lives in ``context.state``).
+        num_classes: classes of the task.
+        normalization: how your inputs were made from images in [0, 1]; None: read
+            off your training data (:meth:`Normalization.from_inputs`).
+        seed: the node's seeds derive from it, its partition id and the round.
+        **learner_options: further options of
+            :class:`~flower_synth.synthetic.learner.SyntheticLearner`
+            (``samples_per_round``, ``soft_labels``, ``sample_dtype``, ...).
+    """
+
+    def __init__(
+        self,
+        generator: GenerativeModel,
+        num_classes: int,
+        *,
+        normalization: Normalization | None = None,
+        seed: int = 0,
+        **learner_options: Any,
+    ) -> None:
+        for taken in ("classifier", "data", "state", "partition_id", "training", "device"):
+            if taken in learner_options:
+                raise TypeError(
+                    f"SyntheticSampleHooks takes {taken} from your handlers (your model, "
+                    "loader, context and device); leave it out"
+                )
+        self.generator = generator
+        self.num_classes = num_classes
+        self.normalization = normalization
+        self.seed = seed
+        self.learner_options = learner_options
+        self.data: dict[tuple[int, int], ClientData] = {}
+        self.pending: dict[int, tuple[SyntheticLearner, PreparedRound, int]] = {}
+
+    def load_model(self, model: nn.Module, context: Context) -> nn.Module:
+        """``model`` with the node's own trained weights (unchanged before its first
+        round); returns it."""
+        load_module(context.state, CLASSIFIER_STATE, model)
+        return model
+
+    def mix(
+        self, message: Message, context: Context, model: nn.Module, trainloader: DataLoader
+    ) -> MixedLoader:
+        """Start the node's round: the received samples decoded, the generator fitted,
+        ``model`` given the node's weights; the loader your ``train`` function iterates."""
+        data = self.client_data(context, trainloader)
+        device = next(model.parameters()).device
+        learner = SyntheticLearner(
+            copy.deepcopy(self.generator),
+            model,
+            data,
+            context.state,
+            partition_id=partition_of(context),
+            seed=self.seed,
+            device=device,
+            **self.learner_options,
+        )
+        config = message_config(message)
+        seed = round_seed(self.seed, learner.partition_id, server_round(config))
+        received = learner.receive(received_arrays(message), config, seed)
+        prepared = learner.prepare(received, float(config.get("self_trust", 1.0)))
+        self.pending[context.node_id] = (learner, prepared, seed)
+        received_part = prepared.mixture.samples[prepared.num_real :]
+        trust = float(config.get("self_trust", 1.0))
+        num_received = 0
+        if len(received_part) and trust > 0:
+            num_received = round(len(trainloader.dataset) * (1 - trust) / trust)  # type: ignore[arg-type]
+        return MixedLoader(
+            trainloader,
+            SampleBatch(received_part, prepared.mixture.labels[prepared.num_real :]),
+            prepared.weights[prepared.num_real :],
+            num_received,
+            data.normalization,
+            seed,
+        )
+
+    def reply(self, message: Message, context: Context, metrics: Mapping[str, Any]) -> RecordDict:
+        """Finish the node's round after your training: this round's samples and the
+        metrics (yours, the exchange's, ``num-examples``) as the reply's content; the
+        model and generator stored in ``context.state``."""
+        if context.node_id not in self.pending:
+            raise RuntimeError("call exchange.mix(...) in the train handler before reply(...)")
+        learner, prepared, seed = self.pending.pop(context.node_id)
+        config = message_config(message)
+        save_module(context.state, CLASSIFIER_STATE, learner.classifier)
+        generated, exchange_metrics = learner.generate(
+            prepared, learner.samples_asked(config), seed
+        )
+        fitted = learner.reply(generated, exchange_metrics, config)
+        values = dict(metrics) | dict(fitted.metrics) | {NUM_EXAMPLES_KEY: fitted.num_examples}
+        return RecordDict({"arrays": ArrayRecord(fitted.arrays), "metrics": MetricRecord(values)})
+
+    def client_data(self, context: Context, trainloader: DataLoader) -> ClientData:
+        """The node's training images, read from ``trainloader`` the first time."""
+        key = (context.run_id, context.node_id)
+        if key not in self.data:
+            inputs, labels = collect_inputs(trainloader)
+            normalization = self.normalization or Normalization.from_inputs(inputs)
+            train = to_image_dataset(inputs, labels, self.num_classes, normalization)
+            empty = ImageDataset(train.images[:0], train.labels[:0], self.num_classes)
+            self.data[key] = ClientData(train, empty, normalization)
+        return self.data[key]
+
+
+def partition_of(context: Context) -> int:
+    """The node's partition id (``node_config["partition-id"]``), or an error saying
+    how to give one."""
+    if "partition-id" not in context.node_config:
+        raise ValueError(
+            "this node has no partition-id in its node config: the exchange keys every "
+            'client by it; start SuperNodes with --node-config "partition-id=<i> '
+            'num-partitions=<n>" (a simulation sets it)'
+        )
+    return int(context.node_config["partition-id"])
