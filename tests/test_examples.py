@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import PROJECT_ROOT
 
 from flower_synth.bench.federation import LocalFederation, RunOutcome
@@ -20,7 +21,14 @@ EXAMPLE = PROJECT_ROOT / "examples" / "quickstart-pytorch"
 # Enough training that every strategy is well above chance (the quickstart's Net at lr 0.1)
 RUN = {"num-server-rounds": 6, "examples-per-client": 600, "local-epochs": 2}
 MAX_ADDED_LINES = 16  # lines a user adds or changes, per switch
+MAX_CHANGED_LINES = 15  # lines added and removed by the Message-API switch to the exchange
 SAMPLES_ONLY_ACCURACY = 0.2  # twice chance: a classifier that never saw a real image
+
+
+def changed_lines(patch: Path) -> int:
+    """Lines a patch adds or removes."""
+    lines = patch.read_text().splitlines()
+    return sum(1 for line in lines if line[:1] in "+-" and line[:3] not in ("+++", "---"))
 
 
 def added_lines(patch: Path) -> tuple[int, set[str]]:
@@ -46,7 +54,10 @@ def project(tmp_path: Path, patch: Path, legacy: bool = False) -> Path:
 
 def flwr_run(tmp_path: Path, root: Path) -> RunOutcome:
     """Run the project; the run must have completed by its own status."""
-    config = RUN | {"results-file": str(tmp_path / "results.json")}
+    config = RUN | {
+        "results-file": str(tmp_path / "results.json"),
+        "final-model": str(tmp_path / "final_model.pt"),
+    }
     with LocalFederation(simulation=True, workdir=tmp_path / "federation") as federation:
         outcome = federation.run(root, config, {"num-supernodes": 2})
     assert outcome.succeeded, outcome.describe()
@@ -61,11 +72,21 @@ def test_switches_touch_only_the_app_files(patch: str) -> None:
         assert 0 < added <= MAX_ADDED_LINES, (path, added)
 
 
+def test_the_message_api_switch_to_the_exchange_keeps_the_users_code_in_use() -> None:
+    """At most 15 lines added or removed; the project's own Net, load_data, train and
+    test (task.py, untouched) are still what the handlers and evaluate_fn call."""
+    patch = EXAMPLE / "switch-to-synthetic.patch"
+    assert changed_lines(patch) <= MAX_CHANGED_LINES
+    removed = [line for line in patch.read_text().splitlines() if line.startswith("-")]
+    for call in ("train_fn(", "test_fn(", "load_data(", "test(", "global_evaluate"):
+        assert not any(call in line for line in removed), call
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("patch", "figure"),
     [
-        ("switch-to-synthetic.patch", ("server", "global_accuracy", SAMPLES_ONLY_ACCURACY)),
+        ("switch-to-synthetic.patch", ("server", "accuracy", SAMPLES_ONLY_ACCURACY)),
         ("switch-to-gmm-prototypes.patch", ("clients", "accuracy", 0.3)),  # the clients' own
     ],
     ids=["synthetic", "gmm-prototypes"],
@@ -81,6 +102,13 @@ def test_message_api_project_runs_after_the_switch(
     side, key, floor = figure
     final = metrics[side][str(RUN["num-server-rounds"])]
     assert final[key] > floor, metrics  # 10 classes: chance is 0.1
+    # the example saves result.arrays: the server classifier (its Net), the fused mixtures
+    saved = torch.load(tmp_path / "final_model.pt", weights_only=True)
+    if patch == "switch-to-synthetic.patch":
+        layers = ("conv1", "conv2", "fc1", "fc2", "fc3")  # the quickstart's Net
+        assert saved.keys() == {f"{layer}.{p}" for layer in layers for p in ("weight", "bias")}
+    else:
+        assert {"means", "covariances", "weights"} <= saved.keys()
 
 
 @pytest.mark.slow

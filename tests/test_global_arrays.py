@@ -89,3 +89,14 @@ def test_legacy_returns_the_same_arrays_and_runs_evaluate_fn_on_them() -> None:
     assert legacy.evaluate(0, EMPTY_PARAMETERS) is None  # nothing yet
     assert legacy.evaluate(1, parameters) == (0.5, {"checked": 1.0})
     assert seen == [(1, [(10, 64), (10,)])]
+
+
+def test_identity_metrics_are_not_averaged_by_default() -> None:
+    strategy = SyntheticSampleStrategy(sample_shape=SHAPE, num_classes=10)
+    list(strategy.configure_train(1, ArrayRecord(), ConfigRecord(), FakeGrid([1, 2])))
+    replies = [
+        reply(n, payload(n, 20), {"partition_id": n, "num-examples": 50, "train_loss": float(n)})
+        for n in (1, 2)
+    ]
+    _, metrics = strategy.aggregate_train(1, replies)
+    assert "partition_id" not in metrics and metrics["train_loss"] == 1.5

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+DIGITS = 4  # decimals of a mean and std read off the data
+
 
 @dataclass(frozen=True)
 class Normalization:
@@ -43,10 +45,13 @@ class Normalization:
         """The normalisation that took images in [0, 1] to ``inputs`` ``(N, C, H, W)``,
         read off the data: each channel's smallest input is taken for 0 and its largest
         for 1, exact when the images hold black and white pixels (most datasets do;
-        otherwise give your transform's ``mean`` and ``std``)."""
+        otherwise give your transform's ``mean`` and ``std``), rounded to :data:`DIGITS`
+        decimals as transforms write them (so clients with the same transform agree)."""
         low = inputs.amin(dim=(0, 2, 3)).double()
         span = (inputs.amax(dim=(0, 2, 3)).double() - low).clamp_min(1e-6)
-        return cls(tuple((-low / span).tolist()), tuple((1.0 / span).tolist()))
+        mean = tuple(round(value, DIGITS) for value in (-low / span).tolist())
+        std = tuple(round(value, DIGITS) for value in (1.0 / span).tolist())
+        return cls(mean, std)
 
     def inverse(self, inputs: torch.Tensor) -> torch.Tensor:
         """Model inputs ``(N, C, H, W)`` back to images in [0, 1] (``x * std + mean``)."""

@@ -38,6 +38,11 @@ def main(grid: Grid, context: Context) -> None:
         evaluate_fn=global_evaluate,
     )
 
+    # Save final model to disk
+    print("\nSaving final model to disk...")
+    state_dict = result.arrays.to_torch_state_dict()
+    torch.save(state_dict, context.run_config["final-model"])
+
     # Save the metrics of every round
     metrics = {
         "server": {r: dict(m) for r, m in result.evaluate_metrics_serverapp.items()},

@@ -36,6 +36,31 @@ from flower_synth.exchange.server import (
 )
 
 MetricsAggregation = Callable[[list[RecordDict], str], MetricRecord]
+# What a node says about itself rather than measures: left out of flwr's default
+# weighted average (a mean partition id means nothing); custom aggregations see them.
+IDENTITY_KEYS = (
+    "partition_id",
+    "client_rounds",
+    "fresh_start",
+    "pool_variables",
+    "model_variables",
+)
+
+
+def average_measures(records: list[RecordDict], weighting_key: str) -> MetricRecord:
+    """flwr's weighted average of the nodes' metrics, without :data:`IDENTITY_KEYS`."""
+    measured = [
+        RecordDict(
+            {
+                name: MetricRecord({k: v for k, v in record.items() if k not in IDENTITY_KEYS})
+                for name, record in content.metric_records.items()
+            }
+        )
+        for content in records
+    ]
+    return aggregate_metricrecords(measured, weighting_key)
+
+
 EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]
 
 
@@ -83,7 +108,8 @@ class ModelFreeStrategy(Strategy):
         min_available_nodes, weighted_by_key, arrayrecord_key, configrecord_key,
         train_metrics_aggr_fn, evaluate_metrics_aggr_fn: as in flwr's Message-API
             ``FedAvg`` (same defaults; aggregation functions default to flwr's
-            weighted average, replies with zero weight left out).
+            weighted average of the measured metrics, replies with zero weight and
+            identity keys such as ``partition_id`` left out).
     """
 
     def __init__(
@@ -112,8 +138,8 @@ class ModelFreeStrategy(Strategy):
         self.weighted_by_key = weighted_by_key
         self.arrayrecord_key = arrayrecord_key
         self.configrecord_key = configrecord_key
-        self.train_metrics_aggr_fn = train_metrics_aggr_fn or aggregate_metricrecords
-        self.evaluate_metrics_aggr_fn = evaluate_metrics_aggr_fn or aggregate_metricrecords
+        self.train_metrics_aggr_fn = train_metrics_aggr_fn or average_measures
+        self.evaluate_metrics_aggr_fn = evaluate_metrics_aggr_fn or average_measures
 
     def summary(self) -> None:
         """Log the strategy's algorithm and sampling."""

@@ -1,0 +1,76 @@
+"""The synthetic-sample exchange inside a ClientApp's own handlers: the user's loader
+is read once per node, its batches reach the user's train function as they are, and the
+received samples come in between in the same form, normalised as the user's inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from torch import nn
+from torch.utils.data import DataLoader
+
+from flower_synth import Normalization, SyntheticSampleHooks
+from flower_synth.generative import ConditionalVAE
+from flower_synth.wire.payload import decode_samples, encode_samples
+
+SHAPE = (1, 8, 8)
+
+
+class Rows(torch.utils.data.Dataset):
+    """Dictionary rows as Flower's quickstarts give them, normalised with mean 0.1307 and
+    std 0.3081 (not the package's default)."""
+
+    def __init__(self, n: int) -> None:
+        rng = np.random.default_rng(0)
+        self.images = rng.integers(0, 2, (n, *SHAPE)).astype(np.float32)  # black and white
+        self.labels = np.arange(n) % 10
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        image = (torch.from_numpy(self.images[i]) - 0.1307) / 0.3081
+        return {"img": image, "label": int(self.labels[i])}
+
+
+class CountingLoader(DataLoader):
+    iterations = 0
+
+    def __iter__(self):
+        CountingLoader.iterations += 1
+        return super().__iter__()
+
+
+def message(arrays: list[np.ndarray], server_round: int) -> Message:
+    config = ConfigRecord({"server-round": server_round, "self_trust": 0.5, "num_samples": 30})
+    content = RecordDict({"arrays": ArrayRecord(arrays), "config": config})
+    return Message(content, dst_node_id=7, message_type=MessageType.TRAIN)
+
+
+def test_the_users_batches_and_the_received_samples_reach_the_train_function() -> None:
+    hooks = SyntheticSampleHooks(ConditionalVAE(10, image_shape=SHAPE, epochs=1), 10)
+    context = Context(7, 7, {"partition-id": 0, "num-partitions": 2}, RecordDict(), {})
+    loader = CountingLoader(Rows(40), batch_size=8, shuffle=True)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    first = hooks.mix(message([], 1), context, model, loader)
+    assert len(first) == 5 and len(first.dataset) == 40  # nothing received yet
+    reply = hooks.reply(message([], 1), context, {"train_loss": 1.0})
+    sent = decode_samples(reply["arrays"].to_numpy_ndarrays())
+    assert len(sent) == 30 and reply["metrics"]["num-examples"] == 40
+    assert reply["metrics"]["train_loss"] == 1.0
+    assert hooks.data[(7, 7)].normalization == Normalization((0.1307,), (0.3081,))  # read off
+
+    received = encode_samples(np.full((20, *SHAPE), 1.0), np.full(20, 3), "uint8")
+    second = hooks.mix(message(received, 2), context, model, loader)
+    assert len(second) == 5 + 5 and len(second.dataset) == 80  # trust 0.5: as many again
+    batches = list(second)
+    assert CountingLoader.iterations == 2  # read once by the first mix, then this epoch
+    synthetic = [b for b in batches if (b["label"] == 3).all() and len(b["label"]) == 8]
+    assert len(synthetic) >= 5
+    white = (1.0 - 0.1307) / 0.3081  # a white pixel as the user's inputs have it
+    assert torch.allclose(synthetic[0]["img"], torch.full((8, *SHAPE), white), atol=1e-3)
+    assert set(batches[0]) == {"img", "label"}
+    hooks.reply(message(received, 2), context, {})
+    trained = hooks.load_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), context)
+    assert torch.equal(trained[1].weight, model[1].weight)  # the node's own weights, kept
