@@ -8,6 +8,7 @@ import torch
 from flower_synth.app.config import RunSettings
 from flower_synth.clients import FedAvgClient
 from flower_synth.data import load_client_data
+from flower_synth.learning.classifier_training import ClassifierTraining
 from flower_synth.learning.training import evaluate, get_weights
 from flower_synth.models import build_model
 
@@ -17,7 +18,11 @@ def make_client(settings: RunSettings, partition_id: int = 0) -> FedAvgClient:
     torch.manual_seed(0)
     model = build_model(data.train.image_shape, data.train.num_classes)
     return FedAvgClient(
-        model, data, local_epochs=3, batch_size=32, learning_rate=0.05, seed=0, partition_id=0
+        model,
+        data,
+        training=ClassifierTraining(local_epochs=3, batch_size=32, learning_rate=0.05),
+        seed=0,
+        partition_id=0,
     )
 
 

@@ -12,6 +12,7 @@ from flwr.app import RecordDict
 from flower_synth.app.config import RunSettings
 from flower_synth.clients import FedProtoClient, GMMPrototypeClient
 from flower_synth.data import load_client_data
+from flower_synth.learning.classifier_training import ClassifierTraining
 from flower_synth.learning.training import (
     PseudoFeatures,
     extract_features,
@@ -110,12 +111,21 @@ def client_settings(digits_settings: RunSettings) -> RunSettings:
     return dataclasses.replace(digits_settings, dirichlet_alpha=0.3, local_epochs=2)
 
 
-def gmm_client(settings: RunSettings, state: RecordDict, partition_id: int = 0, **options):
+ONE_EPOCH = ClassifierTraining(local_epochs=1)
+
+
+def gmm_client(
+    settings: RunSettings,
+    state: RecordDict,
+    partition_id: int = 0,
+    training: ClassifierTraining = ONE_EPOCH,
+    **options,
+):
     torch.manual_seed(0)
     model = build_dual_head_model(DIGITS_SHAPE, 10, etf_seed=0)
     data = load_client_data(settings.partition_scheme(4), partition_id)
     return GMMPrototypeClient(
-        model, data, state, partition_id=partition_id, local_epochs=1, **options
+        model, data, state, partition_id=partition_id, training=training, **options
     )
 
 
@@ -168,8 +178,8 @@ def test_gmm_client_uploads_mixtures_of_its_classes_and_keeps_its_model(
 
 
 def test_gmm_client_learns_its_local_classes(client_settings: RunSettings) -> None:
-    client = gmm_client(client_settings, RecordDict(), learning_rate=0.05)
-    client.learner.local_epochs = 10
+    training = ClassifierTraining(local_epochs=10, learning_rate=0.05)
+    client = gmm_client(client_settings, RecordDict(), training=training)
     client.fit([], {"server_round": 1})
     _, _, metrics = client.evaluate([], {})
     assert metrics["accuracy"] > 0.8  # local test split, same label distribution
@@ -184,7 +194,7 @@ def fedproto_client(settings: RunSettings, proto_lambda: float) -> FedProtoClien
         RecordDict(),
         partition_id=0,
         proto_lambda=proto_lambda,
-        local_epochs=3,
+        training=ClassifierTraining(local_epochs=3),
     )
 
 

@@ -14,6 +14,7 @@ from flower_synth.app.results_files import load_results
 from flower_synth.bench.centralized import run_centralized
 from flower_synth.clients import LocalOnlyClient
 from flower_synth.data import load_client_data
+from flower_synth.learning.classifier_training import ClassifierTraining
 from flower_synth.models import build_model
 from flower_synth.strategies import LocalOnlyStrategy
 
@@ -44,8 +45,7 @@ def test_local_only_client_learns_alone(digits_settings: RunSettings) -> None:
         data,
         RecordDict(),
         partition_id=1,
-        local_epochs=5,
-        learning_rate=0.05,
+        training=ClassifierTraining(local_epochs=5, learning_rate=0.05),
     )
     for server_round in (1, 2):
         arrays, num_examples, metrics = client.fit([], {"server_round": server_round})

@@ -13,12 +13,12 @@ from flower_synth.app.config import RunSettings
 from flower_synth.clients import SyntheticSampleClient
 from flower_synth.data import load_client_data, load_global_test
 from flower_synth.generative import ClassConditionalGaussian, ConditionalVAE
+from flower_synth.learning.classifier_training import ClassifierTraining
 from flower_synth.models import build_model
 from flower_synth.synthetic.learner import (
     CLASSIFIER_STATE,
     GENERATOR_STATE,
     OWN_CLASS_SHARE,
-    ClassifierTraining,
     SyntheticLearner,
     mixture_weights,
 )

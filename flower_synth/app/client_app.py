@@ -14,7 +14,6 @@ from flwr.common import Scalar
 
 from flower_synth.app.config import OWN_MODEL_STRATEGIES, RunSettings
 from flower_synth.clientapp import (
-    ClassifierTraining,
     CleanModality,
     CompositedModality,
     FedAvgLearner,
@@ -123,15 +122,7 @@ def synthetic_learner(
         data,
         context.state,
         partition_id=partition_id,
-        training=ClassifierTraining(
-            local_epochs=settings.local_epochs,
-            batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
-            momentum=settings.momentum,
-            temperature=settings.distill_temperature,
-            hard_label_weight=settings.hard_label_weight,
-            epoch_scale=settings.classifier_epoch_scale,
-        ),
+        training=settings.classifier_training(),
         sample_labels=settings.sample_labels,
         sample_dtype=settings.sample_dtype,
         samples_per_round=settings.samples_per_client,
@@ -177,10 +168,11 @@ def own_model_learner(
     torch.manual_seed(settings.seed)
     options = dict(
         partition_id=partition_id,
-        local_epochs=settings.local_epochs,
+        training=settings.classifier_training(),
         prototype_dtype=settings.prototype_dtype,
         global_test=global_test,
-        **settings.sgd_params(),
+        seed=settings.seed,
+        device=settings.device,
     )
     if settings.strategy == "local-only":
         width = settings.capacity_for(partition_id)
@@ -247,8 +239,9 @@ def learner_for(context: Context, global_eval: bool = False) -> Learner:
         model,
         data,
         partition_id=partition_id,
-        local_epochs=settings.local_epochs,
-        **settings.sgd_params(),
+        training=settings.classifier_training(),
+        seed=settings.seed,
+        device=settings.device,
     )
 
 

@@ -15,6 +15,7 @@ from flower_synth.data.sources import DATASETS
 from flower_synth.generative import DENSITY_GENERATORS, GENERATORS
 from flower_synth.generative.cvae import LATENT_PRIORS
 from flower_synth.generative.ode_sampling import SOLVERS
+from flower_synth.learning.classifier_training import ClassifierTraining
 from flower_synth.learning.devices import check_device
 from flower_synth.models import MODELS
 from flower_synth.models.dual_head import PREDICTION_HEADS
@@ -506,6 +507,18 @@ class RunSettings:
             "seed": self.seed,
             "device": self.device,
         }
+
+    def classifier_training(self) -> ClassifierTraining:
+        """The clients' local SGD as every learner takes it (``training=``)."""
+        return ClassifierTraining(
+            local_epochs=self.local_epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            momentum=self.momentum,
+            temperature=self.distill_temperature,
+            hard_label_weight=self.hard_label_weight,
+            epoch_scale=self.classifier_epoch_scale,
+        )
 
     def server_sgd_params(self) -> dict[str, Any]:
         """:meth:`sgd_params` for the synthetic exchange's server classifier: its own

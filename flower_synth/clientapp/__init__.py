@@ -23,12 +23,13 @@ from flower_synth.clientapp.replies import (
     train_reply,
 )
 from flower_synth.clientapp.synthetic_hooks import SyntheticSampleHooks
+from flower_synth.learning.classifier_training import ClassifierTraining
 from flower_synth.learning.fedavg_learner import FedAvgLearner
 from flower_synth.learning.local_only_learner import LocalOnlyLearner
 from flower_synth.prototypes.fedproto_learner import FedProtoLearner
 from flower_synth.prototypes.gmm_learner import GMMPrototypeLearner
 from flower_synth.synthetic.composited import CompositedModality
-from flower_synth.synthetic.learner import ClassifierTraining, SyntheticLearner
+from flower_synth.synthetic.learner import SyntheticLearner
 from flower_synth.synthetic.modality import CleanModality, Modality
 
 __all__ = [

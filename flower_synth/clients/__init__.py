@@ -9,7 +9,7 @@ from flower_synth.clients.gmm_prototype_client import GMMPrototypeClient
 from flower_synth.clients.learner_client import LearnerClient
 from flower_synth.clients.local_only_client import LocalOnlyClient
 from flower_synth.clients.synthetic_client import SyntheticSampleClient
-from flower_synth.synthetic.learner import ClassifierTraining
+from flower_synth.learning.classifier_training import ClassifierTraining
 
 __all__ = [
     "ClassifierTraining",

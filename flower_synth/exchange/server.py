@@ -222,6 +222,14 @@ class ExchangeServer(abc.ABC, Generic[Decoded]):
         """Continue from :meth:`state` (a checkpoint of an earlier run)."""
 
 
+def counts_in_evaluation(num_examples: object, metrics: Mapping[str, Scalar]) -> bool:
+    """Whether a node's evaluation enters the round's figures, the same for both
+    adapters: it scored a positive number of local test examples, or it reports a
+    ``global_accuracy`` (a trained node without a local test split). A node that has not
+    trained yet reports 0 examples and no global accuracy and is left out."""
+    return (is_integer(num_examples) and int(num_examples) > 0) or "global_accuracy" in metrics
+
+
 def check_tensors(tensors: Sequence[bytes]) -> None:
     """``PayloadError`` unless every serialised ``.npy`` tensor has a header that
     parses, a numeric dtype, and exactly the data bytes its shape announces: checked

@@ -11,6 +11,7 @@ from flwr.common import Scalar
 from torch import nn
 
 from flower_synth.data.client_data import ClientData
+from flower_synth.learning.classifier_training import ClassifierTraining
 from flower_synth.learning.devices import check_device
 from flower_synth.learning.learner import (
     Evaluated,
@@ -45,7 +46,9 @@ class FedAvgLearner:
         model: the torch classifier (its weights are replaced by the received ones).
         data: the client's train and local test splits.
         partition_id: this client's partition, part of every round's seed; required.
-        local_epochs, batch_size, learning_rate, momentum: local SGD settings.
+        training: local SGD (``local_epochs``, ``batch_size``, ``learning_rate``,
+            ``momentum`` of :class:`~flower_synth.learning.classifier_training.ClassifierTraining`;
+            the learning rate a round's config sends overrides it).
         seed: run seed; shuffling in round r uses a seed derived from (seed, partition, r).
         device: where the model trains and predicts.
     """
@@ -56,20 +59,14 @@ class FedAvgLearner:
         data: ClientData,
         *,
         partition_id: int,
-        local_epochs: int = 2,
-        batch_size: int = 64,
-        learning_rate: float = 0.01,
-        momentum: float = 0.9,
+        training: ClassifierTraining | None = None,
         seed: int = 0,
         device: Device = "cpu",
     ) -> None:
         self.model = model
         self.data = data
         self.partition_id = check_partition_id(partition_id)
-        self.local_epochs = local_epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.momentum = momentum
+        self.training = training or ClassifierTraining()
         self.seed = seed
         self.device = check_device(device)
 
@@ -85,7 +82,7 @@ class FedAvgLearner:
         loader = make_loader(
             to_unit_range(self.data.train),
             self.data.train.labels,
-            self.batch_size,
+            self.training.batch_size,
             shuffle=True,
             seed=round_seed(self.seed, self.partition_id, server_round(config)),
             normalization=self.data.normalization,
@@ -93,9 +90,9 @@ class FedAvgLearner:
         loss = train(
             self.model,
             loader,
-            epochs=self.local_epochs,
-            learning_rate=step_size(config, self.learning_rate),
-            momentum=self.momentum,
+            epochs=self.training.local_epochs,
+            learning_rate=step_size(config, self.training.learning_rate),
+            momentum=self.training.momentum,
             proximal_mu=float(config.get("proximal_mu", 0.0)),
             device=self.device,
         )

@@ -14,6 +14,7 @@ from torch import nn
 
 from flower_synth.data.client_data import ClientData
 from flower_synth.data.image_dataset import ImageDataset
+from flower_synth.learning.classifier_training import ClassifierTraining
 from flower_synth.learning.devices import check_device
 from flower_synth.learning.distillation import adjust_prior
 from flower_synth.learning.learner import (
@@ -70,7 +71,9 @@ class PrototypeLearner(ABC):
         state: where the model is kept between rounds.
         state_key: name of the model's entry in ``state``.
         partition_id: reported to the server, and part of every round's seed; required.
-        local_epochs, batch_size, learning_rate, momentum: local SGD settings.
+        training: local SGD (``local_epochs``, ``batch_size``, ``learning_rate``,
+            ``momentum`` of :class:`~flower_synth.learning.classifier_training.ClassifierTraining`;
+            the learning rate a round's config sends overrides it).
         seed: run seed.
         prototype_dtype: float format of uploads, ``"float16"`` or ``"float32"``.
         restore_prior: personalized predictions restore the client's real label mix
@@ -87,10 +90,7 @@ class PrototypeLearner(ABC):
         state_key: str,
         *,
         partition_id: int,
-        local_epochs: int = 2,
-        batch_size: int = 64,
-        learning_rate: float = 0.01,
-        momentum: float = 0.9,
+        training: ClassifierTraining | None = None,
         seed: int = 0,
         prototype_dtype: str = "float16",
         restore_prior: bool = False,
@@ -104,10 +104,7 @@ class PrototypeLearner(ABC):
         self.state = state
         self.state_key = state_key
         self.partition_id = check_partition_id(partition_id)
-        self.local_epochs = local_epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.momentum = momentum
+        self.training = training or ClassifierTraining()
         self.seed = seed
         self.prototype_dtype = prototype_dtype
         self.restore_prior = restore_prior
@@ -158,7 +155,7 @@ class PrototypeLearner(ABC):
         loader = make_loader(
             real,
             labels,
-            self.batch_size,
+            self.training.batch_size,
             True,
             seed,
             draws=draws,
@@ -167,9 +164,9 @@ class PrototypeLearner(ABC):
         loss = train(
             self.model,
             loader,
-            self.local_epochs,
-            step_size(config, self.learning_rate),
-            self.momentum,
+            self.training.local_epochs,
+            step_size(config, self.training.learning_rate),
+            self.training.momentum,
             seed=seed,
             device=self.device,
             **terms,

@@ -34,6 +34,7 @@ from flower_synth.exchange.server import (
     accept,
     check_payload_size,
     check_tensors,
+    counts_in_evaluation,
 )
 
 EMPTY_PARAMETERS = Parameters(tensors=[], tensor_type="numpy.ndarray")
@@ -205,14 +206,17 @@ class ModelFreeStrategy(Strategy):
         results: list[tuple[ClientProxy, EvaluateRes]],
         failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
     ) -> tuple[float | None, dict[str, Scalar]]:
-        """Example-weighted mean loss and the aggregated client metrics."""
-        scored = [(res.num_examples, res.loss) for _, res in results if res.num_examples > 0]
+        """Example-weighted mean loss and the aggregated client metrics, over the
+        results that count (:func:`~flower_synth.exchange.server.counts_in_evaluation`,
+        as in the Message-API adapter)."""
+        counted = [res for _, res in results if counts_in_evaluation(res.num_examples, res.metrics)]
+        scored = [(res.num_examples, res.loss) for res in counted if res.num_examples > 0]
         total = sum(n for n, _ in scored)
         loss = sum(n * value for n, value in scored) / total if total else None
         metrics: dict[str, Scalar] = {}
-        if self.evaluate_metrics_aggregation_fn is not None and results:
+        if self.evaluate_metrics_aggregation_fn is not None and counted:
             metrics = self.evaluate_metrics_aggregation_fn(
-                [(res.num_examples, res.metrics) for _, res in results]
+                [(res.num_examples, res.metrics) for res in counted]
             )
         return loss, metrics
 

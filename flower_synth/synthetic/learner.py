@@ -20,6 +20,7 @@ from torch import nn
 from flower_synth.data.client_data import ClientData
 from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.generative import DensityModel, GenerativeModel
+from flower_synth.learning.classifier_training import ClassifierTraining
 from flower_synth.learning.devices import check_device
 from flower_synth.learning.distillation import adjust_prior
 from flower_synth.learning.learner import (
@@ -88,28 +89,6 @@ def mixture_weights(
     return np.concatenate(
         [self_trust * real, np.full(num_received, (1 - self_trust) / num_received)]
     )
-
-
-@dataclass(frozen=True)
-class ClassifierTraining:
-    """How a synthetic-exchange client trains its classifier.
-
-    Every epoch draws ``epoch_scale`` times as many examples as the client has real
-    ones from the trust-weighted mixture (at 1, a round costs what a FedAvg client's
-    costs; at ``1 / self_trust``, the client draws each real example once per epoch on
-    average, as a local-only client does, and the received samples on top); received
-    samples with soft labels are learnt with the distillation loss at ``temperature``,
-    their targets blended with the one-hot class they were generated for
-    (``hard_label_weight`` of it).
-    """
-
-    local_epochs: int = 2
-    batch_size: int = 64
-    learning_rate: float = 0.01
-    momentum: float = 0.9
-    temperature: float = 1.0
-    hard_label_weight: float = 0.0
-    epoch_scale: float = 1.0
 
 
 @dataclass

@@ -33,6 +33,7 @@ from flower_synth.exchange.server import (
     accept,
     check_payload_size,
     check_tensors,
+    counts_in_evaluation,
 )
 
 MetricsAggregation = Callable[[list[RecordDict], str], MetricRecord]
@@ -254,8 +255,7 @@ class ModelFreeStrategy(Strategy):
             message.content
             for message in self.without_errors(replies, "aggregate_evaluate")
             if any(
-                (isinstance(w := record.get(self.weighted_by_key), int) and w > 0)
-                or "global_accuracy" in record
+                counts_in_evaluation(record.get(self.weighted_by_key), record)
                 for record in message.content.metric_records.values()
             )
         ]
