@@ -52,6 +52,7 @@ def test_the_users_batches_and_the_received_samples_reach_the_train_function() -
     hooks = SyntheticSampleHooks(ConditionalVAE(10, image_shape=SHAPE, epochs=1), 10)
     context = Context(7, 7, {"partition-id": 0, "num-partitions": 2}, RecordDict(), {})
     loader = CountingLoader(Rows(40), batch_size=8, shuffle=True)
+    before = CountingLoader.iterations
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     first = hooks.mix(message([], 1), context, model, loader)
     assert len(first) == 5 and len(first.dataset) == 40  # nothing received yet
@@ -65,7 +66,7 @@ def test_the_users_batches_and_the_received_samples_reach_the_train_function() -
     second = hooks.mix(message(received, 2), context, model, loader)
     assert len(second) == 5 + 5 and len(second.dataset) == 80  # trust 0.5: as many again
     batches = list(second)
-    assert CountingLoader.iterations == 2  # read once by the first mix, then this epoch
+    assert CountingLoader.iterations == before + 2  # read once by the first mix, then this epoch
     synthetic = [b for b in batches if (b["label"] == 3).all() and len(b["label"]) == 8]
     assert len(synthetic) >= 5
     white = (1.0 - 0.1307) / 0.3081  # a white pixel as the user's inputs have it
@@ -74,3 +75,15 @@ def test_the_users_batches_and_the_received_samples_reach_the_train_function() -
     hooks.reply(message(received, 2), context, {})
     trained = hooks.load_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), context)
     assert torch.equal(trained[1].weight, model[1].weight)  # the node's own weights, kept
+
+
+def test_loaders_are_read_once_per_cache_key() -> None:
+    from flower_synth import client_data_from_loaders
+
+    loader = CountingLoader(Rows(16), batch_size=8)
+    before = CountingLoader.iterations
+    first = client_data_from_loaders(loader, loader, 10, cache_key=("run", 1))
+    again = client_data_from_loaders(loader, loader, 10, cache_key=("run", 1))
+    assert again is first and CountingLoader.iterations == before + 2  # train and test, once
+    client_data_from_loaders(loader, loader, 10)
+    assert CountingLoader.iterations == before + 4  # no key: read again

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from flower_synth.learning.normalization import SYMMETRIC, Normalization
 IMAGE_KEYS = ("img", "image", "pixel_values", "x")
 LABEL_KEYS = ("label", "labels", "y")
 COLLECT_BATCH_SIZE = 256
+READ: dict[Hashable, ClientData] = {}  # client_data_from_loaders(cache_key=...) in this process
 
 
 def client_data_from_loaders(
@@ -25,9 +26,14 @@ def client_data_from_loaders(
     normalization: Normalization = SYMMETRIC,
     image_key: str | None = None,
     label_key: str | None = None,
+    cache_key: Hashable | None = None,
 ) -> ClientData:
     """Read a client's training and local test data from your own loaders, once, into
     memory (generators fit and sample whole datasets, so they need them at hand).
+
+    With a ``cache_key`` (say ``(context.run_id, context.node_id)``), what was read is
+    kept in this process and given back for the same key without reading the loaders
+    again: a learner is built anew for every message, the data need not be.
 
     Args:
         train, test: DataLoaders (or map-style Datasets) whose batches are
@@ -45,11 +51,16 @@ def client_data_from_loaders(
     Raises:
         ValueError: a batch of another form, or labels outside ``[0, num_classes)``.
     """
-    return ClientData(
+    if cache_key is not None and cache_key in READ:
+        return READ[cache_key]
+    data = ClientData(
         train=collect(train, num_classes, normalization, image_key, label_key),
         test=collect(test, num_classes, normalization, image_key, label_key),
         normalization=normalization,
     )
+    if cache_key is not None:
+        READ[cache_key] = data
+    return data
 
 
 def collect(
