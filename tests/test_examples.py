@@ -41,14 +41,17 @@ def added_lines(patch: Path) -> tuple[int, set[str]]:
     return len(added), files
 
 
-def project(tmp_path: Path, patch: Path, legacy: bool = False) -> Path:
-    """The example project in ``tmp_path``, on the legacy API if asked, with ``patch``."""
+def project(tmp_path: Path, *patches: Path, legacy: bool = False) -> Path:
+    """The example project in ``tmp_path``, on the legacy API if asked, with ``patches``
+    applied in order."""
     root = tmp_path / "project"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("legacy", "*.patch"))
+    ignored = shutil.ignore_patterns("legacy", "custom-strategy", "*.patch")
+    shutil.copytree(EXAMPLE, root, ignore=ignored)
     if legacy:
         for app in ("client_app.py", "server_app.py"):
             shutil.copy(EXAMPLE / "legacy" / app, root / "quickstart" / app)
-    subprocess.run(["git", "apply", str(patch)], cwd=root, check=True)
+    for patch in patches:
+        subprocess.run(["git", "apply", str(patch)], cwd=root, check=True)
     return root
 
 
@@ -57,6 +60,7 @@ def flwr_run(tmp_path: Path, root: Path) -> RunOutcome:
     config = RUN | {
         "results-file": str(tmp_path / "results.json"),
         "final-model": str(tmp_path / "final_model.pt"),
+        "best-model": str(tmp_path / "best_model.pt"),
     }
     with LocalFederation(simulation=True, workdir=tmp_path / "federation") as federation:
         outcome = federation.run(root, config, {"num-supernodes": 2})
@@ -72,10 +76,14 @@ def test_switches_touch_only_the_app_files(patch: str) -> None:
         assert 0 < added <= MAX_ADDED_LINES, (path, added)
 
 
-def test_the_message_api_switch_to_the_exchange_keeps_the_users_code_in_use() -> None:
+CUSTOM = EXAMPLE / "custom-strategy"
+SWITCHES = [EXAMPLE / "switch-to-synthetic.patch", CUSTOM / "switch-to-synthetic.patch"]
+
+
+@pytest.mark.parametrize("patch", SWITCHES, ids=["quickstart", "custom-strategy"])
+def test_the_message_api_switch_to_the_exchange_keeps_the_users_code_in_use(patch: Path) -> None:
     """At most 15 lines added or removed; the project's own Net, load_data, train and
     test (task.py, untouched) are still what the handlers and evaluate_fn call."""
-    patch = EXAMPLE / "switch-to-synthetic.patch"
     assert changed_lines(patch) <= MAX_CHANGED_LINES
     removed = [line for line in patch.read_text().splitlines() if line.startswith("-")]
     for call in ("train_fn(", "test_fn(", "load_data(", "test(", "global_evaluate"):
@@ -94,7 +102,7 @@ def test_the_message_api_switch_to_the_exchange_keeps_the_users_code_in_use() ->
 def test_message_api_project_runs_after_the_switch(
     tmp_path: Path, patch: str, figure: tuple[str, str, float]
 ) -> None:
-    root = project(tmp_path, patch=EXAMPLE / patch)
+    root = project(tmp_path, EXAMPLE / patch)
     flwr_run(tmp_path, root)
     results = tmp_path / "results.json"
     assert results.is_file()  # written at the end of main()
@@ -112,8 +120,23 @@ def test_message_api_project_runs_after_the_switch(
 
 
 @pytest.mark.slow
+def test_a_project_with_its_own_strategy_loop_runs_after_the_switch(tmp_path: Path) -> None:
+    """A FedAvg subclass with its own start() loop, learning-rate schedule and best-model
+    saving, switched to derive from SyntheticSampleStrategy: its loop runs the exchange,
+    its evaluate_fn scores the server classifier and its best model is that classifier."""
+    root = project(tmp_path, CUSTOM / "custom-strategy.patch", CUSTOM / "switch-to-synthetic.patch")
+    flwr_run(tmp_path, root)
+    metrics = json.loads((tmp_path / "results.json").read_text())
+    final = metrics["server"][str(RUN["num-server-rounds"])]
+    assert final["accuracy"] > SAMPLES_ONLY_ACCURACY, metrics
+    best = torch.load(tmp_path / "best_model.pt", weights_only=True)
+    assert best.keys() == torch.load(tmp_path / "final_model.pt", weights_only=True).keys()
+    assert "fc3.weight" in best  # the quickstart's Net: the server classifier
+
+
+@pytest.mark.slow
 def test_legacy_project_runs_after_the_switch(tmp_path: Path) -> None:
-    root = project(tmp_path, legacy=True, patch=EXAMPLE / "legacy" / "switch-to-synthetic.patch")
+    root = project(tmp_path, EXAMPLE / "legacy" / "switch-to-synthetic.patch", legacy=True)
     log = flwr_run(tmp_path, root).stdout
     centralized = re.search(r"'global_accuracy': \[(.*?)\]", log.replace("\n", " "))
     assert centralized, log[-4000:]

@@ -49,7 +49,7 @@ def message(arrays: list[np.ndarray], server_round: int) -> Message:
 
 
 def test_the_users_batches_and_the_received_samples_reach_the_train_function() -> None:
-    hooks = SyntheticSampleHooks(ConditionalVAE(10, image_shape=SHAPE, epochs=1), 10)
+    hooks = SyntheticSampleHooks(ConditionalVAE(10, image_shape=SHAPE, epochs=1), num_classes=10)
     context = Context(7, 7, {"partition-id": 0, "num-partitions": 2}, RecordDict(), {})
     loader = CountingLoader(Rows(40), batch_size=8, shuffle=True)
     before = CountingLoader.iterations

@@ -21,6 +21,7 @@ from flower_synth.data.client_data import ClientData
 from flower_synth.data.image_dataset import ImageDataset
 from flower_synth.data.loaders import IMAGE_KEYS, LABEL_KEYS, collect_inputs, to_image_dataset
 from flower_synth.generative.base import GenerativeModel
+from flower_synth.generative.cvae import ConditionalVAE
 from flower_synth.learning.learner import round_seed, server_round
 from flower_synth.learning.normalization import Normalization
 from flower_synth.learning.state import load_module, save_module
@@ -110,7 +111,7 @@ class SyntheticSampleHooks:
 
     Create one per ClientApp, next to it, and keep your handlers::
 
-        exchange = SyntheticSampleHooks(ConditionalVAE(10, image_shape=(1, 28, 28)), 10)
+        exchange = SyntheticSampleHooks(num_classes=10)  # a ConditionalVAE per node
 
         @app.train()
         def train(msg, context):
@@ -136,7 +137,9 @@ class SyntheticSampleHooks:
 
     Args:
         generator: the local generative model (copied for every node; the node's own
-            fitted state lives in ``context.state``).
+            fitted state lives in ``context.state``); None: a
+            :class:`~flower_synth.generative.ConditionalVAE` for the images your loader
+            holds.
         num_classes: classes of the task.
         normalization: how your inputs were made from images in [0, 1]; None: read
             off your training data (:meth:`Normalization.from_inputs`).
@@ -148,9 +151,9 @@ class SyntheticSampleHooks:
 
     def __init__(
         self,
-        generator: GenerativeModel,
-        num_classes: int,
+        generator: GenerativeModel | None = None,
         *,
+        num_classes: int,
         normalization: Normalization | None = None,
         seed: int = 0,
         **learner_options: Any,
@@ -182,8 +185,11 @@ class SyntheticSampleHooks:
         ``model`` given the node's weights; the loader your ``train`` function iterates."""
         data = self.client_data(context, trainloader)
         device = next(model.parameters()).device
+        generator = copy.deepcopy(self.generator)
+        if generator is None:
+            generator = ConditionalVAE(self.num_classes, image_shape=data.train.image_shape)
         learner = SyntheticLearner(
-            copy.deepcopy(self.generator),
+            generator,
             model,
             data,
             context.state,
