@@ -67,12 +67,19 @@ def test_the_users_batches_and_the_received_samples_reach_the_train_function() -
     assert len(second) == 5 + 5 and len(second.dataset) == 80  # trust 0.5: as many again
     batches = list(second)
     assert CountingLoader.iterations == before + 2  # read once by the first mix, then this epoch
-    synthetic = [b for b in batches if (b["label"] == 3).all() and len(b["label"]) == 8]
-    assert len(synthetic) >= 5
+    synthetic = [b for b in batches if b["label"].ndim == 2]  # soft labels (N, C)
+    assert len(synthetic) == 5 and all(len(b["label"]) == 8 for b in synthetic)
+    assert all(torch.allclose(b["label"].sum(1), torch.ones(8)) for b in synthetic)
     white = (1.0 - 0.1307) / 0.3081  # a white pixel as the user's inputs have it
     assert torch.allclose(synthetic[0]["img"], torch.full((8, *SHAPE), white), atol=1e-3)
     assert set(batches[0]) == {"img", "label"}
     hooks.reply(message(received, 2), context, {})
+    hooks.soft_labels = False  # the class each sample was generated for, as integers
+    hard = [
+        b for b in hooks.mix(message(received, 3), context, model, loader) if len(b["label"]) == 8
+    ]
+    assert any((b["label"] == 3).all() and b["label"].dtype == torch.int64 for b in hard)
+    hooks.reply(message(received, 3), context, {})
     trained = hooks.load_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), context)
     assert torch.equal(trained[1].weight, model[1].weight)  # the node's own weights, kept
 
