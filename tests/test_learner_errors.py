@@ -68,3 +68,18 @@ def test_a_cuda_device_without_a_gpu_is_refused_when_the_learner_is_built() -> N
             partition_id=0,
             device="cuda",
         )
+
+
+def test_hooks_on_a_node_without_a_partition_id_name_where_to_set_it() -> None:
+    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from flower_synth import SyntheticSampleHooks
+
+    images = torch.rand(8, *data().train.image_shape)
+    loader = DataLoader(TensorDataset(images, torch.arange(8) % 10), batch_size=4)
+    content = RecordDict({"arrays": ArrayRecord(), "config": ConfigRecord({"server-round": 1})})
+    message = Message(content, dst_node_id=3, message_type=MessageType.TRAIN)
+    context = Context(3, 3, {}, RecordDict(), {})
+    with pytest.raises(ValueError, match="partition-id"):
+        SyntheticSampleHooks(num_classes=10).mix(message, context, mlp(), loader)

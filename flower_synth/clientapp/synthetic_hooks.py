@@ -122,18 +122,18 @@ class SyntheticSampleHooks:
             model,
             data,
             context.state,
-            partition_id=partition_of(context),
+            partition_id=context.node_config.get("partition-id"),  # checked by the learner
             seed=self.seed,
             device=device,
             **self.learner_options,
         )
         config = message_config(message)
         seed = round_seed(self.seed, learner.partition_id, server_round(config))
+        trust = float(config.get("self_trust", 1.0))
         received = learner.receive(received_arrays(message), config, seed)
-        prepared = learner.prepare(received, float(config.get("self_trust", 1.0)))
+        prepared = learner.prepare(received, trust)
         self.pending[context.node_id] = (learner, prepared, seed)
         received_part = prepared.mixture.samples[prepared.num_real :]
-        trust = float(config.get("self_trust", 1.0))
         num_received = 0
         if len(received_part) and trust > 0:
             num_received = round(len(trainloader.dataset) * (1 - trust) / trust)  # type: ignore[arg-type]
@@ -177,15 +177,3 @@ class SyntheticSampleHooks:
             empty = ImageDataset(train.images[:0], train.labels[:0], self.num_classes)
             self.data[key] = ClientData(train, empty, normalization)
         return self.data[key]
-
-
-def partition_of(context: Context) -> int:
-    """The node's partition id (``node_config["partition-id"]``), or an error saying
-    how to give one."""
-    if "partition-id" not in context.node_config:
-        raise ValueError(
-            "this node has no partition-id in its node config: the exchange keys every "
-            'client by it; start SuperNodes with --node-config "partition-id=<i> '
-            'num-partitions=<n>" (a simulation sets it)'
-        )
-    return int(context.node_config["partition-id"])

@@ -25,6 +25,16 @@ class Normalization:
         """The map ``x -> (x - mean) / std`` for float images ``(N, C, H, W)`` with
         ``channels`` channels (what torchvision's ``Normalize`` does; written out so that
         the library does not need torchvision, which pins one torch version)."""
+        mean, std = self.per_channel(channels)
+
+        def normalize(images: torch.Tensor) -> torch.Tensor:
+            return (images - mean.to(images.device)) / std.to(images.device)
+
+        return normalize
+
+    def per_channel(self, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mean`` and ``std`` as ``(1, channels, 1, 1)`` tensors (one value repeated
+        over the channels); ``ValueError`` if they name another number of channels."""
         mean = self.mean * channels if len(self.mean) == 1 else self.mean
         std = self.std * channels if len(self.std) == 1 else self.std
         if len(mean) != channels or len(std) != channels:
@@ -32,13 +42,7 @@ class Normalization:
                 f"normalization has {len(self.mean)} means and {len(self.std)} stds for "
                 f"images with {channels} channels; give one value or one per channel"
             )
-        mean_t = torch.tensor(mean).view(1, -1, 1, 1)
-        std_t = torch.tensor(std).view(1, -1, 1, 1)
-
-        def normalize(images: torch.Tensor) -> torch.Tensor:
-            return (images - mean_t.to(images.device)) / std_t.to(images.device)
-
-        return normalize
+        return torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 
     @classmethod
     def from_inputs(cls, inputs: torch.Tensor) -> Normalization:
@@ -55,10 +59,8 @@ class Normalization:
 
     def inverse(self, inputs: torch.Tensor) -> torch.Tensor:
         """Model inputs ``(N, C, H, W)`` back to images in [0, 1] (``x * std + mean``)."""
-        channels = inputs.shape[1]
-        mean = torch.tensor(self.mean * channels if len(self.mean) == 1 else self.mean)
-        std = torch.tensor(self.std * channels if len(self.std) == 1 else self.std)
-        return inputs * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)
+        mean, std = self.per_channel(inputs.shape[1])
+        return inputs * std.to(inputs.device) + mean.to(inputs.device)
 
 
 SYMMETRIC = Normalization()  # [0, 1] to [-1, 1]: every model of this package

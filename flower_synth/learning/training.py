@@ -113,9 +113,14 @@ def make_loader(
     return DataLoader(dataset, sampler=sampler, batch_size=None)
 
 
+def named_weights(model: nn.Module) -> dict[str, np.ndarray]:
+    """The model's ``state_dict`` as numpy arrays (copies) by name, in order."""
+    return {key: value.detach().cpu().numpy().copy() for key, value in model.state_dict().items()}
+
+
 def get_weights(model: nn.Module) -> list[np.ndarray]:
     """The model's ``state_dict`` as a list of float32 numpy arrays, in order."""
-    return [value.detach().cpu().numpy().copy() for value in model.state_dict().values()]
+    return list(named_weights(model).values())
 
 
 def set_weights(model: nn.Module, weights: Sequence[np.ndarray]) -> None:

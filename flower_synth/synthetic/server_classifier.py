@@ -25,7 +25,7 @@ from flower_synth.data.loaders import collect
 from flower_synth.exchange.checkpoint import State
 from flower_synth.learning.devices import check_device
 from flower_synth.learning.normalization import SYMMETRIC, Normalization
-from flower_synth.learning.training import Device, evaluate, make_loader, train
+from flower_synth.learning.training import Device, evaluate, make_loader, named_weights, train
 from flower_synth.wire.payload import WireBatch
 
 
@@ -233,7 +233,7 @@ class PooledClassifier:
         """The model's weights by name (its ``state_dict``), None before any training."""
         if not self.trained:
             return None
-        return {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
+        return named_weights(self.model)
 
     def evaluate(self, server_round: int) -> tuple[float, dict[str, Scalar]] | None:
         """Loss and ``global_accuracy`` on the test set (None before any training or
@@ -245,8 +245,8 @@ class PooledClassifier:
 
     def state(self) -> State:
         """The model's weights, the replay buffer and whether it has trained."""
-        weights = {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
-        state = State(meta={"trained": self.trained}).with_part("model", State(weights))
+        state = State(meta={"trained": self.trained})
+        state = state.with_part("model", State(named_weights(self.model)))
         return state.with_part("buffer", self.buffer.state())
 
     def load_state(self, state: State) -> None:
