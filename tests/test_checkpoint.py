@@ -3,14 +3,20 @@ none, and computes what the uninterrupted run computes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from unittest.mock import Mock
 
 import numpy as np
 import pytest
 import torch
+from conftest import IdleProxy, fit_result
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.common import Code, EvaluateRes, Status
+from flwr.server import Server
+from flwr.server.client_manager import SimpleClientManager
 
+from flower_synth import strategies
 from flower_synth.app.results_files import load_results
 from flower_synth.data import ImageDataset
 from flower_synth.exchange.checkpoint import Checkpoint, Snapshot, State
@@ -97,12 +103,15 @@ def test_prototype_exchange_state_round_trip() -> None:
 # --- a whole Message-API run, interrupted and resumed -----------------------------------
 
 
-class AnsweringGrid:
-    """A ``Grid`` whose nodes answer every training message at once with a payload of
-    their own class (node ``11`` sends digits-sized images of class 0, and so on)."""
+def answer(partition: int, server_round: int, num_samples: int) -> list[np.ndarray]:
+    """A node's payload: images of its own class (node ``11`` sends class 0, and so on)."""
+    rng = np.random.default_rng([partition, server_round])
+    images = np.clip(rng.normal(0.2 + 0.3 * partition, 0.1, (num_samples, *SHAPE)), 0, 1)
+    return encode_samples(images, np.full(num_samples, partition), "uint8")
 
-    def __init__(self) -> None:
-        self.rounds_served = 0
+
+class AnsweringGrid:
+    """A ``Grid`` whose nodes answer every training message at once (:func:`answer`)."""
 
     def get_node_ids(self) -> list[int]:
         return NODES
@@ -114,10 +123,7 @@ class AnsweringGrid:
             partition = NODES.index(node)
             config = message.content.config_records["config"]
             if message.metadata.message_type == "train":
-                n = int(config["num_samples"])
-                rng = np.random.default_rng([partition, int(config["server-round"])])
-                images = np.clip(rng.normal(0.2 + 0.3 * partition, 0.1, (n, *SHAPE)), 0, 1)
-                arrays = encode_samples(images, np.full(n, partition), "uint8")
+                arrays = answer(partition, int(config["server-round"]), int(config["num_samples"]))
                 metrics = {"partition_id": partition, "num-examples": 100}
                 content = RecordDict(
                     {"arrays": ArrayRecord(arrays), "metrics": MetricRecord(metrics)}
@@ -132,6 +138,18 @@ class AnsweringGrid:
         return replies
 
 
+class AnsweringProxy(IdleProxy):
+    """A legacy client that answers as :class:`AnsweringGrid`'s nodes do."""
+
+    def fit(self, ins, timeout, group_id):  # noqa: ANN001 - ClientProxy's signature
+        partition = NODES.index(int(self.cid))
+        arrays = answer(partition, int(ins.config["server_round"]), int(ins.config["num_samples"]))
+        return fit_result(arrays, {"partition_id": partition})
+
+    def evaluate(self, ins, timeout, group_id):  # noqa: ANN001 - ClientProxy's signature
+        return EvaluateRes(Status(Code.OK, ""), 0.0, 0, {})
+
+
 def labelled_test_set() -> ImageDataset:
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 30)
@@ -139,32 +157,60 @@ def labelled_test_set() -> ImageDataset:
     return ImageDataset((images * 255).astype(np.uint8).reshape(90, *SHAPE), labels, 3)
 
 
-def metered_run(path: Path) -> MeteredStrategy:
+EXCHANGE = {
+    "sample_shape": SHAPE,
+    "num_classes": 3,
+    "samples_per_client": 40,
+    "download_budget": 30,
+}
+
+
+def server_classifier() -> PooledClassifier:
     torch.manual_seed(0)
-    classifier = PooledClassifier(
+    return PooledClassifier(
         build_model(SHAPE, 3), labelled_test_set(), epochs=1, learning_rate=0.05
     )
+
+
+def metered_run(path: Path) -> MeteredStrategy:
     strategy = SyntheticSampleStrategy(
-        sample_shape=SHAPE,
-        num_classes=3,
-        samples_per_client=40,
-        download_budget=30,
-        server_classifier=classifier,
-        min_available_nodes=3,
+        **EXCHANGE, server_classifier=server_classifier(), min_available_nodes=3
     )
     recorder = RunRecorder(path, {"seed": 0})
     return MeteredStrategy(strategy, recorder, Checkpoint(path.with_suffix(".checkpoint.npz")))
 
 
-def test_a_resumed_run_continues_exactly_where_the_checkpoint_left_off(tmp_path: Path) -> None:
-    uninterrupted = metered_run(tmp_path / "whole.json")
-    uninterrupted.start(grid=AnsweringGrid(), num_rounds=4)
+def run_message_api(path: Path, num_rounds: int, resumed_after: int | None = None) -> None:
+    """``num_rounds`` of a Message-API run (resumed from its checkpoint, if asked)."""
+    run = metered_run(path)
+    if resumed_after is not None:
+        assert run.resume() == resumed_after
+    run.start(grid=AnsweringGrid(), num_rounds=num_rounds)
 
-    first = metered_run(tmp_path / "part.json")
-    first.start(grid=AnsweringGrid(), num_rounds=2)  # then the ServerApp "dies"
-    second = metered_run(tmp_path / "part.json")  # a new process: nothing in memory
-    assert second.resume() == 2
-    second.start(grid=AnsweringGrid(), num_rounds=4)
+
+def run_legacy(path: Path, num_rounds: int, resumed_after: int | None = None) -> None:
+    """The same on the legacy API: Flower's ``Server`` loop with three clients."""
+    strategy = strategies.SyntheticSampleStrategy(
+        **EXCHANGE, server_classifier=server_classifier(), min_available_clients=3
+    )
+    recorder = RunRecorder(path, {"seed": 0})
+    checkpoint = Checkpoint(path.with_suffix(".checkpoint.npz"))
+    run = strategies.MeteredStrategy(strategy, recorder, checkpoint)
+    if resumed_after is not None:
+        assert run.resume() == resumed_after
+    manager = SimpleClientManager()
+    for node in NODES:
+        manager.register(AnsweringProxy(str(node)))
+    Server(client_manager=manager, strategy=run).fit(run.rounds_left(num_rounds), timeout=None)
+
+
+@pytest.mark.parametrize("run", [run_message_api, run_legacy], ids=["message-api", "legacy"])
+def test_a_resumed_run_continues_exactly_where_the_checkpoint_left_off(
+    tmp_path: Path, run: Callable[..., None]
+) -> None:
+    run(tmp_path / "whole.json", 4)
+    run(tmp_path / "part.json", 2)  # then the ServerApp "dies"
+    run(tmp_path / "part.json", 4, resumed_after=2)  # a new process: nothing in memory
 
     whole, part = load_results(tmp_path / "whole.json"), load_results(tmp_path / "part.json")
     assert [r["round"] for r in part["rounds"]] == [1, 2, 3, 4]  # none lost, none doubled

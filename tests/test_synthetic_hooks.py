@@ -8,38 +8,11 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from torch import nn
-from torch.utils.data import DataLoader
+from user_loaders import SHAPE, CountingLoader, Rows
 
 from flower_synth import Normalization, SyntheticSampleHooks
 from flower_synth.generative import ConditionalVAE
 from flower_synth.wire.payload import decode_samples, encode_samples
-
-SHAPE = (1, 8, 8)
-
-
-class Rows(torch.utils.data.Dataset):
-    """Dictionary rows as Flower's quickstarts give them, normalised with mean 0.1307 and
-    std 0.3081 (not the package's default)."""
-
-    def __init__(self, n: int) -> None:
-        rng = np.random.default_rng(0)
-        self.images = rng.integers(0, 2, (n, *SHAPE)).astype(np.float32)  # black and white
-        self.labels = np.arange(n) % 10
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict:
-        image = (torch.from_numpy(self.images[i]) - 0.1307) / 0.3081
-        return {"img": image, "label": int(self.labels[i])}
-
-
-class CountingLoader(DataLoader):
-    iterations = 0
-
-    def __iter__(self):
-        CountingLoader.iterations += 1
-        return super().__iter__()
 
 
 def message(arrays: list[np.ndarray], server_round: int) -> Message:
@@ -60,7 +33,9 @@ def test_the_users_batches_and_the_received_samples_reach_the_train_function() -
     sent = decode_samples(reply["arrays"].to_numpy_ndarrays())
     assert len(sent) == 30 and reply["metrics"]["num-examples"] == 40
     assert reply["metrics"]["train_loss"] == 1.0
-    assert hooks.data[(7, 7)].normalization == Normalization((0.1307,), (0.3081,))  # read off
+    assert reply["metrics"]["input_mean_0"] == 0.1307  # for a server classifier given none
+    read_off = hooks.images.data[(7, 7)].normalization
+    assert read_off == Normalization((0.1307,), (0.3081,))
 
     received = encode_samples(np.full((20, *SHAPE), 1.0), np.full(20, 3), "uint8")
     second = hooks.mix(message(received, 2), context, model, loader)

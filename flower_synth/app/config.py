@@ -21,7 +21,7 @@ from flower_synth.models import MODELS
 from flower_synth.models.dual_head import PREDICTION_HEADS
 from flower_synth.prototypes import COVARIANCE_TYPES, PROTOTYPE_DTYPES
 from flower_synth.prototypes.exchange import FUSION_TAU
-from flower_synth.prototypes.gmm_learner import PSEUDO_WEIGHT, PULL_WEIGHT
+from flower_synth.prototypes.gmm_terms import PSEUDO_WEIGHT, PULL_WEIGHT
 from flower_synth.synthetic.equilibrium import TRUST_MODES, parse_trust_matrix
 from flower_synth.synthetic.learner import SAMPLE_LABELS
 from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS

@@ -16,6 +16,7 @@ The legacy ``NumPyClient`` classes serving the same learners are in
 :mod:`flower_synth.clients`.
 """
 
+from flower_synth.clientapp.gmm_prototype_hooks import GMMPrototypeHooks
 from flower_synth.clientapp.replies import (
     evaluate_reply,
     learner_app,
@@ -38,6 +39,7 @@ __all__ = [
     "CompositedModality",
     "FedAvgLearner",
     "FedProtoLearner",
+    "GMMPrototypeHooks",
     "GMMPrototypeLearner",
     "LocalOnlyLearner",
     "Modality",

@@ -14,10 +14,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from flower_synth.clientapp.mixed_loader import MixedLoader
+from flower_synth.clientapp.node_images import NodeImages
 from flower_synth.clientapp.replies import NUM_EXAMPLES_KEY, message_config, received_arrays
-from flower_synth.data.client_data import ClientData
-from flower_synth.data.image_dataset import ImageDataset
-from flower_synth.data.loaders import collect_inputs, to_image_dataset
 from flower_synth.generative.base import GenerativeModel
 from flower_synth.generative.cvae import ConditionalVAE
 from flower_synth.learning.learner import round_seed, server_round
@@ -94,11 +92,10 @@ class SyntheticSampleHooks:
                 )
         self.generator = generator
         self.num_classes = num_classes
-        self.normalization = normalization
+        self.images = NodeImages(num_classes, normalization)
         self.soft_labels = soft_labels
         self.seed = seed
         self.learner_options = learner_options
-        self.data: dict[tuple[int, int], ClientData] = {}
         self.pending: dict[int, tuple[SyntheticLearner, PreparedRound, int]] = {}
 
     def load_model(self, model: nn.Module, context: Context) -> nn.Module:
@@ -112,7 +109,7 @@ class SyntheticSampleHooks:
     ) -> MixedLoader:
         """Start the node's round: the received samples decoded, the generator fitted,
         ``model`` given the node's weights; the loader your ``train`` function iterates."""
-        data = self.client_data(context, trainloader)
+        data = self.images.client_data(context, trainloader)
         device = next(model.parameters()).device
         generator = copy.deepcopy(self.generator)
         if generator is None:
@@ -166,14 +163,3 @@ class SyntheticSampleHooks:
         fitted = learner.reply(generated, exchange_metrics, config)
         values = dict(metrics) | dict(fitted.metrics) | {NUM_EXAMPLES_KEY: fitted.num_examples}
         return RecordDict({"arrays": ArrayRecord(fitted.arrays), "metrics": MetricRecord(values)})
-
-    def client_data(self, context: Context, trainloader: DataLoader) -> ClientData:
-        """The node's training images, read from ``trainloader`` the first time."""
-        key = (context.run_id, context.node_id)
-        if key not in self.data:
-            inputs, labels = collect_inputs(trainloader)
-            normalization = self.normalization or Normalization.from_inputs(inputs)
-            train = to_image_dataset(inputs, labels, self.num_classes, normalization)
-            empty = ImageDataset(train.images[:0], train.labels[:0], self.num_classes)
-            self.data[key] = ClientData(train, empty, normalization)
-        return self.data[key]

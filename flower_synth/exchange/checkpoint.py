@@ -106,3 +106,18 @@ class Checkpoint:
     def remove(self) -> None:
         """Delete the checkpoint (a finished run needs none)."""
         self.path.unlink(missing_ok=True)
+
+
+class ExchangeState:
+    """Mixin of the two API adapters of an exchange: the strategy's state is its
+    exchange's (so the adapter is :class:`Stateful`)."""
+
+    exchange: Stateful
+
+    def state(self) -> State:
+        """The exchange's state."""
+        return self.exchange.state()
+
+    def load_state(self, state: State) -> None:
+        """Continue from :meth:`state`."""
+        self.exchange.load_state(state)

@@ -32,9 +32,9 @@ class Normalization:
 
         return normalize
 
-    def per_channel(self, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``mean`` and ``std`` as ``(1, channels, 1, 1)`` tensors (one value repeated
-        over the channels); ``ValueError`` if they name another number of channels."""
+    def channel_values(self, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``mean`` and ``std`` with one value per channel (one value repeated over the
+        channels); ``ValueError`` if they name another number of channels."""
         mean = self.mean * channels if len(self.mean) == 1 else self.mean
         std = self.std * channels if len(self.std) == 1 else self.std
         if len(mean) != channels or len(std) != channels:
@@ -42,6 +42,12 @@ class Normalization:
                 f"normalization has {len(self.mean)} means and {len(self.std)} stds for "
                 f"images with {channels} channels; give one value or one per channel"
             )
+        return tuple(mean), tuple(std)
+
+    def per_channel(self, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mean`` and ``std`` as ``(1, channels, 1, 1)`` tensors (see
+        :meth:`channel_values`)."""
+        mean, std = self.channel_values(channels)
         return torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 
     @classmethod

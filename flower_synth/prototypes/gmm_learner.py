@@ -9,20 +9,11 @@ import numpy as np
 from flwr.app import RecordDict
 
 from flower_synth.data.client_data import ClientData
-from flower_synth.learning.training import PseudoFeatures
-from flower_synth.models import DualHeadClassifier, dot_regression_loss
-from flower_synth.prototypes import (
-    decode_mixtures,
-    encode_mixtures,
-    fit_class_mixtures,
-    top_up_counts,
-)
+from flower_synth.models import DualHeadClassifier
+from flower_synth.prototypes.gmm_terms import PSEUDO_WEIGHT, PULL_WEIGHT, GMMPrototypeTerms
 from flower_synth.prototypes.learner import PrototypeLearner
-from flower_synth.prototypes.pull import MixturePull
 
 STATE_KEY = "gmm-prototype"
-PSEUDO_WEIGHT = 1.0  # weight of the pseudo-feature loss beside the real-data loss
-PULL_WEIGHT = 2.0  # weight of the pull towards the fused mixtures (chosen on the validation split)
 
 
 class GMMPrototypeLearner(PrototypeLearner):
@@ -73,67 +64,30 @@ class GMMPrototypeLearner(PrototypeLearner):
         **options: Any,
     ) -> None:
         super().__init__(model, data, state, STATE_KEY, **options)
-        if min(pseudo_per_class, pseudo_weight, pull_weight, dr_lambda) < 0:
-            raise ValueError(
-                "pseudo_per_class, pseudo_weight, pull_weight and dr_lambda must be >= 0"
-            )
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.min_samples = min_samples
-        self.pseudo_per_class = pseudo_per_class
-        self.pseudo_weight = pseudo_weight
-        self.pull_weight = pull_weight
-        self.dr_lambda = dr_lambda
-
-    @property
-    def wire_covariance(self) -> str:
-        """``"diag"`` or ``"full"``: how covariances travel."""
-        return "diag" if self.covariance_type in ("diag", "spherical") else "full"
+        self.terms = GMMPrototypeTerms(
+            self.num_classes,
+            model.feature_dim,
+            n_components,
+            covariance_type,
+            min_samples,
+            pseudo_per_class,
+            pseudo_weight,
+            pull_weight,
+            dr_lambda,
+        )
 
     def training_terms(self, received: list[np.ndarray], seed: int) -> dict[str, Any]:
         """Dot-Regression and the pull on the real features, and pseudo-features
-        topping up classes, with their weight."""
-        etf = self.model.etf
-        terms: dict[str, Any] = {"pseudo_weight": self.pseudo_weight}
-        if not received:
-            terms["feature_loss"] = lambda h, y: self.dr_lambda * dot_regression_loss(h, y, etf)
-            return terms
-        mixtures = decode_mixtures(
-            received, self.num_classes, self.model.feature_dim, self.wire_covariance
-        )
-        pull = MixturePull(mixtures, self.num_classes)
-        terms["feature_loss"] = lambda h, y: (
-            self.dr_lambda * dot_regression_loss(h, y, etf) + self.pull_weight * pull(h, y)
-        )
-        if self.pseudo_weight > 0:
-            local_counts = np.bincount(self.data.train.labels, minlength=self.num_classes)
-            counts = top_up_counts(local_counts, mixtures.classes, self.pseudo_per_class)
-            features, labels = mixtures.sample(counts, np.random.default_rng(seed))
-            if len(labels):
-                terms["pseudo"] = PseudoFeatures(features, labels)
-        return terms
+        topping up classes, with their weight (:class:`GMMPrototypeTerms`)."""
+        local_counts = np.bincount(self.data.train.labels, minlength=self.num_classes)
+        return self.terms.training_terms(received, self.model.etf, local_counts, seed)
 
     def trained_prior(self, terms: Mapping[str, Any]) -> np.ndarray | None:
         """The head's label mix: the real one, plus ``pseudo_weight`` times the
-        pseudo-features' (each part weighs as a mean over its examples); None without
-        pseudo-features."""
-        pseudo = terms.get("pseudo")
-        if pseudo is None:
-            return None
-        extra = np.bincount(pseudo.labels, minlength=self.num_classes) / len(pseudo)
-        mix = self.real_prior + self.pseudo_weight * extra
-        return mix / mix.sum()
+        pseudo-features'; None without pseudo-features."""
+        return self.terms.trained_prior(terms, self.real_prior)
 
     def summarize(self, seed: int) -> list[np.ndarray]:
         """Per-class Gaussian mixtures of the features, encoded for the wire."""
         features, labels = self.training_features()
-        mixtures = fit_class_mixtures(
-            features,
-            labels,
-            self.num_classes,
-            self.n_components,
-            self.covariance_type,
-            self.min_samples,
-            random_state=seed,
-        )
-        return encode_mixtures(mixtures, self.prototype_dtype)
+        return self.terms.summarize(features, labels, seed, self.prototype_dtype)

@@ -1,18 +1,30 @@
-"""A legacy strategy wrapper that meters communication and time and records every round."""
+"""A legacy strategy wrapper that meters communication and time, records every round,
+and checkpoints the run after every round so that it can resume."""
 
 from __future__ import annotations
 
-from flwr.common import EvaluateIns, EvaluateRes, FitIns, FitRes, Parameters, Scalar
+from flwr.common import (
+    EvaluateIns,
+    EvaluateRes,
+    FitIns,
+    FitRes,
+    Parameters,
+    Scalar,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
+from flower_synth.exchange.checkpoint import Checkpoint
 from flower_synth.exchange.metering import (
     RoundMeter,
     parameters_nbytes,
     parameters_serialized_nbytes,
 )
 from flower_synth.exchange.recorder import RunRecorder
+from flower_synth.exchange.round_checkpoints import RoundCheckpoints
 
 
 class MeteredStrategy(Strategy):
@@ -35,27 +47,69 @@ class MeteredStrategy(Strategy):
     Bytes are read from the arrays' headers (:mod:`flower_synth.exchange.metering`), so a payload
     that does not decode is counted and then rejected by the strategy, never a crash.
 
+    With a ``checkpoint``, the state after every completed round goes there, as the
+    Message-API :class:`~flower_synth.serverapp.strategy.MeteredStrategy` saves it (the
+    round, the global parameters, the wrapped strategy's state where it is
+    :class:`~flower_synth.exchange.checkpoint.Stateful`, and the results so far); a round
+    is complete once its client evaluation is aggregated (or was not asked for).
+    :meth:`resume` before the server starts continues from it: give Flower's
+    ``ServerConfig`` ``num_rounds=metered.rounds_left(num_rounds)``; rounds are then
+    numbered on from the checkpoint and the server starts from its parameters::
+
+        metered = MeteredStrategy(strategy, recorder, Checkpoint("run.checkpoint.npz"))
+        metered.resume()
+        config = ServerConfig(num_rounds=metered.rounds_left(num_rounds))
+
     Args:
         strategy: the strategy that does the work (e.g. ``flwr.server.strategy.FedAvg``).
         recorder: where round records go (a JSON file rewritten after each hook).
+        checkpoint: where the state after each round goes (None: nowhere).
     """
 
-    def __init__(self, strategy: Strategy, recorder: RunRecorder) -> None:
+    def __init__(
+        self, strategy: Strategy, recorder: RunRecorder, checkpoint: Checkpoint | None = None
+    ) -> None:
         super().__init__()
         self.strategy = strategy
         self.meter = RoundMeter(recorder)
+        self.checkpoints = RoundCheckpoints(checkpoint, recorder, strategy)
+        self.completed = 0  # rounds an earlier run completed (see resume)
+        self.resumed: Parameters | None = None
+        self.latest: Parameters | None = None  # the global parameters of the round
+
+    def resume(self) -> int:
+        """Continue from the checkpoint, if one was saved: restore the wrapped
+        strategy's state, the global parameters and the results so far. Returns the
+        last completed round (0: nothing to resume)."""
+        self.completed, arrays = self.checkpoints.resume()
+        if self.completed:
+            self.resumed = ndarrays_to_parameters(list(arrays.values()))
+        return self.completed
+
+    def rounds_left(self, num_rounds: int) -> int:
+        """The rounds up to ``num_rounds`` left after :meth:`resume`."""
+        return max(num_rounds - self.completed, 0)
+
+    def save(self, server_round: int) -> None:
+        """Checkpoint the state after ``server_round``."""
+        arrays = parameters_to_ndarrays(self.latest) if self.latest is not None else []
+        self.checkpoints.save(server_round, {str(i): a for i, a in enumerate(arrays)})
 
     def __repr__(self) -> str:
         return f"MeteredStrategy({self.strategy!r})"
 
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
-        """Delegate: the wrapped strategy's initial global parameters."""
+        """Delegate: the wrapped strategy's initial global parameters (after
+        :meth:`resume`: the checkpoint's)."""
+        if self.resumed is not None:
+            return self.resumed
         return self.strategy.initialize_parameters(client_manager)
 
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
         """Delegate, then count the array bytes of every fit instruction."""
+        server_round += self.completed
         self.meter.start(server_round)
         instructions = self.strategy.configure_fit(server_round, parameters, client_manager)
         self.meter.lap(server_round, "configure_train")
@@ -75,6 +129,7 @@ class MeteredStrategy(Strategy):
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         """Count the array bytes received, then delegate; record the fit metrics."""
+        server_round += self.completed
         self.meter.lap(server_round, "train_replies")
         received = [res.parameters for _, res in results]
         parameters, metrics = self.strategy.aggregate_fit(server_round, results, failures)
@@ -92,7 +147,10 @@ class MeteredStrategy(Strategy):
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
-        """Delegate, then count the array bytes sent for client-side evaluation."""
+        """Delegate, then count the array bytes sent for client-side evaluation; a round
+        without client evaluation ends here (and is checkpointed)."""
+        server_round += self.completed
+        self.latest = parameters
         self.meter.lap(server_round, "other")
         instructions = self.strategy.configure_evaluate(server_round, parameters, client_manager)
         self.meter.lap(server_round, "configure_evaluate")
@@ -101,6 +159,8 @@ class MeteredStrategy(Strategy):
                 server_round,
                 bytes_down_evaluate=sum(parameters_nbytes(i.parameters) for _, i in instructions),
             )
+        else:
+            self.save(server_round)
         return instructions
 
     def aggregate_evaluate(
@@ -109,20 +169,27 @@ class MeteredStrategy(Strategy):
         results: list[tuple[ClientProxy, EvaluateRes]],
         failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
     ) -> tuple[float | None, dict[str, Scalar]]:
-        """Delegate; record the aggregated client metrics and log the round summary."""
+        """Delegate; record the aggregated client metrics, checkpoint the round and log
+        its summary."""
+        server_round += self.completed
         self.meter.lap(server_round, "evaluate_replies")
         loss, metrics = self.strategy.aggregate_evaluate(server_round, results, failures)
         self.meter.lap(server_round, "aggregate_evaluate")
         record = self.meter.record(
             server_round, personalized_loss=loss, evaluate_failures=len(failures), **(metrics or {})
         )
+        self.save(server_round)  # before the log line: it says "done"
         self.meter.log(record)
         return loss, metrics
 
     def evaluate(
         self, server_round: int, parameters: Parameters
     ) -> tuple[float, dict[str, Scalar]] | None:
-        """Delegate server-side evaluation; record its loss as ``global_loss``."""
+        """Delegate server-side evaluation; record its loss as ``global_loss`` (a
+        resumed run does not evaluate its start again)."""
+        if server_round == 0 and self.completed:
+            return None
+        server_round += self.completed
         self.meter.lap(server_round, "other")
         outcome = self.strategy.evaluate(server_round, parameters)
         self.meter.lap(server_round, "server_evaluate")

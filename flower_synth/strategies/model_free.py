@@ -24,6 +24,7 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
+from flower_synth.exchange.checkpoint import ExchangeState
 from flower_synth.exchange.metering import parameters_serialized_nbytes
 from flower_synth.exchange.metrics import MetricsAggregationFn
 from flower_synth.exchange.options import refuse_unsupported
@@ -62,7 +63,7 @@ class LegacySampling(TypedDict):
     evaluate_fn: NotRequired[LegacyEvaluateFn | None]
 
 
-class ModelFreeStrategy(Strategy):
+class ModelFreeStrategy(ExchangeState, Strategy):
     """The legacy Flower adapter of an :class:`~flower_synth.exchange.server.ExchangeServer`.
 
     ``configure_fit`` samples clients and sends each what the exchange says;

@@ -50,6 +50,7 @@ from flower_synth.learning.training import (
 from flower_synth.synthetic.allocation import labels_in_proportion
 from flower_synth.synthetic.modality import CleanModality, Modality
 from flower_synth.wire.deflate import check_compression
+from flower_synth.wire.input_normalization import normalization_metrics
 from flower_synth.wire.payload import SampleBatch, encode_samples, validate_payload
 from flower_synth.wire.variables import CLEAN, download_groups, variables_code
 
@@ -296,8 +297,12 @@ class SyntheticLearner:
         self, generated: SampleBatch, metrics: dict[str, Scalar], config: Mapping[str, Scalar]
     ) -> Fitted:
         """What goes back: this round's samples encoded for the wire, the training-set
-        size and the metrics."""
+        size and the metrics, with how the classifier's inputs are normalised
+        (``input_mean_<c>``, ``input_std_<c>``: a server classifier given no
+        normalisation takes the clients')."""
         metrics["fresh_start"] = fresh_start(int(metrics["client_rounds"]), server_round(config))
+        channels = self.data.train.image_shape[0]
+        metrics |= normalization_metrics(self.data.normalization, channels)
         if self.modality.pool_variables != CLEAN:
             metrics["pool_variables"] = variables_code(self.modality.pool_variables)
             metrics["model_variables"] = variables_code(self.modality.model_variables)

@@ -18,9 +18,11 @@ from flower_synth.exchange.server import (
     Reply,
     reported_partition,
 )
+from flower_synth.learning.normalization import Normalization
 from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS, SyntheticPools
 from flower_synth.synthetic.server_classifier import PooledClassifier, PoolLearner
 from flower_synth.wire.deflate import check_compression
+from flower_synth.wire.input_normalization import most_reported, reported_normalization
 from flower_synth.wire.payload import (
     PayloadError,
     WireBatch,
@@ -43,12 +45,14 @@ PoolCallback = Callable[[int, dict[str, WireBatch], dict[str, Mapping[str, Scala
 
 class ClientPool(NamedTuple):
     """A reply as the server keeps it: the partition its client reports, its samples,
-    the variables they carry and the variables the client's model has."""
+    the variables they carry, the variables the client's model has and how that
+    model's inputs are normalised (None: not reported)."""
 
     partition: int | None
     batch: WireBatch
     variables: Variables = CLEAN
     model_variables: Variables = CLEAN
+    normalization: Normalization | None = None
 
 
 class SyntheticOptions(TypedDict):
@@ -262,7 +266,8 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
         variables = pool_variables(variables_of_code(code, "pool_variables"))
         model = variables_of_code(metrics.get("model_variables", code), "model_variables")
         check_model_has(variables, model, "its own client")
-        return ClientPool(partition, batch, variables, model)
+        normalization = reported_normalization(metrics, shape[0])
+        return ClientPool(partition, batch, variables, model, normalization)
 
     def aggregate(
         self, server_round: int, accepted: Sequence[Accepted[ClientPool]]
@@ -276,7 +281,7 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
         )
         arrived, client_metrics = {}, {}
         for item in accepted:
-            partition, batch, variables, model = item.decoded
+            partition, batch, variables, model, _ = item.decoded
             reply = item.reply
             key = self.pools.store(
                 reply.node_id,
@@ -303,6 +308,9 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
             "pool_class_share_min": float(shares.min()),
             "pool_class_share_max": float(shares.max()),
         }
+        if isinstance(self.server_classifier, PooledClassifier):
+            reports = [item.decoded.normalization for item in accepted]
+            self.server_classifier.follow(most_reported(reports))
         if self.server_classifier is not None:
             clean = [key for key in sorted(arrived) if self.pools.variables_of(key) == CLEAN]
             metrics |= self.server_classifier.learn(server_round, [arrived[key] for key in clean])

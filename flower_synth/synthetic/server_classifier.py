@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from flower_synth.data.image_dataset import ImageDataset
-from flower_synth.data.loaders import collect
+from flower_synth.data.loaders import collect_inputs, to_image_dataset
 from flower_synth.exchange.checkpoint import State
 from flower_synth.learning.devices import check_device
 from flower_synth.learning.normalization import SYMMETRIC, Normalization
@@ -38,6 +38,13 @@ class PoolLearner(Protocol):
     also has ``state()`` / ``load_state()`` (:class:`~flower_synth.exchange.checkpoint.Stateful`)
     is checkpointed with the strategy.
     """
+
+    def follow(self, normalization: Normalization | None) -> None:
+        """Take the clients' input normalisation (``normalization``: the one most of a
+        round's clients report; None: none reported), unless one was given or read off
+        the test set."""
+        if self.follows_clients and normalization is not None:
+            self.normalization = normalization
 
     def learn(self, server_round: int, batches: Sequence[WireBatch]) -> dict[str, Scalar]:
         """Learn from the pools accepted in ``server_round``; return metrics."""
@@ -118,8 +125,11 @@ class PooledClassifier:
             :func:`~flower_synth.data.client_data_from_loaders`); None: no evaluation
             of its own.
         num_classes: needed unless ``test`` is an :class:`ImageDataset`.
-        normalization: how your model's inputs are normalised (with your own loader:
-            the ``mean`` and ``std`` your transform used).
+        normalization: how your model's inputs are normalised (the ``mean`` and ``std``
+            your transform used); None: read off ``test`` where it is your own
+            DataLoader or Dataset (:meth:`Normalization.from_inputs`), else the one most
+            clients report with their samples (:meth:`follow`; the package's
+            ``Normalization()`` until one does).
         device: where the classifier trains and predicts.
         epochs: epochs per round (0: never trains).
         max_draws: examples drawn per round at most, over all epochs (None: no cap).
@@ -137,7 +147,7 @@ class PooledClassifier:
         test: ImageDataset | DataLoader | Dataset | None = None,
         *,
         num_classes: int | None = None,
-        normalization: Normalization = SYMMETRIC,
+        normalization: Normalization | None = None,
         device: Device = "cpu",
         epochs: int = 3,
         max_draws: int | None = 20_000,
@@ -162,11 +172,14 @@ class PooledClassifier:
                     "is an ImageDataset"
                 )
             if test is not None:
-                test = collect(test, num_classes, normalization)
+                inputs, labels = collect_inputs(test)
+                normalization = normalization or Normalization.from_inputs(inputs)
+                test = to_image_dataset(inputs, labels, num_classes, normalization)
         self.num_classes = test.num_classes if isinstance(test, ImageDataset) else num_classes
         self.model = model
         self.test = test
-        self.normalization = normalization
+        self.follows_clients = normalization is None
+        self.normalization = normalization or SYMMETRIC
         self.device = check_device(device)
         self.epochs = epochs
         self.max_draws = max_draws
@@ -180,6 +193,13 @@ class PooledClassifier:
         self.hard_label_weight = hard_label_weight
         self.seed = seed
         self.trained = False
+
+    def follow(self, normalization: Normalization | None) -> None:
+        """Take the clients' input normalisation (``normalization``: the one most of a
+        round's clients report; None: none reported), unless one was given or read off
+        the test set."""
+        if self.follows_clients and normalization is not None:
+            self.normalization = normalization
 
     def learn(self, server_round: int, batches: Sequence[WireBatch]) -> dict[str, Scalar]:
         """Add this round's pools to the buffer and train on it (see the class)."""
@@ -245,7 +265,8 @@ class PooledClassifier:
 
     def state(self) -> State:
         """The model's weights, the replay buffer and whether it has trained."""
-        state = State(meta={"trained": self.trained})
+        normalization = [list(self.normalization.mean), list(self.normalization.std)]
+        state = State(meta={"trained": self.trained, "normalization": normalization})
         state = state.with_part("model", State(named_weights(self.model)))
         return state.with_part("buffer", self.buffer.state())
 
@@ -255,3 +276,6 @@ class PooledClassifier:
         self.model.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()})
         self.buffer.load_state(state.part("buffer"))
         self.trained = bool(state.meta.get("trained", False))
+        if "normalization" in state.meta:
+            mean, std = state.meta["normalization"]
+            self.normalization = Normalization(tuple(mean), tuple(std))

@@ -4,20 +4,19 @@ round, and checkpoints the run after every round so that it can resume."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from logging import INFO
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
-from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
-from flower_synth.exchange.checkpoint import Checkpoint, Snapshot, State, Stateful
+from flower_synth.exchange.checkpoint import Checkpoint
 from flower_synth.exchange.metering import (
     RoundMeter,
     arrayrecord_nbytes,
     arrayrecord_serialized_nbytes,
 )
 from flower_synth.exchange.recorder import RunRecorder
+from flower_synth.exchange.round_checkpoints import RoundCheckpoints
 from flower_synth.serverapp.strategy.model_free import EvaluateFn, ModelFreeStrategy
 
 
@@ -63,9 +62,8 @@ class MeteredStrategy(Strategy):
         self, strategy: Strategy, recorder: RunRecorder, checkpoint: Checkpoint | None = None
     ) -> None:
         self.strategy = strategy
-        self.recorder = recorder
         self.meter = RoundMeter(recorder)
-        self.checkpoint = checkpoint
+        self.checkpoints = RoundCheckpoints(checkpoint, recorder, strategy)
         self.completed = 0  # rounds an earlier run completed (see resume)
         self.resumed_arrays: ArrayRecord | None = None
 
@@ -74,32 +72,16 @@ class MeteredStrategy(Strategy):
         strategy's state, the global arrays and the results so far; :meth:`start` then
         runs the rounds that are left. Returns the last completed round (0: nothing to
         resume)."""
-        if self.checkpoint is None or not self.checkpoint.exists():
-            return 0
-        snapshot = self.checkpoint.load()
-        state = snapshot.state
-        if isinstance(self.strategy, Stateful):
-            self.strategy.load_state(state.part("strategy"))
-        arrays = state.part("arrays")
-        names = state.meta.get("array_names", [])
-        self.resumed_arrays = ArrayRecord(
-            array_dict={name: Array(arrays.arrays[name]) for name in names}
-        )
-        self.recorder.restore(state.meta["results"], resumed_after=snapshot.server_round)
-        self.completed = snapshot.server_round
-        log(INFO, "Resuming after round %s from %s", self.completed, self.checkpoint.path)
+        self.completed, arrays = self.checkpoints.resume()
+        if self.completed:
+            self.resumed_arrays = ArrayRecord(
+                array_dict={name: Array(values) for name, values in arrays.items()}
+            )
         return self.completed
 
     def save(self, server_round: int, arrays: ArrayRecord) -> None:
         """Checkpoint the state after ``server_round``."""
-        if self.checkpoint is None:
-            return
-        names = list(arrays.keys())
-        state = State(meta={"array_names": names, "results": self.recorder.as_dict()})
-        state = state.with_part("arrays", State({n: arrays[n].numpy() for n in names}))
-        if isinstance(self.strategy, Stateful):
-            state = state.with_part("strategy", self.strategy.state())
-        self.checkpoint.save(Snapshot(server_round, state))
+        self.checkpoints.save(server_round, {name: arrays[name].numpy() for name in arrays})
 
     def summary(self) -> None:
         """Delegate."""

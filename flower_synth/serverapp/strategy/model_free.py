@@ -23,7 +23,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords, sample_nodes
 
-from flower_synth.exchange.checkpoint import State
+from flower_synth.exchange.checkpoint import ExchangeState
 from flower_synth.exchange.metering import arrayrecord_serialized_nbytes
 from flower_synth.exchange.options import refuse_unsupported
 from flower_synth.exchange.server import (
@@ -35,6 +35,7 @@ from flower_synth.exchange.server import (
     check_tensors,
     counts_in_evaluation,
 )
+from flower_synth.wire.input_normalization import is_normalization_key
 
 MetricsAggregation = Callable[[list[RecordDict], str], MetricRecord]
 # What a node says about itself rather than measures: left out of flwr's default
@@ -48,12 +49,18 @@ IDENTITY_KEYS = (
 )
 
 
+def is_measure(key: str) -> bool:
+    """Whether a node's metric measures something (not :data:`IDENTITY_KEYS`, not its
+    input normalisation)."""
+    return key not in IDENTITY_KEYS and not is_normalization_key(key)
+
+
 def average_measures(records: list[RecordDict], weighting_key: str) -> MetricRecord:
-    """flwr's weighted average of the nodes' metrics, without :data:`IDENTITY_KEYS`."""
+    """flwr's weighted average of the nodes' measures (:func:`is_measure`)."""
     measured = [
         RecordDict(
             {
-                name: MetricRecord({k: v for k, v in record.items() if k not in IDENTITY_KEYS})
+                name: MetricRecord({k: v for k, v in record.items() if is_measure(k)})
                 for name, record in content.metric_records.items()
             }
         )
@@ -87,7 +94,7 @@ class MessageSampling(TypedDict):
     evaluate_metrics_aggr_fn: NotRequired[MetricsAggregation | None]
 
 
-class ModelFreeStrategy(Strategy):
+class ModelFreeStrategy(ExchangeState, Strategy):
     """The Message-API adapter of an :class:`~flower_synth.exchange.server.ExchangeServer`.
 
     ``configure_train`` samples nodes and builds one ``Message`` per node carrying what
@@ -277,14 +284,6 @@ class ModelFreeStrategy(Strategy):
             else:
                 valid.append(message)
         return valid
-
-    def state(self) -> State:
-        """The exchange's state (:class:`~flower_synth.exchange.checkpoint.Stateful`)."""
-        return self.exchange.state()
-
-    def load_state(self, state: State) -> None:
-        """Continue from :meth:`state`."""
-        self.exchange.load_state(state)
 
     def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         """The exchange's server-side evaluation as a ``MetricRecord`` (its metrics and
