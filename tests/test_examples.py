@@ -91,10 +91,15 @@ SWITCHES = [
     EXAMPLE / "switch-to-synthetic.patch",
     EXAMPLE / "switch-to-gmm-prototypes.patch",
     CUSTOM / "switch-to-synthetic.patch",
+    CUSTOM / "switch-to-gmm-prototypes.patch",
 ]
 
 
-@pytest.mark.parametrize("patch", SWITCHES, ids=["quickstart", "gmm-prototypes", "custom-strategy"])
+@pytest.mark.parametrize(
+    "patch",
+    SWITCHES,
+    ids=["quickstart", "gmm-prototypes", "custom-strategy", "custom-strategy-gmm-prototypes"],
+)
 def test_the_message_api_switches_keep_the_users_code_in_use(patch: Path) -> None:
     """At most 15 lines added or removed; the project's own Net, load_data, train and
     test (task.py, untouched) are still what the handlers and evaluate_fn call (GMM
@@ -149,6 +154,21 @@ def test_a_project_with_its_own_strategy_loop_runs_after_the_switch(tmp_path: Pa
     best = torch.load(tmp_path / "best_model.pt", weights_only=True)
     assert best.keys() == torch.load(tmp_path / "final_model.pt", weights_only=True).keys()
     assert "fc3.weight" in best  # the quickstart's Net: the server classifier
+
+
+@pytest.mark.slow
+def test_a_project_with_its_own_strategy_loop_runs_gmm_prototypes(tmp_path: Path) -> None:
+    """The same project derived from GMMPrototypeStrategy: its loop and schedule run the
+    prototype exchange; there is no global model for its evaluate_fn, so no best model."""
+    root = project(
+        tmp_path, CUSTOM / "custom-strategy.patch", CUSTOM / "switch-to-gmm-prototypes.patch"
+    )
+    flwr_run(tmp_path, root)
+    metrics = json.loads((tmp_path / "results.json").read_text())
+    assert last_rounds(metrics["clients"], "eval_acc") > 0.3, metrics  # chance is 0.1
+    assert not (tmp_path / "best_model.pt").exists()
+    saved = torch.load(tmp_path / "final_model.pt", weights_only=True)
+    assert {"means", "covariances", "weights"} <= saved.keys()
 
 
 @pytest.mark.slow
