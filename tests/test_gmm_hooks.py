@@ -126,3 +126,15 @@ def test_mistakes_are_named_before_training() -> None:
     narrow = nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.Linear(4, 10))
     with pytest.raises(ValueError, match="simplex ETF"):
         hooks.mix(message([], 1), context(), narrow, loader)
+
+
+def test_nodes_start_from_the_same_weights() -> None:
+    """Before its first round every node's model is the federation's common start,
+    whatever the user's random initialisation gave it."""
+    hooks = GMMPrototypeHooks(num_classes=10)
+    torch.manual_seed(1)
+    first = hooks.load_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), context())
+    torch.manual_seed(2)
+    other = Context(8, 8, {"partition-id": 1}, RecordDict(), {})
+    second = hooks.load_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), other)
+    assert torch.equal(first[1].weight, second[1].weight)
