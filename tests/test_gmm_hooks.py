@@ -51,7 +51,8 @@ def context(node_config: dict | None = None) -> Context:
 def test_the_users_loss_trains_on_the_learners_terms() -> None:
     """One step of the user's plain cross-entropy through the loader has the gradient of
     cross-entropy + Dot-Regression + pull + weighted pseudo-feature loss, as the
-    learner's training loop computes it."""
+    learner's training loop computes it (pseudo-features held within the range the
+    batch's features take)."""
     model, twin = net(), net()
     etf = simplex_etf(10, WIDTH)
     counts = np.array([8, 1, 2, 3, 4, 5, 6, 7, 8, 8])  # pseudo-features top it up
@@ -64,6 +65,8 @@ def test_the_users_loss_trains_on_the_learners_terms() -> None:
     split = SplitClassifier(twin)
     features = split.features(batch["img"])
     pseudo_features, pseudo_labels = terms["pseudo"].batches(len(loader), 3)[0]
+    low, high = features.detach().amin(0), features.detach().amax(0)  # the batch's range
+    pseudo_features = torch.maximum(torch.minimum(pseudo_features, high), low)
     expected = (
         F.cross_entropy(split.head(features), batch["label"])
         + terms["feature_loss"](features, batch["label"]).mean()

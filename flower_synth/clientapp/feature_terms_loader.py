@@ -96,6 +96,10 @@ class FeatureTermsLoader:
         weight = float(self.terms.get("pseudo_weight", 0.0))
         if pseudo is not None and weight > 0 and len(pseudo[1]):
             pseudo_features, pseudo_labels = (t.to(features.device) for t in pseudo)
+            # within the range the batch's own features take in every dimension: a
+            # Gaussian draw below a ReLU's zero is a feature the model cannot produce
+            low, high = features.detach().amin(0), features.detach().amax(0)
+            pseudo_features = torch.maximum(torch.minimum(pseudo_features, high), low)
             logits = F.linear(pseudo_features, head.weight, head.bias)
             extra = extra + weight * F.cross_entropy(logits, pseudo_labels)
         return AddedLoss.apply(output, extra)
