@@ -39,13 +39,6 @@ class PoolLearner(Protocol):
     is checkpointed with the strategy.
     """
 
-    def follow(self, normalization: Normalization | None) -> None:
-        """Take the clients' input normalisation (``normalization``: the one most of a
-        round's clients report; None: none reported), unless one was given or read off
-        the test set."""
-        if self.follows_clients and normalization is not None:
-            self.normalization = normalization
-
     def learn(self, server_round: int, batches: Sequence[WireBatch]) -> dict[str, Scalar]:
         """Learn from the pools accepted in ``server_round``; return metrics."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
@@ -17,7 +17,11 @@ from flower_synth.exchange.metering import (
 )
 from flower_synth.exchange.recorder import RunRecorder
 from flower_synth.exchange.round_checkpoints import RoundCheckpoints
-from flower_synth.serverapp.strategy.model_free import EvaluateFn, ModelFreeStrategy
+from flower_synth.serverapp.strategy.model_free import (
+    EvaluateFn,
+    ModelFreeStrategy,
+    arrays_by_name,
+)
 
 
 def message_nbytes(messages: Iterable[Message], serialized: bool = False) -> int:
@@ -74,9 +78,7 @@ class MeteredStrategy(Strategy):
         resume)."""
         self.completed, arrays = self.checkpoints.resume()
         if self.completed:
-            self.resumed_arrays = ArrayRecord(
-                array_dict={name: Array(values) for name, values in arrays.items()}
-            )
+            self.resumed_arrays = ArrayRecord(array_dict=arrays_by_name(arrays))
         return self.completed
 
     def save(self, server_round: int, arrays: ArrayRecord) -> None:
