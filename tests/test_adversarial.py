@@ -231,3 +231,33 @@ def test_a_client_claiming_a_vast_dataset_gets_a_bounded_share() -> None:
     labels = np.load(io.BytesIO(ins.parameters.tensors[1]))
     liar = np.mean(labels == 3)
     assert liar <= 10 / 12 + 0.01  # at most 10x an honest client's weight (two others here)
+
+
+def test_an_extra_record_beside_a_valid_reply_is_refused() -> None:
+    """A reply may carry only what the strategy reads: an extra ArrayRecord (e.g. a
+    gigabyte beside a valid pool) makes it that node's failure, and nothing is kept."""
+    strategy = message_strategies.SyntheticSampleStrategy(
+        sample_shape=SHAPE, num_classes=10, samples_per_client=10
+    )
+    grid = Mock()
+    grid.get_node_ids.return_value = [1, 2]
+    list(strategy.configure_train(1, ArrayRecord(), ConfigRecord(), grid))
+    pool = ArrayRecord(
+        array_dict={
+            str(i): Array(dtype="uint8", shape=(1,), stype="numpy.ndarray", data=t)
+            for i, t in enumerate(samples(0))
+        }
+    )
+    message = Mock(spec=Message)
+    message.content = RecordDict(
+        {
+            "arrays": pool,
+            "metrics": MetricRecord(HONEST | {"num-examples": 100}),
+            "extra": ArrayRecord(array_dict={"x": Array(np.zeros(1000, np.uint8))}),
+        }
+    )
+    message.metadata.src_node_id = 1
+    message.has_error.side_effect = lambda: False
+    _, round_metrics = strategy.aggregate_train(1, [message])
+    assert round_metrics["rejected_payloads"] == 1
+    assert strategy.exchange.pools.pools == {}

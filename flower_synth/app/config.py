@@ -266,6 +266,15 @@ class RunSettings:
         ):
             if getattr(self, key) < 1:
                 raise ValueError(f"{_key(key)} must be >= 1, got {getattr(self, key)}")
+        for key, value in vars(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{_key(key)} must be a finite number, got {value}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {self.seed}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(
+                f"momentum must lie in [0, 1) (SGD diverges beyond), got {self.momentum}"
+            )
         if self.learning_rate <= 0:
             raise ValueError(f"learning-rate must be > 0, got {self.learning_rate}")
         if self.dirichlet_alpha <= 0:
@@ -371,6 +380,8 @@ class RunSettings:
         if self.gmm_components < 1 or self.gmm_min_samples < 2:
             raise ValueError("gmm-components must be >= 1 and gmm-min-samples >= 2")
         for key in (
+            "proximal_mu",
+            "examples_per_class",
             "download_budget",
             "pool_max_age",
             "server_max_draws",

@@ -14,11 +14,16 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, FedProx, Strategy
 from torch import nn
 
-from flower_synth.app.config import BOOKKEEPING_KEYS, OWN_MODEL_STRATEGIES, RunSettings
+from flower_synth.app.config import OWN_MODEL_STRATEGIES, RunSettings
 from flower_synth.app.quality import RealFeatures, ReferenceClassifier, generation_quality_against
-from flower_synth.app.results_files import load_results, results_file_name, results_file_prefix
+from flower_synth.app.results_files import results_file_name
+from flower_synth.app.run_files import (
+    OwnedFile,
+    checkpoint_of,
+    new_results_file,
+    resumable_results,
+)
 from flower_synth.data import ImageDataset, load_global_test, load_global_train
-from flower_synth.exchange.checkpoint import Checkpoint
 from flower_synth.exchange.metrics import (
     client_evaluation,
     client_fit_metrics,
@@ -268,41 +273,13 @@ def server_model(settings: RunSettings, test: ImageDataset) -> nn.Module:
     return build_model(test.image_shape, test.num_classes, architecture=settings.model)
 
 
-def checkpoint_of(results: Path) -> Checkpoint:
-    """The checkpoint beside a results file (``<name>.checkpoint.npz``)."""
-    return Checkpoint(results.with_suffix(".checkpoint.npz"))
-
-
-def same_run(config: dict, other: dict) -> bool:
-    """Whether two results configs describe the same computation (``BOOKKEEPING_KEYS``
-    aside)."""
-
-    def essential(values: dict) -> dict:
-        return {k: v for k, v in values.items() if k not in BOOKKEEPING_KEYS}
-
-    return essential(config) == essential(other)
-
-
-def resumable_results(directory: Path, prefix: str, config: dict) -> Path | None:
-    """The newest results file in ``directory`` named ``prefix*`` of a run with the
-    same ``config`` that did not finish and left a checkpoint, or None."""
-    for path in sorted(directory.glob(f"{prefix}*.json"), reverse=True):
-        try:
-            data = load_results(path)
-        except ValueError:
-            continue
-        if not data.get("finished") and same_run(data["config"], config):
-            if checkpoint_of(path).exists():
-                return path
-    return None
-
-
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run the strategy named by the run config, metered into a results file and
     checkpointed after every round; with ``resume``, continue the newest unfinished
     run of the same settings in ``output-dir`` from its checkpoint (a fresh run if
-    there is none)."""
+    there is none). The run owns its results file while it runs
+    (:mod:`flower_synth.app.run_files` says the rules)."""
     settings = RunSettings.from_run_config(context.run_config)
     torch.manual_seed(settings.seed)
     test = load_global_test(settings.data_source)
@@ -313,12 +290,25 @@ def main(grid: Grid, context: Context) -> None:
     }
     directory = Path(settings.output_dir).expanduser().resolve()
     names = (settings.strategy, settings.dataset, settings.partitioner, settings.seed)
-    path = (
-        resumable_results(directory, results_file_prefix(*names), config)
-        if settings.resume
-        else None
-    )
-    recorder = RunRecorder(path or directory / results_file_name(*names), config=config)
+    resumed = resumable_results(directory, names, config) if settings.resume else None
+    owned = resumed or new_results_file(directory / results_file_name(*names))
+    try:
+        run(grid, settings, model, test, RunRecorder(owned.path, config=config), resumed)
+    finally:
+        owned.release()
+
+
+def run(
+    grid: Grid,
+    settings: RunSettings,
+    model: nn.Module,
+    test: ImageDataset,
+    recorder: RunRecorder,
+    resumed: OwnedFile | None,
+) -> None:
+    """The run of ``main`` once its results file is chosen: the strategy, metered into
+    ``recorder`` and checkpointed beside it; continued from the checkpoint where the
+    file was ``resumed``."""
     initial_arrays, evaluate_fn = None, None
     if settings.strategy == "synthetic":
         strategy: Strategy = build_synthetic_strategy(settings, model, test, recorder)
@@ -330,7 +320,7 @@ def main(grid: Grid, context: Context) -> None:
         evaluate_fn = global_evaluate_fn(model, test)
     checkpoint = checkpoint_of(recorder.path)
     metered = MeteredStrategy(strategy, recorder, checkpoint)
-    if path is not None:
+    if resumed is not None:
         metered.resume()
     metered.start(
         grid=grid,

@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from logging import WARNING
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from flwr.common.logger import log
 
 META_KEY = "__meta__"
 SEPARATOR = "/"
@@ -102,6 +104,26 @@ class Checkpoint:
             meta = json.loads(archive[META_KEY].tobytes().decode())
             arrays = {name: archive[name] for name in archive.files if name != META_KEY}
         return Snapshot(int(meta["server_round"]), State(arrays, meta["state"]))
+
+    def readable(self) -> bool:
+        """Whether the checkpoint loads. A damaged one (truncated, empty, not a
+        checkpoint) is reported in the log and set aside as ``<name>.damaged``, so that
+        no retry trips over it again; False then."""
+        try:
+            self.load()
+        except Exception as error:  # noqa: BLE001 - zip, npy, JSON and key errors alike
+            aside = self.path.with_name(self.path.name + ".damaged")
+            os.replace(self.path, aside)
+            log(
+                WARNING,
+                "The checkpoint %s is damaged (%s: %s); set aside as %s, the run starts clean",
+                self.path,
+                type(error).__name__,
+                error,
+                aside,
+            )
+            return False
+        return True
 
     def remove(self) -> None:
         """Delete the checkpoint (a finished run needs none)."""

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from flwr.app import MetricRecord, RecordDict
 from flwr.common import Metrics, Scalar
 
+from flower_synth.wire.client_metrics import capped_sizes
+
 MetricsAggregationFn = Callable[[list[tuple[int, Metrics]]], dict[str, Scalar]]
 
 
@@ -26,18 +28,30 @@ def for_messages(fn: MetricsAggregationFn) -> Callable[[list[RecordDict], str], 
         result = dict(fn(pairs))
         losses = [(n, float(m["loss"])) for n, m in pairs if n > 0 and "loss" in m]
         if losses:
-            total = sum(n for n, _ in losses)
-            result["personalized_loss"] = sum(n * loss for n, loss in losses) / total
+            result["personalized_loss"] = weighted_mean(losses)
         return MetricRecord(result)
 
     return aggregate
 
 
+def weighted_mean(pairs: list[tuple[int, float]]) -> float:
+    """The mean of the values weighted by their counts, each count capped at
+    ``SIZE_CAP`` times their median (:func:`~flower_synth.wire.client_metrics.capped_sizes`:
+    a client that claims a vast data set cannot make its value the mean); 0 without
+    weight."""
+    weights = capped_sizes([n for n, _ in pairs])
+    total = float(weights.sum())
+    return (
+        float(sum(w * v for w, (_, v) in zip(weights, pairs, strict=True)) / total)
+        if total
+        else 0.0
+    )
+
+
 def weighted_train_loss(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
     """``train_loss`` averaged over clients, weighted by their training-set sizes."""
     pairs = [(n, float(m["train_loss"])) for n, m in results if "train_loss" in m]
-    total = sum(n for n, _ in pairs)
-    return {"train_loss": sum(n * loss for n, loss in pairs) / total} if total else {}
+    return {"train_loss": weighted_mean(pairs)} if sum(n for n, _ in pairs) else {}
 
 
 def summed_seconds(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
@@ -95,9 +109,8 @@ def personalized_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Scala
     pairs = [(n, float(m["accuracy"])) for n, m in results if n > 0 and "accuracy" in m]
     if not pairs:
         return {}
-    total = sum(n for n, _ in pairs)
     return spread("personalized_accuracy", [acc for _, acc in pairs]) | {
-        "personalized_accuracy_weighted": sum(n * acc for n, acc in pairs) / total
+        "personalized_accuracy_weighted": weighted_mean(pairs)
     }
 
 

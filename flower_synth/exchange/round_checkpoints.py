@@ -33,9 +33,13 @@ class RoundCheckpoints:
         self.strategy = strategy
 
     def resume(self) -> tuple[int, dict[str, np.ndarray]]:
-        """The last completed round (0: nothing saved) and the global arrays after it;
-        the strategy's state and the results so far are restored."""
+        """The last completed round (0: nothing saved, or a damaged checkpoint, set
+        aside by :meth:`~flower_synth.exchange.checkpoint.Checkpoint.readable`) and the
+        global arrays after it; the strategy's state and the results so far are
+        restored."""
         if self.checkpoint is None or not self.checkpoint.exists():
+            return 0, {}
+        if not self.checkpoint.readable():
             return 0, {}
         snapshot = self.checkpoint.load()
         state = snapshot.state

@@ -23,6 +23,10 @@ from flwr.common import Scalar
 from flwr.common.logger import log
 
 from flower_synth.exchange.checkpoint import State
+from flower_synth.wire.client_metrics import (
+    check_report,
+    is_integer,
+)
 from flower_synth.wire.payload import PayloadError
 
 Decoded = TypeVar("Decoded")
@@ -30,24 +34,11 @@ Result = TypeVar("Result")
 Instructions = dict[str, tuple[list[np.ndarray], dict[str, Scalar]]]
 
 
-SIZE_CAP = 10.0  # a reported training-set size counts at most this many times the median
-
-
-def capped_sizes(sizes: Sequence[float]) -> np.ndarray:
-    """Reported sizes, each capped at :data:`SIZE_CAP` times their median: a client that
-    claims a vast training set cannot take over the download shares or the sample quota."""
-    sizes = np.asarray(sizes, dtype=float)
-    if sizes.size == 0:
-        return sizes
-    return np.minimum(sizes, SIZE_CAP * max(float(np.median(sizes)), 1.0))
-
-
 NPY_HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
 }
 HEADER_ALLOWANCE = 4096  # bytes of array headers a payload may carry besides its data
-MAX_EXAMPLES = 2**31 - 1  # a training-set size beyond any int32 count is a lie
 MAX_PARTITIONS = 2**31 - 1
 
 
@@ -56,10 +47,12 @@ class Reply:
     """What one client sent back from training, as plain values: its node's id, its
     arrays, the size of its training data and its metrics.
 
-    Validated on construction, the one place every reply of either Flower API passes:
-    ``num_examples`` an integer in ``[0, MAX_EXAMPLES]``, every metric a finite number
-    or a bool (a string, bytes or a NaN is malformed). Raises
-    :class:`~flower_synth.wire.payload.PayloadError` naming the problem.
+    Validated on construction, the one place every training reply of either Flower API
+    passes: its count and metrics through
+    :func:`~flower_synth.wire.client_metrics.check_report` (a count outside
+    ``[0, MAX_EXAMPLES]``, a metric that is not one finite number in its documented
+    range is malformed). Raises :class:`~flower_synth.wire.payload.PayloadError` naming
+    the problem.
     """
 
     node_id: str
@@ -68,18 +61,7 @@ class Reply:
     metrics: Mapping[str, Scalar]
 
     def __post_init__(self) -> None:
-        if not is_integer(self.num_examples) or not 0 <= self.num_examples <= MAX_EXAMPLES:
-            raise PayloadError(
-                f"num_examples must be an integer in [0, {MAX_EXAMPLES}], got {self.num_examples!r}"
-            )
-        for key, value in self.metrics.items():
-            if not isinstance(value, int | float) or not math.isfinite(value):
-                raise PayloadError(f"metric {key!r} must be a finite number, got {value!r}")
-
-
-def is_integer(value: object) -> bool:
-    """An int that is not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
+        check_report(self.num_examples, self.metrics)
 
 
 def reported_partition(metrics: Mapping[str, Scalar], num_partitions: int | None) -> int | None:
@@ -260,6 +242,26 @@ def check_payload_size(node_id: str, serialized: int, limit: int) -> None:
         raise PayloadError(
             f"node {node_id} sent {serialized} bytes; this strategy accepts at most {limit}"
         )
+
+
+def screened(
+    results: Sequence[Result], check: Callable[[Result], object], stage: str
+) -> tuple[list[Result], list[Result]]:
+    """The ``results`` that pass ``check`` (which raises on a bad one) and those that do
+    not, each of the latter logged with the reason: a client's bad report is its own
+    failure, left out of what ``stage`` aggregates."""
+    passed, failed = [], []
+    for result in results:
+        try:
+            check(result)
+        except Exception as error:  # noqa: BLE001 - a client's bad reply never crashes the server
+            failed.append(result)
+            log(
+                WARNING, "%s: rejected a client's reply: %s: %s", stage, type(error).__name__, error
+            )
+        else:
+            passed.append(result)
+    return passed, failed
 
 
 def accept(

@@ -16,7 +16,6 @@ from flwr.common.logger import log
 from flower_synth.exchange.checkpoint import State
 from flower_synth.exchange.server import (
     HEADER_ALLOWANCE,
-    SIZE_CAP,
     Accepted,
     ExchangeServer,
     Instructions,
@@ -33,6 +32,7 @@ from flower_synth.prototypes.wire import (
     encode_mixtures,
     encode_prototypes,
 )
+from flower_synth.wire.client_metrics import SIZE_CAP
 from flower_synth.wire.payload import PayloadError
 
 Summary = TypeVar("Summary")

@@ -18,6 +18,7 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
 from flower_synth.exchange.checkpoint import Checkpoint
+from flower_synth.exchange.failed_start import check_first_round
 from flower_synth.exchange.metering import (
     RoundMeter,
     parameters_nbytes,
@@ -25,6 +26,15 @@ from flower_synth.exchange.metering import (
 )
 from flower_synth.exchange.recorder import RunRecorder
 from flower_synth.exchange.round_checkpoints import RoundCheckpoints
+from flower_synth.exchange.server import screened
+from flower_synth.strategies.model_free import check_evaluate_res, check_fit_res
+
+
+def failure_reason(failure: tuple[ClientProxy, FitRes] | BaseException) -> str:
+    """What a legacy fit failure says: the exception, or the result's status message."""
+    if isinstance(failure, BaseException):
+        return f"{type(failure).__name__}: {failure}"
+    return failure[1].status.message
 
 
 class MeteredStrategy(Strategy):
@@ -37,8 +47,10 @@ class MeteredStrategy(Strategy):
       in fit results (``*_serialized`` variants: the serialized sizes);
     * ``bytes_down_evaluate``: array bytes sent for client-side evaluation;
     * ``fit_failures`` / ``evaluate_failures``: clients whose fit or evaluate failed,
-      fit failures including payloads the wrapped strategy rejected (its
-      ``rejected_payloads`` metric);
+      including replies whose count or metrics fail
+      :func:`~flower_synth.wire.client_metrics.check_report` (moved to the failures
+      before the wrapped strategy sees them) and payloads the wrapped strategy rejected
+      (its ``rejected_payloads`` / ``rejected_evaluations`` metrics);
     * every metric the wrapped strategy returns from ``aggregate_fit``,
       ``aggregate_evaluate`` and ``evaluate`` (the latter's loss as ``global_loss``);
     * ``seconds``: wall time from the start of ``configure_fit`` to the end of the
@@ -128,10 +140,17 @@ class MeteredStrategy(Strategy):
         results: list[tuple[ClientProxy, FitRes]],
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
-        """Count the array bytes received, then delegate; record the fit metrics."""
+        """Count the array bytes received, move the results whose count or metrics fail
+        :func:`~flower_synth.wire.client_metrics.check_report` to the failures, then
+        delegate; record the fit metrics. Raises
+        :class:`~flower_synth.exchange.failed_start.EveryClientFailed` if every client
+        failed the run's first round."""
+        check_first_round(server_round, len(results), list(map(failure_reason, failures)))
         server_round += self.completed
         self.meter.lap(server_round, "train_replies")
         received = [res.parameters for _, res in results]
+        results, rejected_reports = screened(results, check_fit_res, "aggregate_fit")
+        failures = [*failures, *rejected_reports]
         parameters, metrics = self.strategy.aggregate_fit(server_round, results, failures)
         self.meter.lap(server_round, "aggregate_train")
         rejected = int((metrics or {}).get("rejected_payloads", 0))
@@ -169,14 +188,19 @@ class MeteredStrategy(Strategy):
         results: list[tuple[ClientProxy, EvaluateRes]],
         failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
     ) -> tuple[float | None, dict[str, Scalar]]:
-        """Delegate; record the aggregated client metrics, checkpoint the round and log
-        its summary."""
+        """Move the results whose count, loss or metrics fail
+        :func:`~flower_synth.wire.client_metrics.check_report` to the failures, then
+        delegate; record the aggregated client metrics, checkpoint the round and log its
+        summary."""
         server_round += self.completed
         self.meter.lap(server_round, "evaluate_replies")
+        results, rejected_reports = screened(results, check_evaluate_res, "aggregate_evaluate")
+        failures = [*failures, *rejected_reports]
         loss, metrics = self.strategy.aggregate_evaluate(server_round, results, failures)
         self.meter.lap(server_round, "aggregate_evaluate")
+        failed = len(failures) + int((metrics or {}).get("rejected_evaluations", 0))
         record = self.meter.record(
-            server_round, personalized_loss=loss, evaluate_failures=len(failures), **(metrics or {})
+            server_round, personalized_loss=loss, evaluate_failures=failed, **(metrics or {})
         )
         self.save(server_round)  # before the log line: it says "done"
         self.meter.log(record)

@@ -36,7 +36,9 @@ from flower_synth.exchange.server import (
     check_payload_size,
     check_tensors,
     counts_in_evaluation,
+    screened,
 )
+from flower_synth.wire.client_metrics import capped_sizes, check_report
 
 EMPTY_PARAMETERS = Parameters(tensors=[], tensor_type="numpy.ndarray")
 
@@ -208,16 +210,20 @@ class ModelFreeStrategy(ExchangeState, Strategy):
         failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
     ) -> tuple[float | None, dict[str, Scalar]]:
         """Example-weighted mean loss and the aggregated client metrics, over the
-        results that count (:func:`~flower_synth.exchange.server.counts_in_evaluation`,
-        as in the Message-API adapter)."""
-        counted = [res for _, res in results if counts_in_evaluation(res.num_examples, res.metrics)]
-        scored = [(res.num_examples, res.loss) for res in counted if res.num_examples > 0]
-        total = sum(n for n, _ in scored)
-        loss = sum(n * value for n, value in scored) / total if total else None
-        metrics: dict[str, Scalar] = {}
+        results that pass :func:`~flower_synth.wire.client_metrics.check_report` (the
+        others are counted in ``rejected_evaluations``) and count
+        (:func:`~flower_synth.exchange.server.counts_in_evaluation`), as in the
+        Message-API adapter; example counts weigh at most ``SIZE_CAP`` times their median."""
+        valid, rejected = screened(results, check_evaluate_res, "aggregate_evaluate")
+        counted = [res for _, res in valid if counts_in_evaluation(res.num_examples, res.metrics)]
+        weights = [int(w) for w in capped_sizes([res.num_examples for res in counted])]
+        scored = [(w, res.loss) for w, res in zip(weights, counted, strict=True) if w > 0]
+        total = sum(w for w, _ in scored)
+        loss = sum(w * value for w, value in scored) / total if total else None
+        metrics: dict[str, Scalar] = {"rejected_evaluations": len(rejected)}
         if self.evaluate_metrics_aggregation_fn is not None and counted:
-            metrics = self.evaluate_metrics_aggregation_fn(
-                [(res.num_examples, res.metrics) for res in counted]
+            metrics |= self.evaluate_metrics_aggregation_fn(
+                [(w, res.metrics) for w, res in zip(weights, counted, strict=True)]
             )
         return loss, metrics
 
@@ -230,3 +236,17 @@ class ModelFreeStrategy(ExchangeState, Strategy):
             return self.exchange.evaluate(server_round)
         weights = parameters_to_ndarrays(parameters)
         return self.evaluate_fn(server_round, weights, {}) if weights else None
+
+
+def check_evaluate_res(result: tuple[ClientProxy, EvaluateRes]) -> None:
+    """:func:`~flower_synth.wire.client_metrics.check_report` of a legacy evaluation
+    result (its count, metrics and loss)."""
+    _, res = result
+    check_report(res.num_examples, res.metrics, res.loss)
+
+
+def check_fit_res(result: tuple[ClientProxy, FitRes]) -> None:
+    """:func:`~flower_synth.wire.client_metrics.check_report` of a legacy fit result
+    (its count and metrics)."""
+    _, res = result
+    check_report(res.num_examples, res.metrics)

@@ -15,9 +15,10 @@ from typing import NamedTuple
 import numpy as np
 
 from flower_synth.exchange.checkpoint import State
-from flower_synth.exchange.server import SIZE_CAP, Roster, capped_sizes
+from flower_synth.exchange.server import Roster
 from flower_synth.synthetic.allocation import allocate
 from flower_synth.synthetic.equilibrium import TRUST_MODES, check_trust_matrix
+from flower_synth.wire.client_metrics import SIZE_CAP, capped_sizes
 from flower_synth.wire.payload import WireBatch
 from flower_synth.wire.variables import CLEAN, Variables
 

@@ -3,6 +3,7 @@ round, and checkpoints the run after every round so that it can resume."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -10,6 +11,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
 from flower_synth.exchange.checkpoint import Checkpoint
+from flower_synth.exchange.failed_start import check_first_round
 from flower_synth.exchange.metering import (
     RoundMeter,
     arrayrecord_nbytes,
@@ -17,11 +19,25 @@ from flower_synth.exchange.metering import (
 )
 from flower_synth.exchange.recorder import RunRecorder
 from flower_synth.exchange.round_checkpoints import RoundCheckpoints
+from flower_synth.exchange.server import screened
 from flower_synth.serverapp.strategy.model_free import (
     EvaluateFn,
     ModelFreeStrategy,
     arrays_by_name,
+    check_message_metrics,
 )
+
+
+def metric_names(message: Message) -> tuple[tuple[str, ...], ...]:
+    """The names of a reply's metric records and of the metrics in each."""
+    records = message.content.metric_records
+    return tuple((name, *sorted(record)) for name, record in sorted(records.items()))
+
+
+def check_metric_names(message: Message, expected: tuple[tuple[str, ...], ...]) -> None:
+    """``ValueError`` unless the reply's :func:`metric_names` are ``expected``."""
+    if (names := metric_names(message)) != expected:
+        raise ValueError(f"metric names {names} differ from the other replies' {expected}")
 
 
 def message_nbytes(messages: Iterable[Message], serialized: bool = False) -> int:
@@ -40,8 +56,10 @@ class MeteredStrategy(Strategy):
     * ``bytes_down`` / ``bytes_up`` (and ``*_serialized``): array bytes of the training
       messages sent and of the replies without an error;
     * ``bytes_down_evaluate``: array bytes of the evaluation messages;
-    * ``fit_failures`` (replies with an error plus the wrapped strategy's
-      ``rejected_payloads``) and ``evaluate_failures``;
+    * ``fit_failures`` and ``evaluate_failures``: replies with an error, replies whose
+      metrics fail :func:`~flower_synth.serverapp.strategy.model_free.check_message_metrics`
+      (left out before the wrapped strategy sees them), and what the wrapped strategy
+      rejected (its ``rejected_payloads`` / ``rejected_evaluations``);
     * every metric of ``aggregate_train``, ``aggregate_evaluate`` and of server-side
       evaluation (its ``loss`` as ``global_loss``; round 0 under ``initial``);
     * ``seconds``: wall time from ``configure_train`` to the round's last step.
@@ -108,23 +126,48 @@ class MeteredStrategy(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Count the array bytes received, then delegate; record the metrics."""
-        server_round += self.completed
-        self.meter.lap(server_round, "train_replies")
+        """Count the array bytes received, leave out the replies whose metrics fail
+        :func:`~flower_synth.serverapp.strategy.model_free.check_message_metrics`
+        (counted as failures), then delegate; record the metrics. Raises
+        :class:`~flower_synth.exchange.failed_start.EveryClientFailed` if every node
+        failed the run's first round."""
         replies = list(replies)
         received = [message for message in replies if not message.has_error()]
-        arrays, metrics = self.strategy.aggregate_train(server_round, replies)
+        reasons = [message.error.reason for message in replies if message.has_error()]
+        check_first_round(server_round, len(received), reasons)
+        server_round += self.completed
+        self.meter.lap(server_round, "train_replies")
+        valid, rejected_reports = self.screen(received, "aggregate_train")
+        errors = [message for message in replies if message.has_error()]
+        arrays, metrics = self.strategy.aggregate_train(server_round, [*valid, *errors])
         self.meter.lap(server_round, "aggregate_train")
         values = dict(metrics or {})
-        rejected = int(values.get("rejected_payloads", 0))
+        rejected = int(values.get("rejected_payloads", 0)) + len(rejected_reports)
         self.meter.record(
             server_round,
             bytes_up=message_nbytes(received),
             bytes_up_serialized=message_nbytes(received, serialized=True),
-            fit_failures=len(replies) - len(received) + rejected,
+            fit_failures=len(errors) + rejected,
             **values,
         )
         return arrays, metrics
+
+    def screen(self, replies: list[Message], stage: str) -> tuple[list[Message], list[Message]]:
+        """The replies whose metrics pass
+        :func:`~flower_synth.serverapp.strategy.model_free.check_message_metrics` (the
+        wrapped strategy's ``weighted_by_key`` as the count), and the others. For a
+        strategy of flwr's, which refuses a whole round whose replies differ in their
+        metric names (``InconsistentMessageReplies``, raised out of the round loop), a
+        reply whose names differ from the most common ones is the others' too."""
+        key = getattr(self.strategy, "weighted_by_key", "num-examples")
+        valid, rejected = screened(
+            replies, lambda message: check_message_metrics(message, key), stage
+        )
+        if isinstance(self.strategy, ModelFreeStrategy) or not valid:
+            return valid, rejected
+        names = Counter(metric_names(message) for message in valid).most_common(1)[0][0]
+        same, odd = screened(valid, lambda message: check_metric_names(message, names), stage)
+        return same, [*rejected, *odd]
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -141,14 +184,21 @@ class MeteredStrategy(Strategy):
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        """Delegate; record the aggregated client metrics."""
+        """Leave out the replies whose metrics fail
+        :func:`~flower_synth.serverapp.strategy.model_free.check_message_metrics`
+        (counted as failures), then delegate; record the aggregated client metrics."""
         server_round += self.completed
         self.meter.lap(server_round, "evaluate_replies")
         replies = list(replies)
-        metrics = self.strategy.aggregate_evaluate(server_round, replies)
+        errors = [message for message in replies if message.has_error()]
+        valid, rejected_reports = self.screen(
+            [message for message in replies if not message.has_error()], "aggregate_evaluate"
+        )
+        metrics = self.strategy.aggregate_evaluate(server_round, [*valid, *errors])
         self.meter.lap(server_round, "aggregate_evaluate")
-        failed = sum(message.has_error() for message in replies)
-        self.meter.record(server_round, evaluate_failures=failed, **dict(metrics or {}))
+        values = dict(metrics or {})
+        failed = len(errors) + len(rejected_reports) + int(values.get("rejected_evaluations", 0))
+        self.meter.record(server_round, evaluate_failures=failed, **values)
         return metrics
 
     def start(

@@ -34,8 +34,11 @@ from flower_synth.exchange.server import (
     check_payload_size,
     check_tensors,
     counts_in_evaluation,
+    screened,
 )
+from flower_synth.wire.client_metrics import capped_sizes, check_report
 from flower_synth.wire.input_normalization import is_normalization_key
+from flower_synth.wire.payload import PayloadError
 
 MetricsAggregation = Callable[[list[RecordDict], str], MetricRecord]
 # What a node says about itself rather than measures: left out of flwr's default
@@ -67,6 +70,25 @@ def average_measures(records: list[RecordDict], weighting_key: str) -> MetricRec
         for content in records
     ]
     return aggregate_metricrecords(measured, weighting_key)
+
+
+def check_message_metrics(message: Message, weighted_by_key: str) -> None:
+    """:func:`~flower_synth.wire.client_metrics.check_report` of every ``MetricRecord``
+    of a reply (``weighted_by_key`` as its count): raises on the first bad value."""
+    for record in message.content.metric_records.values():
+        metrics = dict(record)
+        check_report(metrics.pop(weighted_by_key, 0), metrics)
+
+
+def with_capped_weights(contents: list[RecordDict], weighted_by_key: str) -> list[RecordDict]:
+    """The replies' metric records with ``weighted_by_key`` capped at ``SIZE_CAP`` times
+    its median over the replies (:func:`~flower_synth.wire.client_metrics.capped_sizes`)."""
+    records = [(name, dict(record)) for c in contents for name, record in c.metric_records.items()]
+    caps = capped_sizes([metrics.get(weighted_by_key, 0) for _, metrics in records])
+    for (_, metrics), cap in zip(records, caps, strict=True):
+        if weighted_by_key in metrics:
+            metrics[weighted_by_key] = int(cap)
+    return [RecordDict({name: MetricRecord(metrics)}) for name, metrics in records]
 
 
 EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]
@@ -213,12 +235,19 @@ class ModelFreeStrategy(ExchangeState, Strategy):
     def to_reply(self, message: Message) -> Reply:
         """A reply message as a :class:`~flower_synth.exchange.server.Reply`: exactly one
         ``MetricRecord`` (whose ``weighted_by_key`` is the example count), its arrays'
-        size checked against the exchange's limit before they are deserialised; anything
-        else raises (the node's failure)."""
+        size checked against the exchange's limit before they are deserialised; a record
+        of any other name (an extra ``ArrayRecord`` beside a valid reply) or anything
+        else malformed raises (the node's failure)."""
         content, node = message.content, str(message.metadata.src_node_id)
         records = list(content.metric_records.values())
         if len(records) != 1:
             raise ValueError(f"a reply needs exactly one MetricRecord, got {len(records)}")
+        unknown = sorted(set(content) - {self.arrayrecord_key, *content.metric_records})
+        if unknown:
+            raise PayloadError(
+                f"a reply carries records this strategy does not read: {unknown}; send only "
+                f"{self.arrayrecord_key!r} and one MetricRecord"
+            )
         metrics = dict(records[0])
         examples = metrics.pop(self.weighted_by_key, None)
         arrays = content.array_records.get(self.arrayrecord_key)
@@ -254,19 +283,31 @@ class ModelFreeStrategy(ExchangeState, Strategy):
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        """``evaluate_metrics_aggr_fn`` over the replies that carry a positive
-        ``weighted_by_key`` or a ``global_accuracy`` (nodes that have not trained yet
-        report 0 examples and no global accuracy and are left out; a trained node
-        without a local test split reports 0 examples and its global accuracy)."""
-        valid = [
+        """``evaluate_metrics_aggr_fn`` over the replies whose metrics pass
+        :func:`check_message_metrics` (the others are counted in
+        ``rejected_evaluations``) and that carry a positive ``weighted_by_key`` or a
+        ``global_accuracy`` (nodes that have not trained yet report 0 examples and no
+        global accuracy and are left out; a trained node without a local test split
+        reports 0 examples and its global accuracy); ``weighted_by_key`` weighs at most
+        ``SIZE_CAP`` times its median."""
+        valid, rejected = screened(
+            self.without_errors(replies, "aggregate_evaluate"),
+            lambda message: check_message_metrics(message, self.weighted_by_key),
+            "aggregate_evaluate",
+        )
+        counted = [
             message.content
-            for message in self.without_errors(replies, "aggregate_evaluate")
+            for message in valid
             if any(
                 counts_in_evaluation(record.get(self.weighted_by_key), record)
                 for record in message.content.metric_records.values()
             )
         ]
-        return self.evaluate_metrics_aggr_fn(valid, self.weighted_by_key) if valid else None
+        metrics = MetricRecord({"rejected_evaluations": len(rejected)})
+        if counted:
+            counted = with_capped_weights(counted, self.weighted_by_key)
+            metrics.update(self.evaluate_metrics_aggr_fn(counted, self.weighted_by_key))
+        return metrics
 
     @staticmethod
     def without_errors(replies: Iterable[Message], stage: str) -> list[Message]:
