@@ -87,9 +87,12 @@ class Roster:
 
     A client's identity is the partition it reports (``partition-<id>``), else its node
     (``node-<id>``): a client that rejoins under a new node id keeps its identity, so
-    what the server keeps for it is replaced, never duplicated. An identity that was
-    asked to train and did not answer in ``max_missed_rounds`` rounds in a row is
-    dropped (None: never); clients not sampled miss nothing.
+    what the server keeps for it is replaced, never duplicated. A partition belongs to
+    the node that first claimed it: another node's claim is refused
+    (:meth:`check_claim`) while that node is connected (:meth:`observe`); once it is
+    gone (a SuperNode restarted under a new id), the new node takes the partition over.
+    An identity that was asked to train and did not answer in ``max_missed_rounds``
+    rounds in a row is dropped (None: never); clients not sampled miss nothing.
     """
 
     def __init__(self, max_missed_rounds: int | None = None) -> None:
@@ -99,6 +102,30 @@ class Roster:
         self.identity_of_node: dict[str, str] = {}
         self.partition_of: dict[str, int] = {}
         self.missed: dict[str, int] = {}
+        self.connected: set[str] | None = None  # None: not told, every holder counts
+        self.claims: dict[str, str] = {}  # this round's first claim of each identity
+
+    def observe(self, connected: Sequence[str]) -> None:
+        """A new round: the nodes connected now (the adapters pass Flower's)."""
+        self.connected = set(connected)
+        self.claims = {}
+
+    def check_claim(self, node_id: str, partition_id: int | None) -> None:
+        """Accept ``node_id``'s claim of ``partition_id`` for this round, or raise
+        :class:`~flower_synth.wire.payload.PayloadError` if another connected node
+        holds that partition (or claimed it first this round)."""
+        if partition_id is None:
+            return
+        key = f"partition-{partition_id}"
+        holders = {n for n, k in self.identity_of_node.items() if k == key}
+        holders |= {self.claims[key]} if key in self.claims else set()
+        for holder in sorted(holders - {node_id}):
+            if self.connected is None or holder in self.connected:
+                raise PayloadError(
+                    f"node {node_id} claims partition {partition_id}, which node {holder} "
+                    f"holds; refused while that node is connected"
+                )
+        self.claims[key] = node_id
 
     def key_of(self, node_id: str) -> str:
         """The identity of ``node_id``: the partition it last reported, else the node."""
@@ -109,6 +136,8 @@ class Roster:
         identity it had before under this node, if that was another (now merged)."""
         key = f"partition-{partition_id}" if partition_id is not None else f"node-{node_id}"
         previous = self.identity_of_node.get(node_id, f"node-{node_id}")
+        for other in [n for n, k in self.identity_of_node.items() if k == key and n != node_id]:
+            del self.identity_of_node[other]  # a node gone: its partition changes hands
         self.identity_of_node[node_id] = key
         if partition_id is not None:
             self.partition_of[key] = partition_id
@@ -191,6 +220,11 @@ class ExchangeServer(abc.ABC, Generic[Decoded]):
         adapters return it as the round's aggregated ``ArrayRecord`` / ``Parameters``,
         so that Flower's ``Result.arrays`` and ``evaluate_fn`` see it."""
         return None
+
+    def observe(self, connected: Sequence[str]) -> None:
+        """A round starts with these nodes connected (the adapters call it before
+        :meth:`instructions`); exchanges that keep identities pass it to their
+        :class:`Roster`."""
 
     def describe(self) -> str:
         """One line naming the strategy and its main settings (for logs)."""

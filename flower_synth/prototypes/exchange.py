@@ -127,7 +127,12 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
                 f"class counts sum to {int(self.counts(summary).sum())}, more than the "
                 f"{reply.num_examples} training examples the client reports"
             )
+        self.roster.check_claim(reply.node_id, partition)
         return partition, summary
+
+    def observe(self, connected: Sequence[str]) -> None:
+        """Tell the roster which nodes are connected (a partition's owner)."""
+        self.roster.observe(connected)
 
     def aggregate(
         self, server_round: int, accepted: Sequence[Accepted[tuple[int | None, Summary]]]

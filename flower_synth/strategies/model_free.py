@@ -143,6 +143,7 @@ class ModelFreeStrategy(ExchangeState, Strategy):
         """Send every sampled client what the exchange has for it, with ``server_round``,
         the exchange's config entries and what ``on_fit_config_fn`` adds."""
         clients = self.sample_clients(client_manager, self.fraction_fit, self.min_fit_clients)
+        self.exchange.observe(list(client_manager.all()))
         plan = self.exchange.instructions(server_round, [client.cid for client in clients])
         extra = self.on_fit_config_fn(server_round) if self.on_fit_config_fn else {}
         instructions = []

@@ -239,6 +239,10 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
             instructions[node] = (compressed(arrays, self.compression), config)
         return instructions
 
+    def observe(self, connected: Sequence[str]) -> None:
+        """Tell the pools' roster which nodes are connected (a partition's owner)."""
+        self.pools.roster.observe(connected)
+
     def max_payload_bytes(self, node_id: str) -> int:
         """The most bytes a client's reply may carry: the samples it was asked for as
         float16 with full float16 soft labels and int32 labels, plus headers (deflate
@@ -267,6 +271,7 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
         model = variables_of_code(metrics.get("model_variables", code), "model_variables")
         check_model_has(variables, model, "its own client")
         normalization = reported_normalization(metrics, shape[0])
+        self.pools.roster.check_claim(reply.node_id, partition)
         return ClientPool(partition, batch, variables, model, normalization)
 
     def aggregate(

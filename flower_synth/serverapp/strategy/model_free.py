@@ -199,6 +199,7 @@ class ModelFreeStrategy(ExchangeState, Strategy):
         if self.fraction_train == 0.0:
             return []
         nodes = self.sample(grid, self.fraction_train, self.min_train_nodes)
+        self.exchange.observe([str(node) for node in grid.get_node_ids()])
         plan = self.exchange.instructions(server_round, [str(node) for node in nodes])
         messages = []
         for node in nodes:
