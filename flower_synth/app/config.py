@@ -324,9 +324,9 @@ class RunSettings:
             )
         if not 2 <= self.sample_levels <= 256:
             raise ValueError(f"sample-levels must lie in [2, 256], got {self.sample_levels}")
-        if not 0.0 < self.sample_ratio < math.inf:
+        if not 0.0 < self.sample_ratio:
             raise ValueError(f"sample-ratio must be a finite number > 0, got {self.sample_ratio}")
-        if not 0.0 <= self.download_ratio < math.inf:
+        if not 0.0 <= self.download_ratio:
             raise ValueError(
                 f"download-ratio must be a finite number >= 0, got {self.download_ratio}"
             )
@@ -339,7 +339,7 @@ class RunSettings:
             )
         if not 0.0 <= self.hard_label_weight <= 1.0:
             raise ValueError(f"hard-label-weight must lie in [0, 1], got {self.hard_label_weight}")
-        if not 0.0 < self.generator_epoch_scale < math.inf:
+        if not 0.0 < self.generator_epoch_scale:
             raise ValueError(
                 f"generator-epoch-scale must be a finite number > 0, got "
                 f"{self.generator_epoch_scale}"

@@ -106,11 +106,15 @@ class Checkpoint:
         return Snapshot(int(meta["server_round"]), State(arrays, meta["state"]))
 
     def readable(self) -> bool:
-        """Whether the checkpoint loads. A damaged one (truncated, empty, not a
-        checkpoint) is reported in the log and set aside as ``<name>.damaged``, so that
-        no retry trips over it again; False then."""
+        """Whether the checkpoint loads (:meth:`load_or_set_aside`)."""
+        return self.load_or_set_aside() is not None
+
+    def load_or_set_aside(self) -> Snapshot | None:
+        """The saved snapshot, or None for a damaged one (truncated, empty, not a
+        checkpoint), which is reported in the log and set aside as ``<name>.damaged``,
+        so that no retry trips over it again."""
         try:
-            self.load()
+            return self.load()
         except Exception as error:  # noqa: BLE001 - zip, npy, JSON and key errors alike
             aside = self.path.with_name(self.path.name + ".damaged")
             os.replace(self.path, aside)
@@ -122,8 +126,7 @@ class Checkpoint:
                 error,
                 aside,
             )
-            return False
-        return True
+            return None
 
     def remove(self) -> None:
         """Delete the checkpoint (a finished run needs none)."""

@@ -34,14 +34,14 @@ class RoundCheckpoints:
 
     def resume(self) -> tuple[int, dict[str, np.ndarray]]:
         """The last completed round (0: nothing saved, or a damaged checkpoint, set
-        aside by :meth:`~flower_synth.exchange.checkpoint.Checkpoint.readable`) and the
+        aside by :meth:`~flower_synth.exchange.checkpoint.Checkpoint.load_or_set_aside`) and the
         global arrays after it; the strategy's state and the results so far are
         restored."""
         if self.checkpoint is None or not self.checkpoint.exists():
             return 0, {}
-        if not self.checkpoint.readable():
+        snapshot = self.checkpoint.load_or_set_aside()
+        if snapshot is None:
             return 0, {}
-        snapshot = self.checkpoint.load()
         state = snapshot.state
         if isinstance(self.strategy, Stateful):
             self.strategy.load_state(state.part("strategy"))

@@ -26,7 +26,7 @@ from flwr.server.strategy import Strategy
 
 from flower_synth.exchange.checkpoint import ExchangeState
 from flower_synth.exchange.metering import parameters_serialized_nbytes
-from flower_synth.exchange.metrics import MetricsAggregationFn
+from flower_synth.exchange.metrics import MetricsAggregationFn, weighted_mean
 from flower_synth.exchange.options import refuse_unsupported
 from flower_synth.exchange.server import (
     Accepted,
@@ -218,9 +218,8 @@ class ModelFreeStrategy(ExchangeState, Strategy):
         valid, rejected = screened(results, check_evaluate_res, "aggregate_evaluate")
         counted = [res for _, res in valid if counts_in_evaluation(res.num_examples, res.metrics)]
         weights = [int(w) for w in capped_sizes([res.num_examples for res in counted])]
-        scored = [(w, res.loss) for w, res in zip(weights, counted, strict=True) if w > 0]
-        total = sum(w for w, _ in scored)
-        loss = sum(w * value for w, value in scored) / total if total else None
+        scored = [(res.num_examples, res.loss) for res in counted if res.num_examples > 0]
+        loss = weighted_mean(scored) if scored else None
         metrics: dict[str, Scalar] = {"rejected_evaluations": len(rejected)}
         if self.evaluate_metrics_aggregation_fn is not None and counted:
             metrics |= self.evaluate_metrics_aggregation_fn(

@@ -132,13 +132,12 @@ class MeteredStrategy(Strategy):
         :class:`~flower_synth.exchange.failed_start.EveryClientFailed` if every node
         failed the run's first round."""
         replies = list(replies)
+        errors = [message for message in replies if message.has_error()]
         received = [message for message in replies if not message.has_error()]
-        reasons = [message.error.reason for message in replies if message.has_error()]
-        check_first_round(server_round, len(received), reasons)
+        check_first_round(server_round, len(received), [m.error.reason for m in errors])
         server_round += self.completed
         self.meter.lap(server_round, "train_replies")
         valid, rejected_reports = self.screen(received, "aggregate_train")
-        errors = [message for message in replies if message.has_error()]
         arrays, metrics = self.strategy.aggregate_train(server_round, [*valid, *errors])
         self.meter.lap(server_round, "aggregate_train")
         values = dict(metrics or {})
