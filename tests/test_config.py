@@ -124,12 +124,12 @@ def test_capacity_scales_the_generator_and_the_classifier_of_each_partition() ->
 def test_a_generator_epoch_draws_the_clients_data_and_at_least_min_batches() -> None:
     from flower_synth.app.client_app import generator_params
 
-    assert generator_params(RunSettings(), "cvae", 0, 480)["epoch_size"] == 480  # its data
+    assert generator_params(RunSettings(), "cvae", 0, 480)["epoch_size"] == 720  # 1.5 x its data
     scaled = RunSettings(generator_epoch_scale=0.25)
     assert generator_params(scaled, "flow", 0, 4000)["epoch_size"] == 1000
     floor = RunSettings(generator_min_batches=8)  # the floor runs had before the key
     assert generator_params(floor, "cvae", 0, 480)["epoch_size"] == 8 * 256
-    assert generator_params(floor, "cvae", 0, 5000)["epoch_size"] == 5000
+    assert generator_params(floor, "cvae", 0, 5000)["epoch_size"] == 7500  # above the floor
 
 
 def test_the_run_config_builds_flow_and_score_generators_scaled_by_capacity() -> None:

@@ -25,7 +25,9 @@ from flower_synth.synthetic.learner import (
 from flower_synth.wire.deflate import inflate, is_deflated
 from flower_synth.wire.payload import decode_samples, encode_samples, validate_payload
 
-TRAINING = ClassifierTraining(local_epochs=5, learning_rate=0.05)
+# every real example drawn about once per epoch: one round trains the classifier enough
+# for its soft labels to be checked against the generated classes
+TRAINING = ClassifierTraining(local_epochs=5, learning_rate=0.05, epoch_scale=1.0)
 
 
 def make_client(
@@ -132,6 +134,27 @@ def test_hard_labels_only_when_soft_labels_are_off(digits_settings) -> None:
     client = make_client(digits_settings, RecordDict(), with_model=False, soft_labels=False)
     arrays, _, _ = client.fit([], {"server_round": 1, "num_samples": 20})
     assert len(inflate(arrays, max_bytes=10**6)) == 2
+
+
+def test_scoring_a_torch_classifier_leaves_the_generator_state_unread(
+    digits_settings, monkeypatch
+) -> None:
+    state = RecordDict()
+    make_client(digits_settings, state, with_model=True).fit([], {"server_round": 1})
+    restored: list[int] = []
+    original = ClassConditionalGaussian.set_state
+
+    def counting(self, stored):
+        restored.append(1)
+        return original(self, stored)
+
+    monkeypatch.setattr(ClassConditionalGaussian, "set_state", counting)
+    rebuilt = make_client(digits_settings, state, with_model=True)
+    _, n_test, metrics = rebuilt.evaluate([], {})
+    assert n_test > 0 and metrics["accuracy"] > 0.6 and restored == []
+    rebuilt.learner.generator.sample(5, random_state=0)  # first use restores it, once
+    rebuilt.learner.generator.sample(5, random_state=1)
+    assert restored == [1]
 
 
 def test_a_client_that_never_trained_reports_no_accuracy(digits_settings) -> None:

@@ -38,8 +38,9 @@ MODALITIES = ("clean", "composited")  # what a client's images are (modality_for
 # Keys that say where a run writes and whether it continues an earlier one, never
 # what it computes: two runs that differ only in these produce the same numbers.
 BOOKKEEPING_KEYS = ("output-dir", "resume")
-# Keys added with a default other than what runs did before the key existed, with that
-# earlier behaviour: a results file written without the key ran with this value.
+# Keys whose default is not what runs did before the key existed (added with another
+# default, or changed since), with that earlier behaviour: a results file written
+# without the key ran with this value.
 BEFORE_KEY_EXISTED = {
     "feature-norm": False,
     "client-global-eval-every": 1,
@@ -51,6 +52,8 @@ BEFORE_KEY_EXISTED = {
     "generator-min-batches": 8,
     "server-batch-size": 0,
     "server-learning-rate": 0.0,
+    "classifier-epoch-scale": 1.0,
+    "generator-epoch-scale": 1.0,
 }
 
 
@@ -193,7 +196,7 @@ class RunSettings:
     pool_max_age: int = 20
     pool_age_decay: float = 1.0
     generator_epochs: int = 1
-    generator_epoch_scale: float = 1.0
+    generator_epoch_scale: float = 1.5
     fresh_sample_fraction: float = 1.0
     latent_dim: int = 20
     generator_hidden: int = 256
@@ -214,7 +217,7 @@ class RunSettings:
     soft_label_top_k: int = 0
     distill_temperature: float = 1.0
     hard_label_weight: float = 0.3
-    classifier_epoch_scale: float = 1.0
+    classifier_epoch_scale: float = 0.5
     server_epochs: int = 3
     server_max_draws: int = 20_000
     server_batch_size: int = 256

@@ -12,8 +12,9 @@ class ClassifierTraining:
     synthetic exchange's learner uses.
 
     There, every epoch draws ``epoch_scale`` times as many examples as the client has real
-    ones from the trust-weighted mixture (at 1, a round costs what a FedAvg client's
-    costs; at ``1 / self_trust``, the client draws each real example once per epoch on
+    ones from the trust-weighted mixture (at the default 0.5, half what a FedAvg
+    client's round costs, which leaves room for the generator; at 1, as much; at
+    ``1 / self_trust``, the client draws each real example once per epoch on
     average, as a local-only client does, and the received samples on top); received
     samples with soft labels are learnt with the distillation loss at ``temperature``,
     their targets blended with the one-hot class they were generated for
@@ -26,4 +27,4 @@ class ClassifierTraining:
     momentum: float = 0.9
     temperature: float = 1.0
     hard_label_weight: float = 0.0
-    epoch_scale: float = 1.0
+    epoch_scale: float = 0.5

@@ -230,7 +230,8 @@ class SyntheticLearner:
             raise ValueError(
                 f"pseudo_label_threshold must lie in [0, 1], got {pseudo_label_threshold}"
             )
-        self.generator = generator
+        self._generator = generator
+        self._generator_restored = False
         self.classifier = classifier
         self.data = data
         self.state = state
@@ -251,11 +252,20 @@ class SyntheticLearner:
         self.modality = modality or CleanModality()
         self.share_real = share_real
         self.num_classes = data.train.num_classes
-        generator_state = load_arrays(state, GENERATOR_STATE)
-        if generator_state is not None:
-            self.generator.set_state(generator_state)
         if classifier is not None:
             load_module(state, CLASSIFIER_STATE, classifier)
+
+    @property
+    def generator(self) -> GenerativeModel:
+        """The generative model, restored from ``state`` when first used: scoring a
+        torch classifier never reads it, and its state (Adam's moments included) is
+        most of what a client keeps."""
+        if not self._generator_restored:
+            stored = load_arrays(self.state, GENERATOR_STATE)
+            if stored is not None:
+                self._generator.set_state(stored)
+            self._generator_restored = True
+        return self._generator
 
     @property
     def real_prior(self) -> np.ndarray:
