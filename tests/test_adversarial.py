@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from conftest import fit_result, idle_federation
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-from flwr.common import Code, FitRes, Parameters, Status
+from flwr.common import Code, FitRes, Parameters, Status, parameters_to_ndarrays
 
 from flower_synth import strategies
+from flower_synth.clients import SyntheticSampleClient
+from flower_synth.data import load_client_data
+from flower_synth.generative import ClassConditionalGaussian
 from flower_synth.prototypes import ClassMixtures, decode_mixtures, encode_mixtures
 from flower_synth.serverapp import strategy as message_strategies
 from flower_synth.wire.payload import encode_samples
@@ -141,6 +144,52 @@ def test_a_rogue_synthetic_payload_is_rejected_and_the_round_goes_on(adapter, at
     assert round_metrics["rejected_payloads"] == 1
     assert list(pools) == ["partition-0"]  # the honest client's pool, nothing of the rogue's
     assert round_metrics["pool_samples"] == 10
+
+
+def test_float16_images_at_the_edge_of_the_range_cannot_drag_honest_replies_out_of_it(
+    digits_settings,
+) -> None:
+    """A rogue's float16 images all 9.0 are inside the accepted range [-8, 9]; honest
+    Gaussian clients learn from what the server passes on of them and keep sending
+    replies the server accepts, round after round."""
+    manager, proxies = idle_federation(3)
+    strategy = strategies.SyntheticSampleStrategy(
+        sample_shape=SHAPE,
+        num_classes=10,
+        samples_per_client=200,
+        download_budget=0,
+        sample_dtype="float16",  # downloads as float16 too: nothing clipped on the way out
+    )
+    honest = {
+        proxy.cid: SyntheticSampleClient(
+            ClassConditionalGaussian(10),
+            None,
+            load_client_data(digits_settings.partition_scheme(3), index),
+            RecordDict(),
+            partition_id=index,
+            sample_dtype="float16",
+            compression="none",
+        )
+        for index, proxy in enumerate(proxies[:2])
+    }
+    rogue = encode_samples(
+        np.full((200, *SHAPE), 9.0), np.arange(200) % 10, "float16", compression="none"
+    )
+    parameters = None
+    for server_round in (1, 2, 3, 4):
+        results = []
+        for proxy, ins in strategy.configure_fit(server_round, parameters, manager):
+            if proxy.cid in honest:
+                arrays, count, metrics = honest[proxy.cid].fit(
+                    parameters_to_ndarrays(ins.parameters), ins.config
+                )
+                results.append((proxy, fit_result(arrays, metrics, count)))
+            else:
+                results.append((proxy, fit_result(rogue, {"partition_id": 2}, 200)))
+        parameters, metrics = strategy.aggregate_fit(server_round, results, [])
+        assert metrics["rejected_payloads"] == 0 and metrics["pool_clients"] == 3
+    kept = strategy.exchange.pools.pools
+    assert max(float(pool.samples.max()) for pool in kept.values()) <= 2.0  # passed on clipped
 
 
 def mixtures(label: int, count: int, mean: float = 0.0, dtype: str = "float16") -> list[np.ndarray]:

@@ -88,6 +88,24 @@ def test_gmm_strategy_rejects_malformed_payloads_and_keeps_previous_summaries() 
     assert metrics["global_classes"] == 2
 
 
+def test_one_clients_degenerate_variances_never_block_the_fused_broadcast() -> None:
+    manager, proxies = idle_federation(3)
+    strategy = GMMPrototypeStrategy(num_classes=CLASSES, feature_dim=DIM)  # float16 broadcast
+    rogue = one_class_mixture(1, 3.0, 10)
+    rogue[3][:] = 1e-30  # positive in float32, zero in a float16 broadcast
+    results = [
+        (proxies[0], fit_result(one_class_mixture(0, 0.0, 10), {})),
+        (proxies[1], fit_result(one_class_mixture(2, 5.0, 10), {})),
+        (proxies[2], fit_result(rogue, {})),
+    ]
+    _, metrics = strategy.aggregate_fit(1, results, [])
+    assert metrics["rejected_payloads"] == 1 and metrics["global_classes"] == 2
+    broadcast = parameters_to_ndarrays(strategy.configure_fit(2, None, manager)[0][1].parameters)
+    assert broadcast[3].dtype == np.float16
+    fused = decode_mixtures(broadcast, CLASSES, DIM)  # what every client does: accepted
+    assert sorted(set(fused.labels.tolist())) == [0, 2]
+
+
 def test_gmm_strategy_rejects_more_components_than_clients_may_send() -> None:
     manager, proxies = idle_federation(1)
     strategy = gmm_strategy(max_client_components=1)

@@ -118,6 +118,15 @@ def test_too_many_components_per_class_are_rejected() -> None:
         decode_mixtures(arrays, CLASSES, DIM, max_components_per_class=1)
 
 
+def test_variances_a_float16_broadcast_would_lose_are_refused() -> None:
+    arrays = encode_mixtures(sample_mixtures(), "float32")
+    arrays[3][1, 2] = 1e-30
+    with pytest.raises(PayloadError, match="variances must be at least 6.1e-05"):
+        decode_mixtures(arrays, CLASSES, DIM)
+    arrays[3][1, 2] = 1e-3  # what fitted mixtures hold at least (reg_covar)
+    assert decode_mixtures(arrays, CLASSES, DIM).covariances[1, 2] == pytest.approx(1e-3)
+
+
 def test_full_covariances_must_be_positive_definite() -> None:
     mixtures = sample_mixtures()
     full = ClassMixtures(
@@ -131,6 +140,9 @@ def test_full_covariances_must_be_positive_definite() -> None:
     assert decode_mixtures(arrays, CLASSES, DIM, covariance="full").covariances.shape == (3, 3, 3)
     arrays[3][1] = -np.eye(DIM)
     with pytest.raises(PayloadError, match="positive definite"):
+        decode_mixtures(arrays, CLASSES, DIM, covariance="full")
+    arrays[3][1] = np.diag([1.0, 1.0, 1e-30]).astype(np.float32)  # vanishes in float16
+    with pytest.raises(PayloadError, match="eigenvalues at least"):
         decode_mixtures(arrays, CLASSES, DIM, covariance="full")
 
 

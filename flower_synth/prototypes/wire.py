@@ -21,6 +21,10 @@ PROTOTYPE_DTYPES = ("float16", "float32")
 WEIGHT_SUM_TOLERANCE = 1e-2  # float16 weights of a class sum to 1 within this
 # Floats beyond float16's range would turn to inf in a float16 broadcast: rejected.
 MAX_MAGNITUDE = float(np.finfo(np.float16).max)
+# Variances below float16's smallest normal number vanish in a float16 broadcast (every
+# client would refuse it): refused where they arrive, so one client's degenerate
+# component never blocks the fused mixtures. Fitted mixtures add reg_covar (1e-3).
+MIN_VARIANCE = float(np.finfo(np.float16).tiny)
 MAX_COUNT = np.iinfo(np.int32).max
 
 
@@ -57,8 +61,9 @@ def decode_mixtures(
     Raises:
         PayloadError: wrong array count, dtypes or shapes; ``covariance`` (``"diag"``
             or ``"full"``) not the one sent; labels out of range; non-finite values;
-            weights outside (0, 1] or not summing to 1 per class; non-positive
-            variances or covariance matrices that are not positive definite; classes
+            weights outside (0, 1] or not summing to 1 per class; variances (or
+            covariance eigenvalues) below :data:`MIN_VARIANCE`, or covariance matrices
+            that are not symmetric; classes
             whose components and counts disagree; floats beyond float16's range; more than
             ``max_components_per_class`` components in a class.
     """
@@ -181,13 +186,19 @@ def _check_counts(counts: np.ndarray, shape: tuple[int, ...]) -> None:
 
 
 def _check_positive_definite(covariances: np.ndarray) -> None:
-    if covariances.ndim == 2:
-        if (covariances <= 0).any():
-            raise PayloadError("variances must be positive")
-        return
-    if not np.allclose(covariances, covariances.transpose(0, 2, 1), rtol=1e-2, atol=1e-3):
-        raise PayloadError("covariance matrices must be symmetric")
-    try:
-        np.linalg.cholesky(covariances)
-    except np.linalg.LinAlgError:
-        raise PayloadError("covariance matrices must be positive definite") from None
+    if covariances.ndim == 3:
+        if not np.allclose(covariances, covariances.transpose(0, 2, 1), rtol=1e-2, atol=1e-3):
+            raise PayloadError("covariance matrices must be symmetric")
+        if not len(covariances):
+            return
+        smallest = float(np.linalg.eigvalsh(covariances).min())
+        what = "covariance matrices must be positive definite with eigenvalues"
+    else:
+        smallest = float(covariances.min()) if covariances.size else MIN_VARIANCE
+        what = "variances must be"
+    if not smallest >= MIN_VARIANCE:
+        raise PayloadError(
+            f"{what} at least {MIN_VARIANCE:.3g} (float16's smallest normal number: a float16 "
+            f"broadcast loses smaller ones), got {smallest:.3g}; fit mixtures with "
+            "reg_covar >= 1e-4"
+        )

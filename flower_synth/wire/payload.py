@@ -46,6 +46,11 @@ PROBABILITY_SUM_TOLERANCE = 1e-2
 # float16 images may leave [0, 1] (a Gaussian model's samples do), by at most this much
 # on either side: room for honest samples, none for values that swamp a model.
 FLOAT16_IMAGE_MARGIN = 8.0
+# What is kept and passed on of float16 images lies within [0, 1] widened by this much
+# (values beyond are clipped once accepted): a narrower band than the one accepted, so
+# no client can drag the models that learn from its samples out of the accepted range
+# and their senders' replies with them. A Gaussian model's honest samples hardly reach it.
+FLOAT16_IMAGE_KEPT_MARGIN = 1.0
 
 
 class PayloadError(ValueError):
@@ -336,7 +341,8 @@ def validate_wire(
         PayloadError: a deflated payload that does not inflate to what its header
             announces; wrong number of arrays, dtypes or shapes; labels outside
             ``[0, num_classes)``; non-finite values; float16 images outside [0, 1]
-            widened by :data:`FLOAT16_IMAGE_MARGIN`; no samples or more than
+            widened by :data:`FLOAT16_IMAGE_MARGIN` (accepted ones are clipped to [0, 1]
+            widened by :data:`FLOAT16_IMAGE_KEPT_MARGIN`); no samples or more than
             ``max_samples``; soft labels that are not distributions over the classes.
     """
     if is_deflated(arrays):
@@ -368,6 +374,9 @@ def validate_wire(
         )
     if samples.dtype == np.float16:
         _check_float16_samples(samples, image=len(sample_shape) == 3)
+        if len(sample_shape) == 3:
+            low, high = -FLOAT16_IMAGE_KEPT_MARGIN, 1.0 + FLOAT16_IMAGE_KEPT_MARGIN
+            arrays = [np.clip(samples, low, high), *arrays[1:]]
     if len(arrays) == 3:
         _check_probability_rows(arrays[2], len(labels), num_classes)
     if len(arrays) == 4:
