@@ -241,6 +241,55 @@ def test_gmm_payloads_that_would_poison_the_fusion_are_rejected(rogue, examples)
     assert metrics["global_components"] == 2  # the honest clients' classes 0 and 1
 
 
+@pytest.mark.parametrize(
+    "rogue",
+    [
+        mixtures(1, 10, mean=100.0),  # far outside the features' sphere
+        encode_mixtures(
+            ClassMixtures(
+                np.array([1]),
+                np.array([1.0]),
+                np.zeros((1, 4)),
+                np.full((1, 4), 1e4),
+                np.array([0, 10, 0]),
+            )
+        ),  # variances no feature on the sphere can have
+    ],
+    ids=["huge-means", "huge-variances"],
+)
+def test_gmm_components_no_normalised_features_can_have_are_refused(rogue) -> None:
+    """With features on the sphere of radius sqrt(4) = 2 (the app's feature-norm),
+    the server refuses what lies outside it; the honest classes fuse as before."""
+    manager, proxies = idle_federation(3)
+    strategy = strategies.GMMPrototypeStrategy(
+        num_classes=3, feature_dim=4, max_client_components=2, feature_radius=2.0
+    )
+    strategy.configure_fit(1, None, manager)
+    results = [
+        (proxies[0], fit_result(mixtures(0, 50), {"partition_id": 0}, 50)),
+        (proxies[1], fit_result(mixtures(2, 60, mean=0.9), {"partition_id": 1}, 60)),
+        (proxies[2], fit_result(rogue, {"partition_id": 2}, 10)),
+    ]
+    _, metrics = strategy.aggregate_fit(1, results, [])
+    assert metrics["rejected_payloads"] == 1 and metrics["global_classes"] == 2
+    unbounded = strategies.GMMPrototypeStrategy(
+        num_classes=3, feature_dim=4, max_client_components=2
+    )
+    unbounded.configure_fit(1, None, manager)
+    _, metrics = unbounded.aggregate_fit(1, results, [])
+    assert metrics["rejected_payloads"] == 0  # without the radius nothing says they are wrong
+
+
+def test_the_app_bounds_gmm_components_by_the_feature_sphere() -> None:
+    from flower_synth.app.config import RunSettings
+    from flower_synth.app.server_app import build_own_model_strategy
+
+    normed = build_own_model_strategy(RunSettings(strategy="gmm-prototype"), 64, 10)
+    assert normed.exchange.feature_radius == pytest.approx(8.0)
+    plain = RunSettings(strategy="gmm-prototype", feature_norm=False)
+    assert build_own_model_strategy(plain, 64, 10).exchange.feature_radius is None
+
+
 def test_fusing_only_empty_summaries_broadcasts_nothing() -> None:
     empty = encode_mixtures(
         ClassMixtures(

@@ -127,6 +127,16 @@ def test_variances_a_float16_broadcast_would_lose_are_refused() -> None:
     assert decode_mixtures(arrays, CLASSES, DIM).covariances[1, 2] == pytest.approx(1e-3)
 
 
+def test_with_a_feature_radius_components_must_fit_the_sphere() -> None:
+    arrays = encode_mixtures(sample_mixtures(), "float32")  # means up to |(3, 4, 5)| = 7.07
+    decode_mixtures(arrays, CLASSES, DIM, feature_radius=7.1)
+    with pytest.raises(PayloadError, match="within the features' sphere of radius 5"):
+        decode_mixtures(arrays, CLASSES, DIM, feature_radius=5.0)
+    arrays[3][0] = [30.0, 30.0, 30.0]  # variances summing to 90 > 1.1 * 8**2
+    with pytest.raises(PayloadError, match="sum to at most 64"):
+        decode_mixtures(arrays, CLASSES, DIM, feature_radius=8.0)
+
+
 def test_full_covariances_must_be_positive_definite() -> None:
     mixtures = sample_mixtures()
     full = ClassMixtures(

@@ -3,6 +3,7 @@ records the run."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -255,6 +256,7 @@ def build_own_model_strategy(settings: RunSettings, feature_dim: int, num_classe
         max_components=settings.fusion_max_components or None,
         max_client_components=settings.gmm_components,
         dtype=settings.prototype_dtype,
+        feature_radius=math.sqrt(feature_dim) if settings.feature_norm else None,
         **prototypes,
         **common,
     )

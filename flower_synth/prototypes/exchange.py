@@ -297,6 +297,7 @@ class GMMPrototypeOptions(TypedDict):
     max_components: NotRequired[int | None]
     max_client_components: NotRequired[int]
     dtype: NotRequired[str]
+    feature_radius: NotRequired[float | None]
     num_partitions: NotRequired[int | None]
     max_missed_rounds: NotRequired[int | None]
 
@@ -322,6 +323,11 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
         max_components: at most this many fused components per class (None: no cap).
         max_client_components: payloads with more components in a class are rejected.
         dtype: float format of the broadcast, ``"float16"`` or ``"float32"``.
+        feature_radius: the radius of the sphere the clients' features lie on (the
+            app's ``feature-norm``: ``sqrt(feature_dim)``); components that no mixture
+            of such features has, a mean outside the ball or variances summing to more
+            than the radius squared, are refused (see
+            :func:`~flower_synth.prototypes.decode_mixtures`). None: features anywhere.
     """
 
     def __init__(
@@ -333,10 +339,13 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
         max_components: int | None = 5,
         max_client_components: int = 32,
         dtype: str = "float16",
+        feature_radius: float | None = None,
         num_partitions: int | None = None,
         max_missed_rounds: int | None = None,
     ) -> None:
         super().__init__(num_partitions, max_missed_rounds)
+        if feature_radius is not None and not 0 < feature_radius < float("inf"):
+            raise ValueError(f"feature_radius must be a finite number > 0, got {feature_radius}")
         if covariance not in ("diag", "full"):
             raise ValueError(f"covariance must be 'diag' or 'full', got {covariance!r}")
         if tau < 0 or (max_components is not None and max_components < 1):
@@ -348,6 +357,7 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
         self.max_components = max_components
         self.max_client_components = max_client_components
         self.dtype = dtype
+        self.feature_radius = feature_radius
         self.last_merges = Merges()
 
     def describe(self) -> str:
@@ -365,6 +375,7 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
             self.feature_dim,
             self.covariance,
             self.max_client_components,
+            self.feature_radius,
         )
 
     def counts(self, summary: ClassMixtures) -> np.ndarray:

@@ -25,6 +25,9 @@ MAX_MAGNITUDE = float(np.finfo(np.float16).max)
 # client would refuse it): refused where they arrive, so one client's degenerate
 # component never blocks the fused mixtures. Fitted mixtures add reg_covar (1e-3).
 MIN_VARIANCE = float(np.finfo(np.float16).tiny)
+# Slack on the bounds of features on a sphere (float16 rounding, fitted mixtures'
+# reg_covar): means within 1.01 radii, variances summing to at most 1.1 radii squared.
+SPHERE_MEAN_SLACK, SPHERE_VARIANCE_SLACK = 1.01, 1.1
 MAX_COUNT = np.iinfo(np.int32).max
 
 
@@ -55,8 +58,15 @@ def decode_mixtures(
     feature_dim: int,
     covariance: str = "diag",
     max_components_per_class: int | None = None,
+    feature_radius: float | None = None,
 ) -> ClassMixtures:
     """Validate and decode mixture prototypes (float64 arrays, weights renormalised).
+
+    With ``feature_radius`` (features on the sphere of that radius, as
+    ``feature-norm`` puts them), a component must be one that a mixture of such
+    features can have: its mean within the ball (``|mu| <= r``) and its variances
+    summing to at most ``r**2`` (``trace(Sigma) = E|x|^2 - |mu|^2``), each with the slack
+    of :data:`SPHERE_MEAN_SLACK` and :data:`SPHERE_VARIANCE_SLACK`.
 
     Raises:
         PayloadError: wrong array count, dtypes or shapes; ``covariance`` (``"diag"``
@@ -65,7 +75,8 @@ def decode_mixtures(
             covariance eigenvalues) below :data:`MIN_VARIANCE`, or covariance matrices
             that are not symmetric; classes
             whose components and counts disagree; floats beyond float16's range; more than
-            ``max_components_per_class`` components in a class.
+            ``max_components_per_class`` components in a class; with
+            ``feature_radius``, components outside those bounds.
     """
     if len(arrays) != 5:
         raise PayloadError(
@@ -104,13 +115,32 @@ def decode_mixtures(
             )
         weights[members] /= weights[members].sum()
     _check_positive_definite(covariances)
+    means = means.astype(np.float64)
+    if feature_radius is not None:
+        _check_within_sphere(means, covariances, feature_radius)
     return ClassMixtures(
         labels.astype(np.int64),
         weights,
-        means.astype(np.float64),
+        means,
         covariances,
         counts.astype(np.int64),
     )
+
+
+def _check_within_sphere(means: np.ndarray, covariances: np.ndarray, radius: float) -> None:
+    norms = np.linalg.norm(means, axis=1)
+    if norms.size and (norms > SPHERE_MEAN_SLACK * radius).any():
+        raise PayloadError(
+            f"component means must lie within the features' sphere of radius {radius:.3g}, "
+            f"got a mean of norm {float(norms.max()):.3g}"
+        )
+    diagonal = covariances.ndim == 2
+    traces = covariances.sum(axis=1) if diagonal else np.trace(covariances, axis1=1, axis2=2)
+    if traces.size and (traces > SPHERE_VARIANCE_SLACK * radius**2).any():
+        raise PayloadError(
+            f"component variances must sum to at most {radius**2:.3g} (the squared radius "
+            f"of the features' sphere), got {float(traces.max()):.3g}"
+        )
 
 
 def decode_prototypes(
