@@ -64,6 +64,7 @@ def test_ints_become_floats_and_unknown_keys_are_ignored() -> None:
         ({"class-dropout": 1.0}, r"class-dropout must lie in \[0, 1\)"),
         ({"guidance-scale": 2.0}, "guidance-scale 2.0 needs the unconditional velocity"),
         ({"generator-epoch-scale": 0.0}, "generator-epoch-scale must be a finite number > 0"),
+        ({"classifier-min-batches": -1}, "classifier-min-batches must be >= 0"),
         ({"fresh-sample-fraction": 1.5}, r"fresh-sample-fraction must lie in \(0, 1\]"),
         ({"device": "gpu"}, "unknown device 'gpu'; use 'cpu', 'cuda'"),
         ({"device": "xla"}, "device 'xla' is not supported"),

@@ -54,6 +54,7 @@ BEFORE_KEY_EXISTED = {
     "server-learning-rate": 0.0,
     "classifier-epoch-scale": 1.0,
     "generator-epoch-scale": 1.0,
+    "classifier-min-batches": 0,
 }
 
 
@@ -96,6 +97,7 @@ SYNTHETIC_ONLY_KEYS = (
     "distill-temperature",
     "hard-label-weight",
     "classifier-epoch-scale",
+    "classifier-min-batches",
     "server-epochs",
     "server-max-draws",
     "server-batch-size",
@@ -218,6 +220,7 @@ class RunSettings:
     distill_temperature: float = 1.0
     hard_label_weight: float = 0.3
     classifier_epoch_scale: float = 0.5
+    classifier_min_batches: int = 8
     server_epochs: int = 3
     server_max_draws: int = 20_000
     server_batch_size: int = 256
@@ -354,6 +357,10 @@ class RunSettings:
         if self.classifier_epoch_scale <= 0:
             raise ValueError(
                 f"classifier-epoch-scale must be > 0, got {self.classifier_epoch_scale}"
+            )
+        if self.classifier_min_batches < 0:
+            raise ValueError(
+                f"classifier-min-batches must be >= 0, got {self.classifier_min_batches}"
             )
         if self.distill_temperature <= 0:
             raise ValueError(f"distill-temperature must be > 0, got {self.distill_temperature}")
@@ -532,6 +539,7 @@ class RunSettings:
             temperature=self.distill_temperature,
             hard_label_weight=self.hard_label_weight,
             epoch_scale=self.classifier_epoch_scale,
+            min_batches=self.classifier_min_batches,
         )
 
     def server_sgd_params(self) -> dict[str, Any]:

@@ -15,8 +15,10 @@ class ClassifierTraining:
     ones from the trust-weighted mixture (at the default 0.5, half what a FedAvg
     client's round costs, which leaves room for the generator; at 1, as much; at
     ``1 / self_trust``, the client draws each real example once per epoch on
-    average, as a local-only client does, and the received samples on top); received
-    samples with soft labels are learnt with the distillation loss at ``temperature``,
+    average, as a local-only client does, and the received samples on top), and at least
+    ``min_batches`` batches, never more draws than the client has real examples for
+    that floor (a small client keeps a whole epoch: with half of one its classifier
+    takes too few steps to label what it sends); received samples with soft labels are learnt with the distillation loss at ``temperature``,
     their targets blended with the one-hot class they were generated for
     (``hard_label_weight`` of it).
     """
@@ -28,3 +30,9 @@ class ClassifierTraining:
     temperature: float = 1.0
     hard_label_weight: float = 0.0
     epoch_scale: float = 0.5
+    min_batches: int = 8
+
+    def epoch_draws(self, num_real: int) -> int:
+        """Examples one epoch draws for a client with ``num_real`` real examples."""
+        floor = min(num_real, self.min_batches * self.batch_size)
+        return max(1, round(num_real * self.epoch_scale), floor)

@@ -425,7 +425,7 @@ class SyntheticLearner:
             shuffle=True,
             seed=seed,
             weights=weights,
-            draws=max(1, round(self.data.num_images * settings.epoch_scale)),
+            draws=settings.epoch_draws(self.data.num_images),
             normalization=self.data.normalization,
         )
         return train(
