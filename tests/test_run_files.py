@@ -68,6 +68,17 @@ def test_resume_with_other_settings_leaves_the_file_and_says_why(tmp_path: Path,
     assert differing_keys(CONFIG, CONFIG | {"output-dir": "x", "num-server-rounds": 9}) == []
 
 
+def test_a_key_the_strategy_never_reads_does_not_stop_a_resume(tmp_path: Path) -> None:
+    fedavg = CONFIG | {"strategy": "fedavg"}
+    unfinished_run(tmp_path, fedavg)  # written before a synthetic-only key existed
+    owned = resumable_results(tmp_path, NAMES, fedavg | {"classifier-min-batches": 8})
+    assert owned is not None
+    owned.release()
+    assert differing_keys(CONFIG, CONFIG | {"classifier-min-batches": 8}) == [
+        "classifier-min-batches"  # synthetic reads it
+    ]
+
+
 def test_a_file_another_live_run_owns_is_not_resumed(tmp_path: Path) -> None:
     path = unfinished_run(tmp_path, CONFIG)
     other = OwnedFile.claim(path)

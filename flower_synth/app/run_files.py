@@ -24,7 +24,7 @@ from typing import IO
 
 from flwr.common.logger import log
 
-from flower_synth.app.config import BOOKKEEPING_KEYS
+from flower_synth.app.config import BOOKKEEPING_KEYS, keys_not_read_by
 from flower_synth.app.results_files import load_results, results_file_prefix
 from flower_synth.exchange.checkpoint import Checkpoint
 
@@ -69,9 +69,12 @@ def checkpoint_of(results: Path) -> Checkpoint:
 
 
 def differing_keys(config: dict, other: dict) -> list[str]:
-    """The settings in which two results configs differ (``BOOKKEEPING_KEYS`` and
-    ``RESUMABLE_KEYS`` aside)."""
+    """The settings in which two results configs differ (``BOOKKEEPING_KEYS``,
+    ``RESUMABLE_KEYS`` and the keys ``other``'s strategy never reads aside: a FedAvg
+    run continues whatever a synthetic-only key says, or whether it existed)."""
     ignored = {*BOOKKEEPING_KEYS, *RESUMABLE_KEYS}
+    if "strategy" in other:
+        ignored |= keys_not_read_by(str(other["strategy"]))
     keys = (config.keys() | other.keys()) - ignored
     return sorted(key for key in keys if config.get(key) != other.get(key))
 
