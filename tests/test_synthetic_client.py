@@ -157,6 +157,39 @@ def test_scoring_a_torch_classifier_leaves_the_generator_state_unread(
     assert restored == [1]
 
 
+def test_a_classifier_epoch_draws_half_the_clients_images_and_a_small_client_all(
+    digits_settings, monkeypatch
+) -> None:
+    import flower_synth.synthetic.learner as learner_module
+
+    drawn: list[int] = []
+    original = learner_module.train
+
+    def counting(model, loader, *args, **kwargs):
+        drawn.append(sum(len(batch[1]) for batch in loader))
+        return original(model, loader, *args, **kwargs)
+
+    monkeypatch.setattr(learner_module, "train", counting)
+    data = load_client_data(digits_settings.partition_scheme(3), 0)
+    assert data.num_images < 8 * 64  # small: the default floor of 8 batches keeps it whole
+    for training in (ClassifierTraining(), ClassifierTraining(min_batches=0)):
+        learner = SyntheticLearner(
+            ClassConditionalGaussian(10),
+            build_model(data.train.image_shape, 10),
+            data,
+            RecordDict(),
+            partition_id=0,
+            training=training,
+        )
+        learner.fit([], {"server_round": 1, "num_samples": 20})
+    assert drawn == [data.num_images, round(0.5 * data.num_images)]
+    defaults = ClassifierTraining()
+    assert (defaults.epoch_scale, defaults.min_batches) == (0.5, 8)
+    app = RunSettings().classifier_training()
+    assert (app.epoch_scale, app.min_batches) == (0.5, 8)  # the app's defaults are the library's
+    assert defaults.epoch_draws(4800) == 2400 and defaults.epoch_draws(900) == 512
+
+
 def test_a_client_that_never_trained_reports_no_accuracy(digits_settings) -> None:
     client = make_client(digits_settings, RecordDict(), with_model=True)
     assert client.evaluate([], {}) == (0.0, 0, {"accuracy": 0.0})  # weight 0: left out

@@ -14,13 +14,14 @@ class ClassifierTraining:
     There, every epoch draws ``epoch_scale`` times as many examples as the client has real
     ones from the trust-weighted mixture (at the default 0.5, half what a FedAvg
     client's round costs, which leaves room for the generator; at 1, as much; at
-    ``1 / self_trust``, the client draws each real example once per epoch on
-    average, as a local-only client does, and the received samples on top), and at least
-    ``min_batches`` batches, never more draws than the client has real examples for
-    that floor (a small client keeps a whole epoch: with half of one its classifier
-    takes too few steps to label what it sends); received samples with soft labels are learnt with the distillation loss at ``temperature``,
-    their targets blended with the one-hot class they were generated for
-    (``hard_label_weight`` of it).
+    ``1 / self_trust``, the client draws each real example once per epoch on average,
+    as a local-only client does, and the received samples on top), and at least
+    ``min_batches`` batches, though for that floor never more draws than the client
+    has real examples (a small client keeps a whole epoch: with half of one its
+    classifier takes too few steps to label what it sends; :meth:`epoch_draws`).
+    Received samples with soft labels are learnt with the distillation loss at
+    ``temperature``, their targets blended with the one-hot class they were generated
+    for (``hard_label_weight`` of it).
     """
 
     local_epochs: int = 2

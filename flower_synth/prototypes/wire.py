@@ -73,10 +73,10 @@ def decode_mixtures(
             or ``"full"``) not the one sent; labels out of range; non-finite values;
             weights outside (0, 1] or not summing to 1 per class; variances (or
             covariance eigenvalues) below :data:`MIN_VARIANCE`, or covariance matrices
-            that are not symmetric; classes
-            whose components and counts disagree; floats beyond float16's range; more than
-            ``max_components_per_class`` components in a class; with
-            ``feature_radius``, components outside those bounds.
+            that are not symmetric; classes whose components and counts disagree;
+            floats beyond float16's range; more than ``max_components_per_class``
+            components in a class; with ``feature_radius``, components outside those
+            bounds.
     """
     if len(arrays) != 5:
         raise PayloadError(
