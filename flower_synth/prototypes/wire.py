@@ -129,14 +129,14 @@ def decode_mixtures(
 
 def _check_within_sphere(means: np.ndarray, covariances: np.ndarray, radius: float) -> None:
     norms = np.linalg.norm(means, axis=1)
-    if norms.size and (norms > SPHERE_MEAN_SLACK * radius).any():
+    if (norms > SPHERE_MEAN_SLACK * radius).any():
         raise PayloadError(
             f"component means must lie within the features' sphere of radius {radius:.3g}, "
             f"got a mean of norm {float(norms.max()):.3g}"
         )
     diagonal = covariances.ndim == 2
     traces = covariances.sum(axis=1) if diagonal else np.trace(covariances, axis1=1, axis2=2)
-    if traces.size and (traces > SPHERE_VARIANCE_SLACK * radius**2).any():
+    if (traces > SPHERE_VARIANCE_SLACK * radius**2).any():
         raise PayloadError(
             f"component variances must sum to at most {radius**2:.3g} (the squared radius "
             f"of the features' sphere), got {float(traces.max()):.3g}"

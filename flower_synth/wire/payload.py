@@ -373,8 +373,9 @@ def validate_wire(
             f"labels must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]"
         )
     if samples.dtype == np.float16:
-        _check_float16_samples(samples, image=len(sample_shape) == 3)
-        if len(sample_shape) == 3:
+        image = len(sample_shape) == 3
+        _check_float16_samples(samples, image)
+        if image:
             low, high = -FLOAT16_IMAGE_KEPT_MARGIN, 1.0 + FLOAT16_IMAGE_KEPT_MARGIN
             arrays = [np.clip(samples, low, high), *arrays[1:]]
     if len(arrays) == 3:
