@@ -16,8 +16,16 @@ from flwr.common import Code, FitRes, Parameters, Status, parameters_to_ndarrays
 from flower_synth import strategies
 from flower_synth.clients import SyntheticSampleClient
 from flower_synth.data import load_client_data
+from flower_synth.exchange.server import Accepted, Reply
 from flower_synth.generative import ClassConditionalGaussian
-from flower_synth.prototypes import ClassMixtures, decode_mixtures, encode_mixtures
+from flower_synth.prototypes import (
+    ClassMixtures,
+    ClassPrototypes,
+    decode_mixtures,
+    encode_mixtures,
+    encode_prototypes,
+)
+from flower_synth.prototypes.exchange import FedProtoExchange
 from flower_synth.serverapp import strategy as message_strategies
 from flower_synth.wire.payload import encode_samples
 
@@ -278,6 +286,32 @@ def test_gmm_components_no_normalised_features_can_have_are_refused(rogue) -> No
     unbounded.configure_fit(1, None, manager)
     _, metrics = unbounded.aggregate_fit(1, results, [])
     assert metrics["rejected_payloads"] == 0  # without the radius nothing says they are wrong
+    # ... but their scale, 100x the others', keeps them out of the fusion
+    assert metrics["outlier_summaries"] == 1 and metrics["global_classes"] == 2
+
+
+@pytest.mark.parametrize("clients", [2, 3])
+def test_fedproto_leaves_a_clients_huge_prototypes_out_of_the_fusion(clients) -> None:
+    """One client's prototypes 1,000x the others' scale: with two clients or three,
+    the global prototypes are the honest clients' alone, and honest clients of
+    different scales (3x) are both fused."""
+    exchange = FedProtoExchange(num_classes=3, feature_dim=4)
+    rng = np.random.default_rng(0)
+
+    def reply(node: int, scale: float) -> Accepted:
+        means = rng.normal(1.0, 0.2, (3, 4)) * scale
+        arrays = encode_prototypes(ClassPrototypes(np.arange(3), means, np.full(3, 20)))
+        message = Reply(str(node), arrays, 60, {"partition_id": node})
+        return Accepted(message, exchange.decode(message))
+
+    honest = [reply(node, 3.0 if node == 1 else 1.0) for node in range(clients - 1)]
+    exchange.instructions(1, [str(node) for node in range(clients)])
+    metrics = exchange.aggregate(1, [*honest, reply(clients - 1, 1000.0)])
+    assert metrics["outlier_summaries"] == 1
+    assert np.abs(exchange.global_summary.means).max() < 10  # the honest scale
+    exchange.instructions(2, [str(node) for node in range(clients - 1)])
+    metrics = exchange.aggregate(2, [reply(node, 1.0) for node in range(clients - 1)])
+    assert metrics["outlier_summaries"] == 1  # still stored, still left out
 
 
 def test_the_app_bounds_gmm_components_by_the_feature_sphere() -> None:

@@ -42,6 +42,10 @@ def test_ints_become_floats_and_unknown_keys_are_ignored() -> None:
         ({"server-lr-decay": 1.5}, r"server-lr-decay must lie in \(0, 1\]"),
         ({"replay-rounds": 0}, "replay-rounds must be >= 1"),
         ({"client-global-eval-every": 0}, "client-global-eval-every must be >= 1"),
+        ({"client-global-eval-size": -1}, "client-global-eval-size must be >= 0"),
+        ({"label-shift": "0,-1"}, "label-shift must list whole numbers >= 0"),
+        ({"label-shift": "0,x"}, "label-shift must be a comma-separated list of numbers"),
+        ({"trust": "trusty"}, "trust must be 'uniform', 'size', 'learned' or a matrix"),
         ({"soft-label-top-k": -1}, "soft-label-top-k must be >= 0"),
         ({"dirichlet-alpha": -1.0}, "dirichlet-alpha must be > 0"),
         ({"local-test-fraction": 1.5}, r"local-test-fraction must lie in \[0, 1\)"),
@@ -179,3 +183,26 @@ def test_a_device_this_machine_lacks_is_refused_where_the_model_is_built() -> No
     )
     with pytest.raises(ValueError, match="asks for CUDA, which this machine lacks; use 'cpu'"):
         learner_for(context)
+
+
+@pytest.mark.parametrize(("size", "expected"), [(500, 500), (0, 10_000)])
+def test_clients_score_the_global_test_subset_the_run_config_asks_for(size, expected) -> None:
+    from flwr.app import Context, RecordDict
+
+    from flower_synth.app.client_app import learner_for
+
+    run_config = {
+        "dataset": "fashion-mnist",
+        "strategy": "synthetic",
+        "client-global-eval-size": size,
+    }
+    context = Context(
+        run_id=1,
+        node_id=1,
+        node_config={"partition-id": 0, "num-partitions": 10},
+        state=RecordDict(),
+        run_config=run_config,
+    )
+    learner = learner_for(context, global_eval=True)
+    assert len(learner.global_test) == expected
+    assert learner.global_test.class_counts().min() == expected // 10

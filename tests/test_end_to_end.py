@@ -135,6 +135,7 @@ def test_prototype_strategies_learn_digits_without_sending_weights(
     dim, classes = 64, 10  # DigitsMLP features; float16 on the wire, int32 labels and counts
     for previous, record in zip([None, *data["rounds"]], data["rounds"], strict=False):
         assert record["fit_failures"] == 0
+        assert record["outlier_summaries"] == 0  # honest clients' scales agree
         assert record["client_rounds_min"] == record["round"]
         assert 0 < record["bytes_up"] < weights_bytes / 4
         if previous is None:
@@ -281,3 +282,29 @@ def test_partly_labelled_clients_learn_more_through_the_exchange_than_alone(
         assert final["fit_failures"] == 0
         accuracy[strategy] = final["clients_global_accuracy"]
     assert accuracy["synthetic"] > accuracy["local-only"] + 0.02, accuracy
+
+
+def test_learned_trust_keeps_a_flipped_label_client_from_steering_the_federation(
+    tmp_path: Path,
+) -> None:
+    """One digits client of three sends its samples with every label shifted by one
+    class: with uniform trust the server classifier learns the wrong labels; with
+    learned trust that client's weight is 0 from round 1 on and the server classifier
+    learns from the honest two."""
+    rogue = {"label-shift": "0,0,1", "num-server-rounds": 3, "samples-per-client": 500}
+    accuracy = {}
+    for trust in ("uniform", "learned"):
+        run_config = SYNTHETIC_RUN | UNCOMPRESSED_POOLS | rogue | {"trust": trust}
+        data = simulate(tmp_path / trust, run_config, 3)
+        assert all(record["fit_failures"] == 0 for record in data["rounds"])
+        accuracy[trust] = data["rounds"][-1]["global_accuracy"]
+    for record in data["rounds"]:
+        assert record["learned_trust_by_client"]["2"] == 0.0
+        assert (
+            record["agreement_by_client"]["2"]
+            < 0.3
+            < min(record["agreement_by_client"][honest] for honest in ("0", "1"))
+        )
+    assert data["rounds"][-1]["learned_trust_by_client"]["0"] == 1.0
+    # measured: uniform 0.37, learned 0.68 (chance is 0.1)
+    assert accuracy["learned"] > 0.5 and accuracy["learned"] > accuracy["uniform"] + 0.2, accuracy

@@ -172,3 +172,25 @@ def test_per_class_clients_keep_every_example_for_training_without_a_local_test(
         data = load_client_data(scheme, pid)
         assert np.bincount(data.train.labels, minlength=10).tolist() == [5] * 10
         assert len(data.test) == 0
+
+
+def test_balanced_subset_spreads_over_the_classes_and_is_fixed_by_seed() -> None:
+    _, test = load_dataset("digits")
+    subset = test.balanced_subset(200, seed=4)
+    assert len(subset) == 200
+    assert subset.class_counts().tolist() == [20] * 10
+    again = test.balanced_subset(200, seed=4)
+    assert np.array_equal(subset.images, again.images)
+    assert not np.array_equal(subset.images, test.balanced_subset(200, seed=5).images)
+    assert test.balanced_subset(0, seed=4) is test
+    assert test.balanced_subset(len(test) + 1, seed=4) is test
+    with pytest.raises(ValueError, match="size must be >= 0"):
+        test.balanced_subset(-1, seed=4)
+
+
+def test_balanced_subset_fills_a_short_class_from_the_others() -> None:
+    _, test = load_dataset("digits")
+    short = np.concatenate([np.flatnonzero(test.labels == 0)[:3], np.flatnonzero(test.labels != 0)])
+    counts = test.subset(short).balanced_subset(101, seed=0).class_counts()
+    assert counts.sum() == 101 and counts[0] == 3
+    assert counts[1:].max() - counts[1:].min() <= 1

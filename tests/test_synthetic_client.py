@@ -114,6 +114,17 @@ def test_generated_labels_follow_the_real_class_counts(digits_settings) -> None:
     assert np.abs(generated - 1000 * counts / counts.sum()).max() <= 1  # exact, up to rounding
 
 
+def test_a_label_shifting_client_sends_every_label_and_soft_label_shifted(digits_settings) -> None:
+    config = {"server_round": 1, "num_samples": 300}
+    honest, _, _ = make_client(digits_settings, RecordDict(), with_model=True).fit([], config)
+    rogue = make_client(digits_settings, RecordDict(), with_model=True, label_shift=3)
+    shifted, _, _ = rogue.fit([], config)
+    honest, shifted = decode_samples(honest), decode_samples(shifted)
+    assert np.array_equal(shifted.labels, (honest.labels + 3) % 10)
+    assert np.allclose(shifted.probabilities, np.roll(honest.probabilities, 3, axis=1), atol=1e-3)
+    assert np.array_equal(shifted.samples, honest.samples)
+
+
 def test_received_samples_get_weight_one_minus_self_trust(digits_settings) -> None:
     client = make_client(digits_settings, RecordDict(), with_model=False, sample_labels="prior")
     train = client.learner.data.train

@@ -137,6 +137,7 @@ def synthetic_learner(
         pseudo_label_threshold=settings.pseudo_label_threshold,
         modality=modality_of(settings, data, partition_id),
         share_real=settings.share_real_for(partition_id),
+        label_shift=settings.label_shift_for(partition_id),
     )
 
 
@@ -230,6 +231,8 @@ def learner_for(context: Context, global_eval: bool = False) -> Learner:
         data = composite_client_data(data, settings.seed + partition_id)
         if global_eval:
             global_test = composite_test(settings.data_source, settings.seed)
+    if global_test is not None:
+        global_test = global_test.balanced_subset(settings.client_global_eval_size, settings.seed)
     if settings.strategy == "synthetic":
         return synthetic_learner(settings, data, context, partition_id, global_test)
     if settings.strategy in OWN_MODEL_STRATEGIES:

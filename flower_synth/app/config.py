@@ -55,6 +55,7 @@ BEFORE_KEY_EXISTED = {
     "classifier-epoch-scale": 1.0,
     "generator-epoch-scale": 1.0,
     "classifier-min-batches": 0,
+    "client-global-eval-size": 0,
 }
 
 
@@ -109,6 +110,7 @@ SYNTHETIC_ONLY_KEYS = (
     "generation-quality",
     "pseudo-label-threshold",
     "share-real",
+    "label-shift",
     "mask-steps",
 )
 # Run-config keys only GMM prototypes read.
@@ -133,7 +135,8 @@ STRATEGY_ONLY_KEYS = {"synthetic": SYNTHETIC_ONLY_KEYS, "gmm-prototype": GMM_ONL
 # is the same whatever they say): clients that keep their own models score them on
 # the global test set; weight-averaging baselines have nothing of their own to score.
 KEY_READERS = dict.fromkeys(
-    ("client-global-eval", "client-global-eval-every"), ("synthetic", *OWN_MODEL_STRATEGIES)
+    ("client-global-eval", "client-global-eval-every", "client-global-eval-size"),
+    ("synthetic", *OWN_MODEL_STRATEGIES),
 )
 
 
@@ -230,11 +233,13 @@ class RunSettings:
     server_lr_decay: float = 1.0
     client_global_eval: bool = True
     client_global_eval_every: int = 5
+    client_global_eval_size: int = 2_000
     max_missed_rounds: int = 3
     record_pool_means: bool = False
     generation_quality: bool = False
     pseudo_label_threshold: float = 1.0
     share_real: str = "false"
+    label_shift: str = "0"
     mask_steps: int = 0
     # prototype strategies
     prototype_dtype: str = "float16"
@@ -304,6 +309,9 @@ class RunSettings:
             _check_choice("modality", kind, MODALITIES)
         for kind in per_partition(self.share_real):
             _check_choice("share-real", kind, ("true", "false"))
+        shifts = _numbers("label-shift", self.label_shift, " (classes to shift labels by)")
+        if any(shift < 0 or shift != int(shift) for shift in shifts):
+            raise ValueError(f"label-shift must list whole numbers >= 0, got {self.label_shift!r}")
         if self.mask_steps < 0:
             raise ValueError(f"mask-steps must be >= 0, got {self.mask_steps}")
         if not 0.0 <= self.pseudo_label_threshold <= 1.0:
@@ -411,6 +419,7 @@ class RunSettings:
             "server_weight_decay",
             "hjb_weight",
             "guidance_scale",
+            "client_global_eval_size",
         ):
             if getattr(self, key) < 0:
                 raise ValueError(f"{_key(key)} must be >= 0, got {getattr(self, key)}")
@@ -442,6 +451,11 @@ class RunSettings:
         """Whether ``partition_id`` sends its own labelled examples in place of
         generated samples (``share-real``, round-robin: the exchange's ceiling)."""
         return self.kind_for(self.share_real, partition_id) == "true"
+
+    def label_shift_for(self, partition_id: int) -> int:
+        """Classes by which ``partition_id`` shifts the labels it sends
+        (``label-shift``, round-robin; 0: none): a rogue client, for experiments."""
+        return int(float(self.kind_for(self.label_shift, partition_id)))
 
     def modality_for(self, partition_id: int) -> str:
         """What ``partition_id``'s images are (``modality``, round-robin): ``clean``
@@ -552,8 +566,8 @@ class RunSettings:
 
     def kind_for(self, spec: str, partition_id: int) -> str:
         """The entry of a comma-separated per-partition list (``generator``,
-        ``classifier``, ``capacity``, ``labelled-fraction``, ``modality``, ``share-real``)
-        that applies to
+        ``classifier``, ``capacity``, ``labelled-fraction``, ``modality``, ``share-real``,
+        ``label-shift``) that applies to
         ``partition_id``: entries repeat round-robin."""
         kinds = per_partition(spec)
         return kinds[partition_id % len(kinds)]

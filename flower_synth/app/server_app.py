@@ -46,6 +46,7 @@ from flower_synth.serverapp.strategy import (
 )
 from flower_synth.serverapp.strategy.model_free import EvaluateFn
 from flower_synth.synthetic.equilibrium import TRUST_MODES, parse_trust_matrix
+from flower_synth.synthetic.learned_trust import LearnedTrust
 from flower_synth.synthetic.server import PoolCallback
 from flower_synth.synthetic.server_classifier import PooledClassifier
 
@@ -128,12 +129,15 @@ def record_pools(
     num_classes: int,
     means: bool,
     quality: Callable[[int, dict], dict] | None = None,
+    learned: LearnedTrust | None = None,
 ) -> PoolCallback:
     """``on_pools`` callback: record the label agreement each client reported this
     round, with ``means`` every pool's mean sample and label frequencies (the mean
-    parameters the equilibrium analysis compares), and where ``quality(round, pools)``
+    parameters the equilibrium analysis compares), where ``quality(round, pools)``
     answers, its figures (``generation_quality_by_client`` and their means over
-    clients), keyed by partition id."""
+    clients), and with ``learned`` trust every source's weight and last agreement
+    with the others' pools (``learned_trust_by_client``, ``agreement_by_client``),
+    keyed by partition id."""
 
     def callback(server_round: int, pools: dict, metrics: dict) -> None:
         values: dict = {
@@ -156,6 +160,15 @@ def record_pools(
                     np.bincount(pool.labels, minlength=num_classes) / len(pool)
                 ).tolist()
                 for key, pool in pools.items()
+            }
+        if learned is not None:
+            values["learned_trust_by_client"] = {
+                partition_name(key): learned.weight(key) for key in pools
+            }
+            values["agreement_by_client"] = {
+                partition_name(key): learned.agreement[key]
+                for key in pools
+                if key in learned.agreement
             }
         scores = quality(server_round, pools) if quality is not None else {}
         if scores:
@@ -207,6 +220,7 @@ def build_synthetic_strategy(
             **settings.server_sgd_params(),
         )
     trust = settings.trust if settings.trust in TRUST_MODES else parse_trust_matrix(settings.trust)
+    learned = LearnedTrust() if settings.trust == "learned" else None
     return SyntheticSampleStrategy(
         sample_shape=test.image_shape,
         num_classes=test.num_classes,
@@ -214,7 +228,7 @@ def build_synthetic_strategy(
         sample_ratio=settings.sample_ratio,
         download_budget=settings.download_budget,
         download_ratio=settings.download_ratio,
-        trust=trust,
+        trust=learned or trust,
         self_trust=settings.self_trust,
         sample_dtype=settings.sample_dtype,
         sample_allocation=settings.sample_allocation,
@@ -224,7 +238,11 @@ def build_synthetic_strategy(
         pool_age_decay=settings.pool_age_decay,
         server_classifier=classifier,
         on_pools=record_pools(
-            recorder, test.num_classes, settings.record_pool_means, quality_schedule(settings, test)
+            recorder,
+            test.num_classes,
+            settings.record_pool_means,
+            quality_schedule(settings, test),
+            learned,
         ),
         seed=settings.seed,
         max_missed_rounds=settings.departure,

@@ -47,6 +47,27 @@ class ImageDataset:
         """Return the examples at ``indices`` as a new dataset."""
         return ImageDataset(self.images[indices], self.labels[indices], self.num_classes)
 
+    def balanced_subset(self, size: int, seed: int) -> ImageDataset:
+        """``size`` examples drawn without replacement, as evenly over the classes as
+        the classes allow (a class short of its share gives all it has, the others make
+        up the rest), by ``seed``, in the dataset's order; the whole dataset when
+        ``size`` is 0 or at least its length."""
+        if size < 0:
+            raise ValueError(f"a subset's size must be >= 0, got {size}")
+        if size == 0 or size >= len(self):
+            return self
+        rng = np.random.default_rng(seed)
+        by_class = [
+            rng.permutation(np.flatnonzero(self.labels == c)) for c in range(self.num_classes)
+        ]
+        shares, remaining = {}, size
+        smallest_first = sorted(range(self.num_classes), key=lambda c: len(by_class[c]))
+        for done, c in enumerate(smallest_first):
+            shares[c] = min(len(by_class[c]), remaining // (self.num_classes - done))
+            remaining -= shares[c]
+        rows = np.concatenate([by_class[c][: shares[c]] for c in range(self.num_classes)])
+        return self.subset(np.sort(rows))
+
     def class_counts(self) -> np.ndarray:
         """Number of examples of each class, shape ``(num_classes,)``."""
         return np.bincount(self.labels, minlength=self.num_classes)

@@ -38,6 +38,10 @@ from flower_synth.wire.payload import PayloadError
 Summary = TypeVar("Summary")
 FUSION_TAU = 0.05  # Bhattacharyya distance per dimension below which components merge
 GLOBAL = "global"  # the broadcast summary's name in a checkpoint (identities have a prefix)
+# A summary whose feature scale (:meth:`PrototypeExchange.scale`) exceeds this many times
+# the median of the other clients' is left out of the fusion: clients that train the
+# same model on the same kind of data differ in feature scale by far less.
+SCALE_LIMIT = 10.0
 
 
 class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summary]):
@@ -50,7 +54,11 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
     would reject (:meth:`decode_broadcast`) is not sent and the previous one stays.
     A client whose class counts exceed its training-set size is rejected, and in fusion
     no client's count of a class weighs more than ``SIZE_CAP`` times the median of the
-    clients' total counts.
+    clients' total counts. A summary whose feature scale (:meth:`scale`: its means'
+    and spreads' sizes) exceeds ``SCALE_LIMIT`` times the median of the other stored
+    summaries' is left out of the fusion while it does (counted as
+    ``outlier_summaries``): with two or three clients too, one client's huge means or
+    variances cannot steer the others' features.
     No model weights travel.
 
     Subclasses define :meth:`decode_summary`, :meth:`fuse`, :meth:`encode`,
@@ -103,6 +111,25 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
         """Figures about the fused summary recorded each round (none by default)."""
         return {}
 
+    @abc.abstractmethod
+    def scale(self, summary: Summary) -> float:
+        """The size of a (non-empty) summary's features: the median over its
+        components of the root mean square of their means (and spreads)."""
+
+    def consensus(self, keys: Sequence[str]) -> list[str]:
+        """The identities among ``keys`` whose summary's scale is within
+        ``SCALE_LIMIT`` times the median of the others' (all of them with fewer than
+        two)."""
+        if len(keys) < 2:
+            return list(keys)
+        scales = {key: self.scale(self.summaries[key]) for key in keys}
+        kept = []
+        for key in keys:
+            others = [value for other, value in scales.items() if other != key]
+            if scales[key] <= SCALE_LIMIT * float(np.median(others)):
+                kept.append(key)
+        return kept
+
     def instructions(self, server_round: int, node_ids: Sequence[str]) -> Instructions:
         """The global summary (empty in round 1) for every node."""
         self.asked = list(node_ids)
@@ -151,7 +178,10 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
             "summary_clients": len(self.summaries),
             "departed_clients": len(departed),
         }
-        nonempty = [summary for summary in self.summaries.values() if len(summary)]
+        nonempty_keys = [key for key, summary in self.summaries.items() if len(summary)]
+        kept = self.consensus(nonempty_keys)
+        metrics["outlier_summaries"] = len(nonempty_keys) - len(kept)
+        nonempty = [self.summaries[key] for key in kept]
         if not nonempty:
             return metrics
         fused = self.fuse(self.capped(nonempty))
@@ -265,6 +295,10 @@ class FedProtoExchange(PrototypeExchange[ClassPrototypes]):
     def with_counts(self, summary: ClassPrototypes, counts: np.ndarray) -> ClassPrototypes:
         """The prototypes with ``counts[label]`` as their counts."""
         return ClassPrototypes(summary.labels, summary.means, counts[summary.labels])
+
+    def scale(self, summary: ClassPrototypes) -> float:
+        """The median root mean square of the prototypes."""
+        return float(np.median(np.sqrt((summary.means.astype(np.float64) ** 2).mean(axis=1))))
 
     def decode_broadcast(self, arrays: list[np.ndarray]) -> ClassPrototypes:
         """Decode as a client does."""
@@ -385,6 +419,15 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
     def with_counts(self, summary: ClassMixtures, counts: np.ndarray) -> ClassMixtures:
         """The mixtures with other class counts."""
         return dataclasses.replace(summary, class_counts=counts)
+
+    def scale(self, summary: ClassMixtures) -> float:
+        """The median over components of the larger of their means' and standard
+        deviations' root mean squares."""
+        means = summary.means.astype(np.float64)
+        covariances = summary.covariances.astype(np.float64)
+        variances = covariances if summary.diagonal else np.diagonal(covariances, axis1=1, axis2=2)
+        spread = np.maximum((means**2).mean(axis=1), variances.mean(axis=1))
+        return float(np.median(np.sqrt(spread)))
 
     def decode_broadcast(self, arrays: list[np.ndarray]) -> ClassMixtures:
         """Decode as a client does (no per-class component limit)."""

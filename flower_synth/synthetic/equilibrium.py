@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-TRUST_MODES = ("uniform", "size")
+TRUST_MODES = ("uniform", "size", "learned")
 
 
 def uniform_trust(num_clients: int, self_trust: float) -> np.ndarray:
@@ -46,7 +46,8 @@ def parse_trust_matrix(text: str) -> np.ndarray:
         matrix = np.array(rows, dtype=float)
     except ValueError as error:
         raise ValueError(
-            f"trust must be 'uniform', 'size' or a matrix like '0.6,0.4;0.3,0.7', got {text!r}"
+            f"trust must be 'uniform', 'size', 'learned' or a matrix like "
+            f"'0.6,0.4;0.3,0.7', got {text!r}"
         ) from error
     check_trust_matrix(matrix)
     return matrix

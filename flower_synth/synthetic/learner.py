@@ -183,6 +183,9 @@ class SyntheticLearner:
             place of generated samples, drawn as the generator's would be: the ceiling
             of the exchange in experiments, never for a deployment (it discloses the
             client's data).
+        label_shift: send every label shifted by this many classes (soft labels
+            likewise): a rogue client whose samples' labels do not say what they show,
+            for robustness experiments (0: the labels as generated).
 
     Raises:
         ValueError: a Bayes classifier over a generator without a posterior, an
@@ -212,6 +215,7 @@ class SyntheticLearner:
         pseudo_label_threshold: float = 1.0,
         modality: Modality | None = None,
         share_real: bool = False,
+        label_shift: int = 0,
     ) -> None:
         if classifier is None and not isinstance(generator, DensityModel):
             raise ValueError(
@@ -251,6 +255,7 @@ class SyntheticLearner:
         self.pseudo_label_threshold = pseudo_label_threshold
         self.modality = modality or CleanModality()
         self.share_real = share_real
+        self.label_shift = label_shift
         self.num_classes = data.train.num_classes
         if classifier is not None:
             load_module(state, CLASSIFIER_STATE, classifier)
@@ -317,9 +322,11 @@ class SyntheticLearner:
             metrics["pool_variables"] = variables_code(self.modality.pool_variables)
             metrics["model_variables"] = variables_code(self.modality.model_variables)
         probabilities = generated.probabilities if self.soft_labels else None
+        if probabilities is not None:
+            probabilities = np.roll(probabilities, self.label_shift, axis=1)
         payload = encode_samples(
             generated.samples,
-            generated.labels,
+            (generated.labels + self.label_shift) % self.num_classes,
             self.sample_dtype,
             probabilities,
             self.soft_label_top_k,

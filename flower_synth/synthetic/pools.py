@@ -18,6 +18,7 @@ from flower_synth.exchange.checkpoint import State
 from flower_synth.exchange.server import Roster
 from flower_synth.synthetic.allocation import allocate
 from flower_synth.synthetic.equilibrium import TRUST_MODES, check_trust_matrix
+from flower_synth.synthetic.learned_trust import LearnedTrust
 from flower_synth.wire.client_metrics import SIZE_CAP, capped_sizes
 from flower_synth.wire.payload import WireBatch
 from flower_synth.wire.variables import CLEAN, Variables
@@ -61,9 +62,12 @@ class SyntheticPools:
     Args:
         sample_shape: shape of one sample.
         trust: ``"uniform"`` (others share ``1 - self_trust`` equally), ``"size"`` (in
-            proportion to their training-set sizes), or a row-stochastic matrix indexed
-            by partition id.
-        self_trust: ``a_ii`` for ``"uniform"`` and ``"size"``.
+            proportion to their training-set sizes), ``"learned"`` (uniform, each
+            source times the weight :meth:`learn_trust` gives it; a
+            :class:`~flower_synth.synthetic.learned_trust.LearnedTrust` for other
+            settings than its defaults), or a row-stochastic matrix indexed by
+            partition id.
+        self_trust: ``a_ii`` for ``"uniform"``, ``"size"`` and ``"learned"``.
         download_budget: samples per download at most; 0: no fixed cap.
         seed: seeds which samples each download draws.
         max_missed_rounds: drop the pool of a client that was asked to train and did not
@@ -80,7 +84,7 @@ class SyntheticPools:
     def __init__(
         self,
         sample_shape: tuple[int, ...],
-        trust: str | np.ndarray = "uniform",
+        trust: str | np.ndarray | LearnedTrust = "uniform",
         self_trust: float = 0.5,
         download_budget: int = 0,
         seed: int = 0,
@@ -89,6 +93,9 @@ class SyntheticPools:
         max_age: int | None = None,
         age_decay: float = 1.0,
     ) -> None:
+        self.learned = trust if isinstance(trust, LearnedTrust) else None
+        if self.learned is not None or (isinstance(trust, str) and trust == "learned"):
+            self.learned, trust = self.learned or LearnedTrust(), "learned"
         if isinstance(trust, str) and trust not in TRUST_MODES:
             raise ValueError(f"trust must be one of {TRUST_MODES} or a matrix, got {trust!r}")
         if not isinstance(trust, str):
@@ -156,6 +163,8 @@ class SyntheticPools:
         self.variables.pop(key, None)
         self.model_variables.pop(key, None)
         self.roster.forget(key)
+        if self.learned is not None:
+            self.learned.forget(key)
 
     def ages(self, server_round: int) -> dict[str, int]:
         """Every pool's age in ``server_round``: rounds since the round it was made."""
@@ -196,7 +205,24 @@ class SyntheticPools:
             known = list(self.sizes.values())
             capped = dict(zip(self.sizes, capped_sizes(known), strict=True))
             return self.self_trust, np.asarray([capped[s] for s in sources], dtype=float)
-        return self.self_trust, np.ones(len(sources))
+        return self.self_trust, np.asarray([self.learned_weight(s) for s in sources])
+
+    def learned_weight(self, key: str) -> float:
+        """The weight learnt for the source ``key`` (1 unless ``trust`` is learned)."""
+        return 1.0 if self.learned is None else self.learned.weight(key)
+
+    def learn_trust(self, num_classes: int) -> dict[str, float]:
+        """With learned trust: judge the pools held now, each kind (variables) among
+        its own, and move the sources' weights
+        (:meth:`~flower_synth.synthetic.learned_trust.LearnedTrust.update`); returns
+        the round's agreement by identity (nothing without learned trust)."""
+        if self.learned is None:
+            return {}
+        agreement: dict[str, float] = {}
+        for variables in sorted(set(map(self.variables_of, self.pools))):
+            kind = {k: p for k, p in self.pools.items() if self.variables_of(k) == variables}
+            agreement |= self.learned.update(kind, num_classes)
+        return agreement
 
     def download_for(self, node_id: str, server_round: int) -> Download:
         """What the client at ``node_id`` receives this round (see the class), its rows
@@ -283,6 +309,8 @@ class SyntheticPools:
             "model_variables": {key: ",".join(v) for key, v in self.model_variables.items()},
         }
         state = State(meta=meta).with_part("roster", self.roster.state())
+        if self.learned is not None:
+            state = state.with_part("learned_trust", self.learned.state())
         for key, pool in self.pools.items():
             arrays = {"samples": pool.samples, "labels": pool.labels}
             if pool.probabilities is not None:
@@ -293,6 +321,8 @@ class SyntheticPools:
     def load_state(self, state: State) -> None:
         """Continue from :meth:`state`."""
         self.roster.load_state(state.part("roster"))
+        if self.learned is not None and state.has_part("learned_trust"):
+            self.learned.load_state(state.part("learned_trust"))
         self.sizes = {key: int(size) for key, size in state.meta.get("sizes", {}).items()}
         self.made = {key: int(made) for key, made in state.meta.get("made", {}).items()}
         for name in ("variables", "model_variables"):

@@ -19,6 +19,7 @@ from flower_synth.exchange.server import (
     reported_partition,
 )
 from flower_synth.learning.normalization import Normalization
+from flower_synth.synthetic.learned_trust import LearnedTrust
 from flower_synth.synthetic.pools import SAMPLE_ALLOCATIONS, SyntheticPools
 from flower_synth.synthetic.server_classifier import PooledClassifier, PoolLearner
 from flower_synth.wire.deflate import check_compression
@@ -65,7 +66,7 @@ class SyntheticOptions(TypedDict):
     sample_ratio: NotRequired[float]
     download_budget: NotRequired[int]
     download_ratio: NotRequired[float]
-    trust: NotRequired[str | np.ndarray]
+    trust: NotRequired[str | np.ndarray | LearnedTrust]
     self_trust: NotRequired[float]
     sample_dtype: NotRequired[str]
     sample_allocation: NotRequired[str]
@@ -123,9 +124,13 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
         download_ratio: samples sent to a client per round at most, per example of its
             training set; 0: no such cap (with ``download_budget`` 0, as many as the
             other pools hold together).
-        trust: ``"uniform"``, ``"size"`` or an explicit row-stochastic matrix indexed
-            by partition id (see :class:`~flower_synth.synthetic.pools.SyntheticPools`).
-        self_trust: ``a_ii`` for ``"uniform"`` and ``"size"``.
+        trust: ``"uniform"``, ``"size"``, ``"learned"`` (or a
+            :class:`~flower_synth.synthetic.learned_trust.LearnedTrust`: every source's
+            weight in the downloads and in the server classifier's samples learnt
+            each round from how its pool agrees with the others') or an explicit
+            row-stochastic matrix indexed by partition id (see
+            :class:`~flower_synth.synthetic.pools.SyntheticPools`).
+        self_trust: ``a_ii`` for ``"uniform"``, ``"size"`` and ``"learned"``.
         sample_dtype: wire format of what the server sends, ``"uint8"`` or ``"float16"``.
         sample_allocation: ``"ratio"`` (``sample_ratio`` of the client's own
             training-set size, capped), ``"size"`` (a client's share of
@@ -159,7 +164,7 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
         sample_ratio: float = 0.2,
         download_budget: int = 3000,
         download_ratio: float = 0.6,
-        trust: str | np.ndarray = "uniform",
+        trust: str | np.ndarray | LearnedTrust = "uniform",
         self_trust: float = 0.5,
         sample_dtype: str = "uint8",
         sample_allocation: str = "ratio",
@@ -205,6 +210,7 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
             server_classifier = PooledClassifier(server_classifier, num_classes=num_classes)
         self.server_classifier = server_classifier
         self.on_pools = on_pools
+        self.seed = seed
         self.requested: dict[str, int] = {}
 
     def describe(self) -> str:
@@ -300,6 +306,7 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
             arrived[key] = batch
             client_metrics[key] = reply.metrics
         expired = self.pools.expire(server_round)
+        agreement = self.pools.learn_trust(self.num_classes)
         ages = list(self.pools.ages(server_round).values()) or [0]
         counts = self.pools.label_counts(self.num_classes)
         shares = counts / max(int(counts.sum()), 1)
@@ -313,14 +320,41 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
             "pool_class_share_min": float(shares.min()),
             "pool_class_share_max": float(shares.max()),
         }
+        if self.pools.learned is not None:
+            metrics |= self.trust_metrics(agreement)
         if isinstance(self.server_classifier, PooledClassifier):
             reports = [item.decoded.normalization for item in accepted]
             self.server_classifier.follow(most_reported(reports))
         if self.server_classifier is not None:
             clean = [key for key in sorted(arrived) if self.pools.variables_of(key) == CLEAN]
-            metrics |= self.server_classifier.learn(server_round, [arrived[key] for key in clean])
+            batches = [self.trusted_part(key, arrived[key], server_round) for key in clean]
+            metrics |= self.server_classifier.learn(server_round, batches)
         if self.on_pools is not None:
             self.on_pools(server_round, dict(self.pools.pools), client_metrics)
+        return metrics
+
+    def trusted_part(self, key: str, batch: WireBatch, server_round: int) -> WireBatch:
+        """What the server classifier learns of the pool ``batch`` of ``key``: all of
+        it, or with learned trust a random share the size of the source's weight."""
+        weight = self.pools.learned_weight(key)
+        if weight >= 1.0:
+            return batch
+        rng = np.random.default_rng([self.seed, server_round, len(batch)])
+        kept = rng.choice(len(batch), size=round(weight * len(batch)), replace=False)
+        return batch.take(np.sort(kept))
+
+    def trust_metrics(self, agreement: Mapping[str, float]) -> dict[str, Scalar]:
+        """The learned weights' least and mean over the pools held, how many sources
+        weigh less than half, and the least and median agreement of this round."""
+        weights = [self.pools.learned_weight(key) for key in self.pools.pools] or [1.0]
+        metrics: dict[str, Scalar] = {
+            "learned_trust_min": float(min(weights)),
+            "learned_trust_mean": float(np.mean(weights)),
+            "distrusted_sources": sum(weight < 0.5 for weight in weights),
+        }
+        if agreement:
+            metrics["agreement_min"] = float(min(agreement.values()))
+            metrics["agreement_median"] = float(np.median(list(agreement.values())))
         return metrics
 
     def global_arrays(self) -> dict[str, np.ndarray] | None:
