@@ -4,12 +4,18 @@ theirs."""
 
 from __future__ import annotations
 
+from unittest.mock import Mock
+
 import numpy as np
 import pytest
+from conftest import fit_result, idle_federation
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
+from flower_synth import strategies
 from flower_synth.data import load_dataset
 from flower_synth.exchange.checkpoint import State
 from flower_synth.exchange.server import Accepted, Reply
+from flower_synth.serverapp import strategy as message_strategies
 from flower_synth.synthetic.learned_trust import LearnedTrust
 from flower_synth.synthetic.server import SyntheticExchange
 from flower_synth.wire.payload import WireBatch, decode_samples, encode_samples
@@ -146,3 +152,49 @@ def test_uniform_trust_still_takes_every_pool(digit_pools) -> None:
     assert server_classifier.seen == [1200] and "learned_trust_min" not in metrics
     received = decode_samples(exchange.instructions(2, ["0"])["0"][0])
     assert (received.samples[:, 0, 0, 0] > 0.5).any()  # the rogue's rows among them
+
+
+def legacy_learned_round(replies: dict[str, list[np.ndarray]]) -> dict:
+    manager, proxies = idle_federation(len(replies))
+    strategy = strategies.SyntheticSampleStrategy(
+        sample_shape=(1, 8, 8), num_classes=10, trust="learned", samples_per_client=300
+    )
+    strategy.configure_fit(1, None, manager)
+    results = [
+        (proxy, fit_result(arrays, {"partition_id": int(key)}, 300))
+        for proxy, (key, arrays) in zip(proxies, replies.items(), strict=True)
+    ]
+    return strategy.aggregate_fit(1, results, [])[1]
+
+
+def message_learned_round(replies: dict[str, list[np.ndarray]]) -> dict:
+    strategy = message_strategies.SyntheticSampleStrategy(
+        sample_shape=(1, 8, 8), num_classes=10, trust="learned", samples_per_client=300
+    )
+    grid = Mock()
+    grid.get_node_ids.return_value = [int(key) + 1 for key in replies]
+    list(strategy.configure_train(1, ArrayRecord(), ConfigRecord(), grid))
+    messages = []
+    for key, arrays in replies.items():
+        message = Mock(spec=Message)
+        record = ArrayRecord(numpy_ndarrays=arrays)
+        metrics = MetricRecord({"partition_id": int(key), "num-examples": 300})
+        message.content = RecordDict({"arrays": record, "metrics": metrics})
+        message.metadata.src_node_id = int(key) + 1
+        message.has_error.side_effect = lambda: False
+        messages.append(message)
+    return dict(strategy.aggregate_train(1, messages)[1])
+
+
+@pytest.mark.parametrize(
+    "adapter", [legacy_learned_round, message_learned_round], ids=["legacy", "message-api"]
+)
+def test_both_flower_apis_distrust_a_flipped_label_pool(adapter, digit_pools) -> None:
+    replies = {
+        key: encode_samples(pool.samples / 255.0, pool.labels, "uint8")
+        for key, pool in digit_pools.items()
+    }
+    metrics = adapter(replies)
+    assert metrics["rejected_payloads"] == 0 and metrics["pool_clients"] == 4
+    assert metrics["distrusted_sources"] == 1 and metrics["learned_trust_min"] == 0.0
+    assert metrics["learned_trust_mean"] == pytest.approx(0.75)

@@ -100,7 +100,7 @@ class LearnedTrust:
         for key, target in self.targets(agreement).items():
             before = self.weight(key)
             rising = (1.0 - self.smoothing) * before + self.smoothing * target
-            self.weights[key] = min(target, rising) if target < before else rising
+            self.weights[key] = target if target < before else rising
         self.agreement.update(agreement)
         return agreement
 
