@@ -424,8 +424,11 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
         """The median over components of the larger of their means' and standard
         deviations' root mean squares."""
         means = summary.means.astype(np.float64)
-        covariances = summary.covariances.astype(np.float64)
-        variances = covariances if summary.diagonal else np.diagonal(covariances, axis1=1, axis2=2)
+        variances = (
+            summary.covariances
+            if summary.diagonal
+            else np.diagonal(summary.covariances, axis1=1, axis2=2)
+        ).astype(np.float64)
         spread = np.maximum((means**2).mean(axis=1), variances.mean(axis=1))
         return float(np.median(np.sqrt(spread)))
 

@@ -88,6 +88,7 @@ class LearnedTrust:
         means = {key: class_means(batch, num_classes) for key, batch in decoded.items()}
         weights = {key: self.weight(key) for key in pools}
         agreement: dict[str, float] = {}
+        targets: dict[str, float] = {}
         for _ in range(JUDGE_PASSES):
             agreement = {}
             judges = Judges(means, weights)
@@ -97,7 +98,7 @@ class LearnedTrust:
                     agreement[key] = judged[0]
             targets = self.targets(agreement)
             weights = {key: min(self.weight(key), targets.get(key, 1.0)) for key in pools}
-        for key, target in self.targets(agreement).items():
+        for key, target in targets.items():
             before = self.weight(key)
             rising = (1.0 - self.smoothing) * before + self.smoothing * target
             self.weights[key] = target if target < before else rising

@@ -93,9 +93,11 @@ class SyntheticPools:
         max_age: int | None = None,
         age_decay: float = 1.0,
     ) -> None:
+        if isinstance(trust, str) and trust == "learned":
+            trust = LearnedTrust()
         self.learned = trust if isinstance(trust, LearnedTrust) else None
-        if self.learned is not None or (isinstance(trust, str) and trust == "learned"):
-            self.learned, trust = self.learned or LearnedTrust(), "learned"
+        if self.learned is not None:
+            trust = "learned"
         if isinstance(trust, str) and trust not in TRUST_MODES:
             raise ValueError(f"trust must be one of {TRUST_MODES} or a matrix, got {trust!r}")
         if not isinstance(trust, str):
