@@ -21,6 +21,8 @@ from flwr.server.client_proxy import ClientProxy  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
 from flower_synth.app.config import RunSettings  # noqa: E402
+from flower_synth.data import load_dataset  # noqa: E402
+from flower_synth.wire.payload import WireBatch  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,3 +88,27 @@ def fit_result(
     return FitRes(
         Status(code=Code.OK, message=""), ndarrays_to_parameters(arrays), num_examples, metrics
     )
+
+
+ROGUE = "3"  # the source of digit_pools whose labels are shifted
+
+
+@pytest.fixture(scope="module")
+def digit_pools() -> dict[str, WireBatch]:
+    """Four sources of 300 real digits each, skewed towards different classes; the
+    last one's labels shifted by one class, its images marked by a white corner pixel
+    (digits have black corners)."""
+    train, _ = load_dataset("digits")
+    rng = np.random.default_rng(0)
+    pools = {}
+    for source in range(4):
+        preference = np.where(np.isin(train.labels, [2 * source, 2 * source + 1]), 4.0, 1.0)
+        rows = rng.choice(len(train), 300, replace=False, p=preference / preference.sum())
+        labels = train.labels[rows].astype(np.int32)
+        images = train.images[rows].copy()
+        images[:, :, 0, 0] = 0
+        if str(source) == ROGUE:
+            labels = (labels + 1) % 10
+            images[:, :, 0, 0] = 255
+        pools[str(source)] = WireBatch(images, labels, None)
+    return pools

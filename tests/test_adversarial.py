@@ -211,10 +211,12 @@ def mixtures(label: int, count: int, mean: float = 0.0, dtype: str = "float16") 
     return encode_mixtures(summary, dtype)
 
 
-def gmm_round(rogue: list[np.ndarray], rogue_examples: int) -> tuple[dict, object]:
+def gmm_round(
+    rogue: list[np.ndarray], rogue_examples: int, **options: object
+) -> tuple[dict, object]:
     manager, proxies = idle_federation(3)
     strategy = strategies.GMMPrototypeStrategy(
-        num_classes=3, feature_dim=4, max_client_components=2
+        num_classes=3, feature_dim=4, max_client_components=2, **options
     )
     strategy.configure_fit(1, None, manager)
     results = [
@@ -322,6 +324,17 @@ def test_the_app_bounds_gmm_components_by_the_feature_sphere() -> None:
     assert normed.exchange.feature_radius == pytest.approx(8.0)
     plain = RunSettings(strategy="gmm-prototype", feature_norm=False)
     assert build_own_model_strategy(plain, 64, 10).exchange.feature_radius is None
+
+
+@pytest.mark.parametrize("strategy", ["gmm-prototype", "fedproto"])
+def test_the_app_bounds_prototype_counts_by_the_training_set(strategy) -> None:
+    from flower_synth.app.config import RunSettings
+    from flower_synth.app.server_app import build_own_model_strategy
+    from flower_synth.data import load_global_train
+
+    settings = RunSettings(strategy=strategy, dataset="digits")
+    exchange = build_own_model_strategy(settings, 64, 10).exchange
+    assert exchange.total_examples == len(load_global_train(settings.data_source)) > 0
 
 
 def test_fusing_only_empty_summaries_broadcasts_nothing() -> None:

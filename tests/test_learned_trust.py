@@ -8,40 +8,16 @@ from unittest.mock import Mock
 
 import numpy as np
 import pytest
-from conftest import fit_result, idle_federation
+from conftest import ROGUE, fit_result, idle_federation
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from flower_synth import strategies
-from flower_synth.data import load_dataset
 from flower_synth.exchange.checkpoint import State
 from flower_synth.exchange.server import Accepted, Reply
 from flower_synth.serverapp import strategy as message_strategies
 from flower_synth.synthetic.learned_trust import LearnedTrust
 from flower_synth.synthetic.server import SyntheticExchange
 from flower_synth.wire.payload import WireBatch, decode_samples, encode_samples
-
-ROGUE = "3"
-
-
-@pytest.fixture(scope="module")
-def digit_pools() -> dict[str, WireBatch]:
-    """Four sources of 300 real digits each, skewed towards different classes; the
-    last one's labels shifted by one class, its images marked by a white corner pixel
-    (digits have black corners)."""
-    train, _ = load_dataset("digits")
-    rng = np.random.default_rng(0)
-    pools = {}
-    for source in range(4):
-        preference = np.where(np.isin(train.labels, [2 * source, 2 * source + 1]), 4.0, 1.0)
-        rows = rng.choice(len(train), 300, replace=False, p=preference / preference.sum())
-        labels = train.labels[rows].astype(np.int32)
-        images = train.images[rows].copy()
-        images[:, :, 0, 0] = 0
-        if str(source) == ROGUE:
-            labels = (labels + 1) % 10
-            images[:, :, 0, 0] = 255
-        pools[str(source)] = WireBatch(images, labels, None)
-    return pools
 
 
 def test_a_flipped_label_pool_weighs_less_than_an_honest_one_within_two_rounds(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,51 @@ def test_a_secure_deployment_runs_both_strategy_families_and_refuses_an_unknown_
     assert second["fit_failures"] == 0
     assert (first["client_rounds_min"], second["client_rounds_min"]) == (1, 2)
     assert second["personalized_accuracy"] > 0.6
+
+
+def test_with_supernode_authentication_a_partition_stays_with_its_nodes_key(
+    tmp_path: Path,
+) -> None:
+    """SuperNode authentication and ``partition-handover=false``: SuperNode 1 dies after
+    round 1 and a registered SuperNode with another key claims its partition: refused,
+    while the owner is away too, and partition 1 keeps the owner's pool; the owner
+    restarted with its key comes back under its node id (what the SuperLink does with
+    a registered key), so its partition is its own again."""
+    nodes, rounds = 2, 4
+    with LocalFederation(
+        simulation=False, workdir=tmp_path / "federation", tls=True, node_auth=True
+    ) as federation:
+        keys = [federation.node_key(f"node-{p}") for p in range(nodes)]
+        owner_ids = [federation.register_supernode(key) for key in keys]
+        impostor_key = federation.node_key("impostor")
+        impostor_id = federation.register_supernode(impostor_key)
+        supernodes = [federation.start_supernode(p, nodes, key=keys[p]) for p in range(nodes)]
+
+        def impostor_replaces_node_1() -> None:
+            federation.processes.kill(supernodes[1])
+            federation.start_supernode(1, nodes, key=impostor_key)
+
+        outcome = federation.run(
+            PROJECT_ROOT,
+            synthetic_run(tmp_path, rounds, nodes) | {"partition-handover": False},
+            on_line=after_round(1, impostor_replaces_node_1),
+        )
+        federation.start_supernode(1, nodes, key=keys[1])
+        activated = f"Activated node_id={owner_ids[1]}"
+        superlink_log = tmp_path / "federation" / "superlink.log"
+        deadline = time.monotonic() + 120
+        while superlink_log.read_text(errors="replace").count(activated) < 2:
+            assert time.monotonic() < deadline, "SuperNode 1 did not come back"
+            time.sleep(0.5)
+    assert outcome.succeeded, outcome.describe()
+    refusal = (
+        f"node {impostor_id} claims partition 1, which belongs to node {owner_ids[1]} "
+        "for the whole run"
+    )
+    assert refusal in outcome.stdout, outcome.stdout[-3000:]
+    data = single_results_file(tmp_path / "results")
+    assert [r["round"] for r in data["rounds"]] == list(range(1, rounds + 1))
+    assert sum(r["rejected_payloads"] for r in data["rounds"]) >= 1  # the impostor's
+    for record in data["rounds"]:
+        assert record["pool_clients"] == nodes  # partition 1 kept its owner's pool
+        assert set(record["label_agreement_by_client"]) <= {"0", "1"}

@@ -28,6 +28,7 @@ from flower_synth.wire.client_metrics import (
     capped_sizes,
     check_metric,
     check_num_examples,
+    within_total,
 )
 from flower_synth.wire.payload import PayloadError
 
@@ -53,13 +54,18 @@ HONEST_MEAN = 0.85
 
 def legacy_evaluation(rogue: tuple[object, dict], wrapped: str, tmp_path: Path) -> dict:
     """One evaluation round of three legacy clients (two honest, one rogue) through
-    ``wrapped``: our synthetic strategy or flwr's FedAvg, inside the metering wrapper."""
+    ``wrapped``: our synthetic strategy, GMM prototypes or flwr's FedAvg, inside the
+    metering wrapper."""
     recorder = RunRecorder(tmp_path / "run.json", config={})
     if wrapped == "synthetic":
         inner = strategies.SyntheticSampleStrategy(
             sample_shape=SHAPE,
             num_classes=10,
             evaluate_metrics_aggregation_fn=personalized_accuracy,
+        )
+    elif wrapped == "gmm-prototype":
+        inner = strategies.GMMPrototypeStrategy(
+            num_classes=10, feature_dim=4, evaluate_metrics_aggregation_fn=personalized_accuracy
         )
     else:
         inner = FedAvg(evaluate_metrics_aggregation_fn=personalized_accuracy)
@@ -90,6 +96,10 @@ def message_evaluation(rogue: tuple[object, dict], wrapped: str, tmp_path: Path)
         inner = message_api.SyntheticSampleStrategy(
             sample_shape=SHAPE, num_classes=10, evaluate_metrics_aggr_fn=aggregate
         )
+    elif wrapped == "gmm-prototype":
+        inner = message_api.GMMPrototypeStrategy(
+            num_classes=10, feature_dim=4, evaluate_metrics_aggr_fn=aggregate
+        )
     else:
         inner = MessageFedAvg(evaluate_metrics_aggr_fn=aggregate)
     try:
@@ -108,7 +118,7 @@ ADAPTERS: dict[str, Callable[[tuple[object, dict], str, Path], dict]] = {
 }
 
 
-@pytest.mark.parametrize("wrapped", ["synthetic", "fedavg"])
+@pytest.mark.parametrize("wrapped", ["synthetic", "gmm-prototype", "fedavg"])
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS))
 @pytest.mark.parametrize("attack", sorted(MALFORMED))
 def test_a_malformed_evaluation_report_is_that_clients_failure(
@@ -186,6 +196,12 @@ def test_the_documented_ranges() -> None:
             check_metric(key, value)
     with pytest.raises(PayloadError, match="num_examples"):
         check_num_examples(True)
+
+
+def test_claims_beyond_the_total_leave_the_largest_claim_what_the_others_leave() -> None:
+    assert within_total([100, 100, 10**9], 300).tolist() == [100, 100, 100]
+    assert within_total([10**9, 50], 110).tolist() == [60, 50]  # two clients too
+    assert within_total([100, 250], 1000).tolist() == [100, 250]  # honest: untouched
 
 
 def test_sizes_are_capped_by_the_median_of_the_positive_ones() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flwr.server.strategy import FedAvg
+from flwr.serverapp.strategy import FedAvg as MessageFedAvg
 
 from flower_synth.app.run_files import (
     OwnedFile,
@@ -19,6 +20,7 @@ from flower_synth.app.run_files import (
 )
 from flower_synth.exchange.checkpoint import Checkpoint, Snapshot, State
 from flower_synth.exchange.recorder import RunRecorder
+from flower_synth.serverapp.strategy import MeteredStrategy as MessageMeteredStrategy
 from flower_synth.strategies import MeteredStrategy
 
 NAMES = ("synthetic", "fashion-mnist", "dirichlet", 0)
@@ -118,9 +120,19 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_clean(
     assert path.exists()  # the unfinished run's results stay
 
 
-def test_a_library_run_with_a_damaged_checkpoint_starts_from_round_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda recorder, checkpoint: MeteredStrategy(FedAvg(), recorder, checkpoint),
+        lambda recorder, checkpoint: MessageMeteredStrategy(MessageFedAvg(), recorder, checkpoint),
+    ],
+    ids=["legacy", "message-api"],
+)
+def test_a_library_run_with_a_damaged_checkpoint_starts_from_round_one(
+    tmp_path: Path, wrap
+) -> None:
     checkpoint = Checkpoint(tmp_path / "run.checkpoint.npz")
     checkpoint.path.write_bytes(b"PK\x03\x04 not really a zip")
-    metered = MeteredStrategy(FedAvg(), RunRecorder(tmp_path / "run.json", {}), checkpoint)
+    metered = wrap(RunRecorder(tmp_path / "run.json", {}), checkpoint)
     assert metered.resume() == 0
-    assert metered.rounds_left(5) == 5
+    assert checkpoint.path.with_name(checkpoint.path.name + ".damaged").exists()

@@ -137,7 +137,7 @@ STRATEGY_ONLY_KEYS = {"synthetic": SYNTHETIC_ONLY_KEYS, "gmm-prototype": GMM_ONL
 KEY_READERS = dict.fromkeys(
     ("client-global-eval", "client-global-eval-every", "client-global-eval-size"),
     ("synthetic", *OWN_MODEL_STRATEGIES),
-)
+) | {"partition-handover": ("synthetic", "gmm-prototype", "fedproto")}
 
 
 def keys_not_read_by(strategy: str) -> set[str]:
@@ -235,6 +235,7 @@ class RunSettings:
     client_global_eval_every: int = 5
     client_global_eval_size: int = 2_000
     max_missed_rounds: int = 3
+    partition_handover: bool = True
     record_pool_means: bool = False
     generation_quality: bool = False
     pseudo_label_threshold: float = 1.0

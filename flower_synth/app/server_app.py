@@ -246,6 +246,8 @@ def build_synthetic_strategy(
         ),
         seed=settings.seed,
         max_missed_rounds=settings.departure,
+        partition_handover=settings.partition_handover,
+        total_examples=len(load_global_train(settings.data_source)),
         train_metrics_aggr_fn=for_messages(stateful_client_fit_metrics),
         evaluate_metrics_aggr_fn=for_messages(client_evaluation),
         **sampling(settings),
@@ -265,6 +267,9 @@ def build_own_model_strategy(settings: RunSettings, feature_dim: int, num_classe
         "num_classes": num_classes,
         "feature_dim": feature_dim,
         "max_missed_rounds": settings.departure,
+        "partition_handover": settings.partition_handover,
+        # the partitions split this training set: no client's counts can exceed it
+        "total_examples": len(load_global_train(settings.data_source)),
     }
     if settings.strategy == "fedproto":
         return FedProtoStrategy(dtype=settings.prototype_dtype, **prototypes, **common)

@@ -128,6 +128,7 @@ class LocalFederation:
         self.superlink: subprocess.Popen | None = None
         self.tls: TLSFiles | None = make_tls_files(self.workdir / "tls") if tls else None
         self.node_auth = node_auth
+        self.supernodes_started = 0
 
     @property
     def env(self) -> dict[str, str]:
@@ -282,7 +283,8 @@ class LocalFederation:
             "--node-config",
             " ".join(f"{name}={toml_value(value)}" for name, value in entries.items()),
         ]
-        log_path = self.workdir / f"supernode-{partition_id}-{len(self.processes.processes)}.log"
+        self.supernodes_started += 1  # numbers every log, also after a kill
+        log_path = self.workdir / f"supernode-{partition_id}-{self.supernodes_started}.log"
         return self.processes.start(command, log_path, self.node_env)
 
     def run(

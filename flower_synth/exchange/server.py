@@ -91,14 +91,22 @@ class Roster:
     the node that first claimed it: another node's claim is refused
     (:meth:`check_claim`) while that node is connected (:meth:`observe`); once it is
     gone (a SuperNode restarted under a new id), the new node takes the partition over.
+    Without ``handover`` a partition never changes hands: the first node whose claim
+    was accepted keeps it for the whole run, connected or not, departed or not. That
+    is the rule for deployments with SuperNode authentication, where the SuperLink
+    gives a node the id of its registered public key: a SuperNode restarted with its
+    key comes back under its id, and a node with another key cannot take its
+    partition while it is away.
     An identity that was asked to train and did not answer in ``max_missed_rounds``
     rounds in a row is dropped (None: never); clients not sampled miss nothing.
     """
 
-    def __init__(self, max_missed_rounds: int | None = None) -> None:
+    def __init__(self, max_missed_rounds: int | None = None, handover: bool = True) -> None:
         if max_missed_rounds is not None and max_missed_rounds < 1:
             raise ValueError(f"max_missed_rounds must be >= 1 or None, got {max_missed_rounds}")
         self.max_missed_rounds = max_missed_rounds
+        self.handover = handover
+        self.owners: dict[str, str] = {}  # without handover: each partition's first node
         self.identity_of_node: dict[str, str] = {}
         self.partition_of: dict[str, int] = {}
         self.missed: dict[str, int] = {}
@@ -117,6 +125,12 @@ class Roster:
         if partition_id is None:
             return
         key = f"partition-{partition_id}"
+        owner = self.owners.get(key, node_id)
+        if owner != node_id:
+            raise PayloadError(
+                f"node {node_id} claims partition {partition_id}, which belongs to node "
+                f"{owner} for the whole run (partition-handover is off)"
+            )
         holders = {n for n, k in self.identity_of_node.items() if k == key}
         holders |= {self.claims[key]} if key in self.claims else set()
         for holder in sorted(holders - {node_id}):
@@ -141,6 +155,8 @@ class Roster:
         self.identity_of_node[node_id] = key
         if partition_id is not None:
             self.partition_of[key] = partition_id
+            if not self.handover:
+                self.owners.setdefault(key, node_id)
         self.missed[key] = 0
         return key, (previous if previous != key else None)
 
@@ -166,11 +182,12 @@ class Roster:
             del self.identity_of_node[node]
 
     def state(self) -> State:
-        """Identities, partitions and missed rounds (for a checkpoint)."""
+        """Identities, partitions, missed rounds and owners (for a checkpoint)."""
         meta = {
             "identity_of_node": dict(self.identity_of_node),
             "partition_of": dict(self.partition_of),
             "missed": dict(self.missed),
+            "owners": dict(self.owners),
         }
         return State(meta=meta)
 
@@ -179,6 +196,7 @@ class Roster:
         self.identity_of_node = dict(state.meta.get("identity_of_node", {}))
         self.partition_of = {k: int(v) for k, v in state.meta.get("partition_of", {}).items()}
         self.missed = {k: int(v) for k, v in state.meta.get("missed", {}).items()}
+        self.owners = dict(state.meta.get("owners", {}))
 
 
 @dataclass(frozen=True)

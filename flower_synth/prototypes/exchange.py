@@ -32,7 +32,7 @@ from flower_synth.prototypes.wire import (
     encode_mixtures,
     encode_prototypes,
 )
-from flower_synth.wire.client_metrics import SIZE_CAP
+from flower_synth.wire.client_metrics import SIZE_CAP, within_total
 from flower_synth.wire.payload import PayloadError
 
 Summary = TypeVar("Summary")
@@ -54,7 +54,12 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
     would reject (:meth:`decode_broadcast`) is not sent and the previous one stays.
     A client whose class counts exceed its training-set size is rejected, and in fusion
     no client's count of a class weighs more than ``SIZE_CAP`` times the median of the
-    clients' total counts. A summary whose feature scale (:meth:`scale`: its means'
+    clients' total counts; where the server knows how many training examples the whole
+    federation holds (``total_examples``), a client whose counts exceed them is
+    rejected and in fusion the clients' totals together never exceed them, the largest
+    claim getting what the others leave (:func:`~flower_synth.wire.client_metrics.within_total`):
+    a client that claims 1,000x its data keeps about its real share, with two or
+    three clients too. A summary whose feature scale (:meth:`scale`: its means'
     and spreads' sizes) exceeds ``SCALE_LIMIT`` times the median of the other stored
     summaries' is left out of the fusion while it does (counted as
     ``outlier_summaries``): with two or three clients too, one client's huge means or
@@ -68,14 +73,27 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
         num_partitions: reported partition ids must lie below it (None: any 32-bit id).
         max_missed_rounds: drop the summary of a client asked to train that gives no
             valid answer this many rounds in a row (None: never).
+        partition_handover: whether a partition whose node is gone may be taken over
+            by another node; False with SuperNode authentication, where a node's id is
+            its key's (:class:`~flower_synth.exchange.server.Roster`).
+        total_examples: the training examples of the whole federation, where the
+            server knows them (a federation over one known dataset: the app passes its
+            training-set size); None: unknown, counts are bounded by the median only.
     """
 
     ARRAY_NAMES: tuple[str, ...] = ()  # names of the arrays :meth:`encode` returns
 
     def __init__(
-        self, num_partitions: int | None = None, max_missed_rounds: int | None = None
+        self,
+        num_partitions: int | None = None,
+        max_missed_rounds: int | None = None,
+        partition_handover: bool = True,
+        total_examples: int | None = None,
     ) -> None:
-        self.roster = Roster(max_missed_rounds)
+        if total_examples is not None and total_examples < 1:
+            raise ValueError(f"total_examples must be >= 1 or None, got {total_examples}")
+        self.roster = Roster(max_missed_rounds, partition_handover)
+        self.total_examples = total_examples
         self.num_partitions = num_partitions
         self.summaries: dict[str, Summary] = {}
         self.global_summary: Summary | None = None
@@ -149,7 +167,13 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
         counts may not exceed its training-set size."""
         partition = reported_partition(reply.metrics, self.num_partitions)
         summary = self.decode_summary(reply)
-        if int(self.counts(summary).sum()) > reply.num_examples:
+        claimed = int(self.counts(summary).sum())
+        if self.total_examples is not None and claimed > self.total_examples:
+            raise PayloadError(
+                f"class counts sum to {claimed}, more than the {self.total_examples} "
+                "training examples the whole federation holds"
+            )
+        if claimed > reply.num_examples:
             raise PayloadError(
                 f"class counts sum to {int(self.counts(summary).sum())}, more than the "
                 f"{reply.num_examples} training examples the client reports"
@@ -231,10 +255,18 @@ class PrototypeExchange(ExchangeServer[tuple[int | None, Summary]], Generic[Summ
                 self.summaries[key] = summary
 
     def capped(self, summaries: Sequence[Summary]) -> list[Summary]:
-        """The summaries with every class count capped at ``SIZE_CAP`` times the median
-        of the clients' total counts, so no one client's claim outweighs the others'."""
+        """The summaries with their counts trimmed to ``total_examples`` together (where
+        known; :func:`~flower_synth.wire.client_metrics.within_total`) and every class
+        count capped at ``SIZE_CAP`` times the median of the clients' total counts, so no
+        one client's claim outweighs the others'."""
         counts = np.stack([self.counts(s) for s in summaries]).astype(np.float64)
         totals = counts.sum(axis=1)
+        if self.total_examples is not None:
+            allowed = within_total(totals, self.total_examples)
+            counts *= np.divide(allowed, totals, out=np.ones_like(totals), where=totals > 0)[
+                :, None
+            ]
+            totals = counts.sum(axis=1)
         median = float(np.median(totals[totals > 0])) if (totals > 0).any() else 1.0
         cap = SIZE_CAP * max(median, 1.0)
         return [
@@ -251,6 +283,8 @@ class FedProtoOptions(TypedDict):
     dtype: NotRequired[str]
     num_partitions: NotRequired[int | None]
     max_missed_rounds: NotRequired[int | None]
+    partition_handover: NotRequired[bool]
+    total_examples: NotRequired[int | None]
 
 
 class FedProtoExchange(PrototypeExchange[ClassPrototypes]):
@@ -274,8 +308,10 @@ class FedProtoExchange(PrototypeExchange[ClassPrototypes]):
         dtype: str = "float16",
         num_partitions: int | None = None,
         max_missed_rounds: int | None = None,
+        partition_handover: bool = True,
+        total_examples: int | None = None,
     ) -> None:
-        super().__init__(num_partitions, max_missed_rounds)
+        super().__init__(num_partitions, max_missed_rounds, partition_handover, total_examples)
         self.num_classes = num_classes
         self.feature_dim = feature_dim
         self.dtype = dtype
@@ -334,6 +370,8 @@ class GMMPrototypeOptions(TypedDict):
     feature_radius: NotRequired[float | None]
     num_partitions: NotRequired[int | None]
     max_missed_rounds: NotRequired[int | None]
+    partition_handover: NotRequired[bool]
+    total_examples: NotRequired[int | None]
 
 
 class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
@@ -376,8 +414,10 @@ class GMMPrototypeExchange(PrototypeExchange[ClassMixtures]):
         feature_radius: float | None = None,
         num_partitions: int | None = None,
         max_missed_rounds: int | None = None,
+        partition_handover: bool = True,
+        total_examples: int | None = None,
     ) -> None:
-        super().__init__(num_partitions, max_missed_rounds)
+        super().__init__(num_partitions, max_missed_rounds, partition_handover, total_examples)
         if feature_radius is not None and not 0 < feature_radius < float("inf"):
             raise ValueError(f"feature_radius must be a finite number > 0, got {feature_radius}")
         if covariance not in ("diag", "full"):

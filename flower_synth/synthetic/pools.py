@@ -19,7 +19,7 @@ from flower_synth.exchange.server import Roster
 from flower_synth.synthetic.allocation import allocate
 from flower_synth.synthetic.equilibrium import TRUST_MODES, check_trust_matrix
 from flower_synth.synthetic.learned_trust import LearnedTrust
-from flower_synth.wire.client_metrics import SIZE_CAP, capped_sizes
+from flower_synth.wire.client_metrics import SIZE_CAP, capped_sizes, within_total
 from flower_synth.wire.payload import WireBatch
 from flower_synth.wire.variables import CLEAN, Variables
 
@@ -79,6 +79,16 @@ class SyntheticPools:
         max_age: rounds a pool is sent in after the round it was made (None: until
             its client sends a new one or departs).
         age_decay: factor on a pool's download weight per round of age (1: none).
+        partition_handover: whether a partition whose node is gone may be taken over
+            by another node (a SuperNode restarted without a fixed key comes back
+            under a new id); False with SuperNode authentication, where a node's id is
+            its key's: the first node keeps its partition for the whole run
+            (:class:`~flower_synth.exchange.server.Roster`).
+        total_examples: the training examples of the whole federation, where the
+            server knows them (the app passes its dataset's training-set size):
+            claimed sizes together never exceed them, the largest claim getting what
+            the others leave (:func:`~flower_synth.wire.client_metrics.within_total`);
+            None: unknown, sizes are bounded by the median only.
     """
 
     def __init__(
@@ -92,6 +102,8 @@ class SyntheticPools:
         download_ratio: float = 0.0,
         max_age: int | None = None,
         age_decay: float = 1.0,
+        partition_handover: bool = True,
+        total_examples: int | None = None,
     ) -> None:
         if isinstance(trust, str) and trust == "learned":
             trust = LearnedTrust()
@@ -113,6 +125,8 @@ class SyntheticPools:
             raise ValueError(f"max_age must be >= 1 round or None, got {max_age}")
         if not 0.0 < age_decay <= 1.0:
             raise ValueError(f"age_decay must lie in (0, 1], got {age_decay}")
+        if total_examples is not None and total_examples < 1:
+            raise ValueError(f"total_examples must be >= 1 or None, got {total_examples}")
         self.sample_shape = tuple(sample_shape)
         self.trust = trust
         self.self_trust = self_trust
@@ -121,7 +135,8 @@ class SyntheticPools:
         self.max_age = max_age
         self.age_decay = age_decay
         self.seed = seed
-        self.roster = Roster(max_missed_rounds)
+        self.total_examples = total_examples
+        self.roster = Roster(max_missed_rounds, partition_handover)
         self.pools: dict[str, WireBatch] = {}
         self.sizes: dict[str, int] = {}
         self.made: dict[str, int] = {}
@@ -204,10 +219,17 @@ class SyntheticPools:
             weights = [row[self.partition_of[s]] for s in sources]
             return float(row[self.partition_of[key]]), np.asarray(weights, dtype=float)
         if self.trust == "size":
-            known = list(self.sizes.values())
-            capped = dict(zip(self.sizes, capped_sizes(known), strict=True))
+            capped = self.bounded_sizes()
             return self.self_trust, np.asarray([capped[s] for s in sources], dtype=float)
         return self.self_trust, np.asarray([self.learned_weight(s) for s in sources])
+
+    def bounded_sizes(self) -> dict[str, float]:
+        """Every known training-set size as the server lets it weigh: together at most
+        ``total_examples`` where known, each at most ``SIZE_CAP`` times the median."""
+        sizes = list(self.sizes.values())
+        if self.total_examples is not None:
+            sizes = within_total(sizes, self.total_examples)
+        return dict(zip(self.sizes, capped_sizes(sizes), strict=True))
 
     def learned_weight(self, key: str) -> float:
         """The weight learnt for the source ``key`` (1 unless ``trust`` is learned)."""
@@ -267,9 +289,8 @@ class SyntheticPools:
         size = available
         if self.download_budget:
             size = min(size, self.download_budget)
-        known = list(self.sizes.values())
-        if self.download_ratio and known:
-            capped = dict(zip(self.sizes, capped_sizes(known), strict=True))
+        if self.download_ratio and self.sizes:
+            capped = self.bounded_sizes()
             own = capped.get(key, float(np.median(list(capped.values()))))
             size = min(size, max(1, round(self.download_ratio * own)))
         return size

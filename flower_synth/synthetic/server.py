@@ -79,6 +79,8 @@ class SyntheticOptions(TypedDict):
     seed: NotRequired[int]
     num_partitions: NotRequired[int | None]
     max_missed_rounds: NotRequired[int | None]
+    partition_handover: NotRequired[bool]
+    total_examples: NotRequired[int | None]
 
 
 class SyntheticExchange(ExchangeServer[ClientPool]):
@@ -153,6 +155,17 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
         num_partitions: reported partition ids must lie below it (None: any 32-bit id).
         max_missed_rounds: drop the pool of a client asked to train that gives no valid
             answer this many rounds in a row (None: never).
+        partition_handover: whether a partition whose node is gone may be taken over
+            by another node (a SuperNode restarted without a fixed key comes back
+            under a new id); False with SuperNode authentication, where a node's id is
+            its key's: the first node keeps its partition for the whole run
+            (:class:`~flower_synth.exchange.server.Roster`).
+        total_examples: the training examples of the whole federation, where the
+            server knows them (the app passes its dataset's training-set size):
+            a client claiming more is refused, and claimed sizes together never exceed
+            them, the largest claim getting what
+            the others leave (:func:`~flower_synth.wire.client_metrics.within_total`);
+            None: unknown, sizes are bounded by the median only.
     """
 
     def __init__(
@@ -177,6 +190,8 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
         seed: int = 0,
         num_partitions: int | None = None,
         max_missed_rounds: int | None = None,
+        partition_handover: bool = True,
+        total_examples: int | None = None,
     ) -> None:
         if samples_per_client < 1:
             raise ValueError(f"samples_per_client must be >= 1, got {samples_per_client}")
@@ -197,6 +212,8 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
             download_ratio=download_ratio,
             max_age=pool_max_age,
             age_decay=pool_age_decay,
+            partition_handover=partition_handover,
+            total_examples=total_examples,
         )
         self.num_partitions = num_partitions
         self.num_classes = num_classes
@@ -263,6 +280,12 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
         refused)."""
         cap = self.requested.get(reply.node_id, self.samples_per_client)
         shape = self.pools.sample_shape
+        total = self.pools.total_examples
+        if total is not None and reply.num_examples > total:
+            raise PayloadError(
+                f"claims {reply.num_examples} training examples, more than the {total} "
+                "the whole federation holds"
+            )
         batch = validate_wire(reply.arrays, shape, self.num_classes, cap)
         partition = reported_partition(reply.metrics, self.num_partitions)
         trust = self.pools.trust

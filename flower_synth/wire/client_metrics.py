@@ -114,3 +114,18 @@ def capped_sizes(sizes: Sequence[float]) -> np.ndarray:
     if positive.size == 0:
         return sizes
     return np.minimum(sizes, SIZE_CAP * max(float(np.median(positive)), 1.0))
+
+
+def within_total(sizes: Sequence[float], total: float) -> np.ndarray:
+    """Reported sizes trimmed so that together they do not exceed ``total``, the
+    training examples the whole federation holds where the server knows them: the
+    smaller claims are taken as they are and the largest get what those leave. Honest
+    claims never sum to more than there is, so they stay whole; a client that claims
+    more than exists keeps about its real share, with two or three clients too."""
+    sizes = np.asarray(sizes, dtype=float)
+    allowed = sizes.copy()
+    left = float(total)
+    for index in np.argsort(sizes, kind="stable"):
+        allowed[index] = min(sizes[index], max(left, 0.0))
+        left -= allowed[index]
+    return allowed
