@@ -9,15 +9,17 @@ from unittest.mock import Mock
 
 import numpy as np
 import pytest
+import torch
 from conftest import fit_result, idle_federation
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common import Code, FitRes, Parameters, Status, parameters_to_ndarrays
 
 from flower_synth import strategies
 from flower_synth.clients import SyntheticSampleClient
-from flower_synth.data import load_client_data
+from flower_synth.data import load_client_data, load_global_test
 from flower_synth.exchange.server import Accepted, Reply
 from flower_synth.generative import ClassConditionalGaussian
+from flower_synth.models import build_model
 from flower_synth.prototypes import (
     ClassMixtures,
     ClassPrototypes,
@@ -27,6 +29,7 @@ from flower_synth.prototypes import (
 )
 from flower_synth.prototypes.exchange import FedProtoExchange
 from flower_synth.serverapp import strategy as message_strategies
+from flower_synth.synthetic.server_classifier import PooledClassifier
 from flower_synth.wire.payload import encode_samples
 
 SHAPE = (1, 8, 8)
@@ -154,25 +157,26 @@ def test_a_rogue_synthetic_payload_is_rejected_and_the_round_goes_on(adapter, at
     assert round_metrics["pool_samples"] == 10
 
 
-def test_float16_images_at_the_edge_of_the_range_cannot_drag_honest_replies_out_of_it(
-    digits_settings,
-) -> None:
-    """A rogue's float16 images all 9.0 are inside the accepted range [-8, 9]; honest
-    Gaussian clients learn from what the server passes on of them and keep sending
-    replies the server accepts, round after round."""
-    manager, proxies = idle_federation(3)
+def float16_edge_rounds(
+    settings, rounds: int, rogue: bool = True, **options: object
+) -> tuple[object, list[dict]]:
+    """``rounds`` rounds of two honest Gaussian clients on digits (float16 samples) and,
+    with ``rogue``, a third that sends float16 images all 9.0, inside the accepted
+    range [-8, 9]; returns the strategy and every round's metrics."""
+    manager, proxies = idle_federation(3 if rogue else 2)
     strategy = strategies.SyntheticSampleStrategy(
         sample_shape=SHAPE,
         num_classes=10,
         samples_per_client=200,
         download_budget=0,
         sample_dtype="float16",  # downloads as float16 too: nothing clipped on the way out
+        **options,
     )
     honest = {
         proxy.cid: SyntheticSampleClient(
             ClassConditionalGaussian(10),
             None,
-            load_client_data(digits_settings.partition_scheme(3), index),
+            load_client_data(settings.partition_scheme(3), index),
             RecordDict(),
             partition_id=index,
             sample_dtype="float16",
@@ -180,11 +184,11 @@ def test_float16_images_at_the_edge_of_the_range_cannot_drag_honest_replies_out_
         )
         for index, proxy in enumerate(proxies[:2])
     }
-    rogue = encode_samples(
+    edge = encode_samples(
         np.full((200, *SHAPE), 9.0), np.arange(200) % 10, "float16", compression="none"
     )
-    parameters = None
-    for server_round in (1, 2, 3, 4):
+    parameters, history = None, []
+    for server_round in range(1, rounds + 1):
         results = []
         for proxy, ins in strategy.configure_fit(server_round, parameters, manager):
             if proxy.cid in honest:
@@ -193,11 +197,43 @@ def test_float16_images_at_the_edge_of_the_range_cannot_drag_honest_replies_out_
                 )
                 results.append((proxy, fit_result(arrays, metrics, count)))
             else:
-                results.append((proxy, fit_result(rogue, {"partition_id": 2}, 200)))
+                results.append((proxy, fit_result(edge, {"partition_id": 2}, 200)))
         parameters, metrics = strategy.aggregate_fit(server_round, results, [])
+        history.append(metrics)
+    return strategy, history
+
+
+def test_float16_images_at_the_edge_of_the_range_cannot_drag_honest_replies_out_of_it(
+    digits_settings,
+) -> None:
+    """Honest clients learn from what the server passes on of the rogue's all-9.0
+    images and keep sending replies the server accepts, round after round."""
+    strategy, history = float16_edge_rounds(digits_settings, 4)
+    for metrics in history:
         assert metrics["rejected_payloads"] == 0 and metrics["pool_clients"] == 3
     kept = strategy.exchange.pools.pools
     assert max(float(pool.samples.max()) for pool in kept.values()) <= 2.0  # passed on clipped
+
+
+def test_learned_trust_leaves_the_server_classifier_as_without_the_float16_rogue(
+    digits_settings,
+) -> None:
+    """The server classifier after 4 rounds: with learned trust exactly what the two
+    honest clients alone give (the rogue's images agree with no class); with uniform
+    trust far below it."""
+    test = load_global_test(digits_settings.data_source)
+
+    def accuracy(rogue: bool, trust: str) -> float:
+        torch.manual_seed(0)
+        classifier = PooledClassifier(build_model(SHAPE, 10), test)
+        options = {"trust": trust, "server_classifier": classifier}
+        float16_edge_rounds(digits_settings, 4, rogue, **options)
+        return classifier.evaluate(4)[1]["global_accuracy"]
+
+    honest = accuracy(False, "uniform")
+    assert honest > 0.6  # chance is 0.1
+    assert accuracy(True, "learned") == pytest.approx(honest, abs=0.03)
+    assert accuracy(True, "uniform") < honest - 0.15
 
 
 def mixtures(label: int, count: int, mean: float = 0.0, dtype: str = "float16") -> list[np.ndarray]:
