@@ -32,6 +32,8 @@ from flower_synth.generative import IMAGE_GENERATORS, ODE_GENERATORS, build_gene
 from flower_synth.learning.devices import check_device
 from flower_synth.learning.learner import Learner, round_seed, server_round
 from flower_synth.models import build_dual_head_model, build_model
+from flower_synth.privacy import DPSGD, PrivacyLedger, noise_for_budget
+from flower_synth.privacy.release import LABEL_COUNT_NOISE
 
 app = ClientApp()
 
@@ -94,6 +96,24 @@ def generator_params(
     return params
 
 
+def private_training(settings: RunSettings, epoch_size: int, num_labelled: int) -> DPSGD:
+    """DP-SGD for the generator of a client whose epochs draw ``epoch_size`` rows and
+    whose real training split holds ``num_labelled`` examples: ``dp-noise-multiplier``,
+    or the noise with which every round of the run (as if the client trained in each),
+    at the sampling rate its real examples alone give (received samples only lower
+    it), spends at most ``dp-epsilon`` at ``dp-delta`` together with the release of
+    its label counts."""
+    if settings.dp_noise_multiplier > 0:
+        return DPSGD(settings.dp_noise_multiplier, settings.dp_max_grad_norm)
+    batch = settings.generator_batch_size
+    steps = settings.num_server_rounds * settings.generator_epochs * -(-epoch_size // batch)
+    released = PrivacyLedger()
+    released.spend(LABEL_COUNT_NOISE, 1.0, 1)
+    rate = min(1.0, batch / max(1, num_labelled))
+    noise = noise_for_budget(settings.dp_epsilon, settings.dp_delta, rate, steps, released)
+    return DPSGD(noise, settings.dp_max_grad_norm)
+
+
 def synthetic_learner(
     settings: RunSettings,
     data: ClientData,
@@ -106,6 +126,10 @@ def synthetic_learner(
     shape, num_classes = data.train.image_shape, data.train.num_classes
     kind = settings.kind_for(settings.generator, partition_id)
     params = generator_params(settings, kind, partition_id, data.num_images)
+    if settings.private:
+        params["dp"] = private_training(settings, params["epoch_size"], len(data.train))
+        if kind.startswith("cvae"):  # the class prior is fitted to real codes, unnoised
+            params["latent_prior"] = "standard"
     generator = build_generator(kind, num_classes, shape, **params)
     classifier = None
     if settings.kind_for(settings.classifier, partition_id) == "model":
@@ -127,7 +151,7 @@ def synthetic_learner(
         sample_dtype=settings.sample_dtype,
         samples_per_round=settings.samples_per_client,
         fresh_fraction=settings.fresh_sample_fraction,
-        soft_labels=settings.soft_labels,
+        soft_labels=settings.soft_labels and not settings.private,
         soft_label_top_k=settings.soft_label_top_k,
         sample_levels=settings.sample_levels,
         compression=settings.compression,
@@ -138,6 +162,7 @@ def synthetic_learner(
         modality=modality_of(settings, data, partition_id),
         share_real=settings.share_real_for(partition_id),
         label_shift=settings.label_shift_for(partition_id),
+        private_delta=settings.dp_delta if settings.private else None,
     )
 
 

@@ -12,7 +12,7 @@ from flower_synth.data.federated import DataSource, PartitionScheme
 from flower_synth.data.labels import check_labelled_fraction
 from flower_synth.data.partition import PARTITIONERS
 from flower_synth.data.sources import DATASETS
-from flower_synth.generative import DENSITY_GENERATORS, GENERATORS
+from flower_synth.generative import DENSITY_GENERATORS, DP_GENERATORS, GENERATORS
 from flower_synth.generative.cvae import LATENT_PRIORS
 from flower_synth.generative.ode_sampling import SOLVERS
 from flower_synth.learning.classifier_training import ClassifierTraining
@@ -37,7 +37,7 @@ CLASSIFIERS = ("model", "bayes")
 MODALITIES = ("clean", "composited")  # what a client's images are (modality_for)
 # Keys that say where a run writes and whether it continues an earlier one, never
 # what it computes: two runs that differ only in these produce the same numbers.
-BOOKKEEPING_KEYS = ("output-dir", "resume")
+BOOKKEEPING_KEYS = ("output-dir", "resume", "keep-shared")
 # Keys whose default is not what runs did before the key existed (added with another
 # default, or changed since), with that earlier behaviour: a results file written
 # without the key ran with this value.
@@ -91,6 +91,10 @@ SYNTHETIC_ONLY_KEYS = (
     "guidance-scale",
     "class-dropout",
     "hjb-weight",
+    "dp-epsilon",
+    "dp-delta",
+    "dp-noise-multiplier",
+    "dp-max-grad-norm",
     "sample-labels",
     "sample-allocation",
     "soft-labels",
@@ -216,6 +220,10 @@ class RunSettings:
     guidance_scale: float = 1.0
     class_dropout: float = 0.0
     hjb_weight: float = 0.0
+    dp_epsilon: float = 0.0
+    dp_delta: float = 1e-5
+    dp_noise_multiplier: float = 0.0
+    dp_max_grad_norm: float = 1.0
     sample_labels: str = "real"
     sample_allocation: str = "ratio"
     soft_labels: bool = True
@@ -237,6 +245,7 @@ class RunSettings:
     max_missed_rounds: int = 3
     partition_handover: bool = True
     record_pool_means: bool = False
+    keep_shared: bool = False
     generation_quality: bool = False
     pseudo_label_threshold: float = 1.0
     share_real: str = "false"
@@ -337,6 +346,7 @@ class RunSettings:
                 f"guidance-scale {self.guidance_scale} needs the unconditional velocity: set "
                 "class-dropout > 0 (e.g. 0.1), or keep guidance-scale = 1"
             )
+        self._check_privacy()
         if not 2 <= self.sample_levels <= 256:
             raise ValueError(f"sample-levels must lie in [2, 256], got {self.sample_levels}")
         if not 0.0 < self.sample_ratio:
@@ -475,6 +485,40 @@ class RunSettings:
         multiplies the generator's ``latent-dim`` and ``generator-hidden`` and the
         classifier's width (:func:`~flower_synth.models.build_model`)."""
         return float(self.kind_for(self.capacity, partition_id))
+
+    @property
+    def private(self) -> bool:
+        """Whether the clients' generators train with differential privacy
+        (``dp-epsilon`` or ``dp-noise-multiplier`` set)."""
+        return self.dp_epsilon > 0 or self.dp_noise_multiplier > 0
+
+    def _check_privacy(self) -> None:
+        """DP settings in range, and only where what leaves a client can be covered."""
+        for key in ("dp_epsilon", "dp_noise_multiplier"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{_key(key)} must be >= 0 (0: off), got {getattr(self, key)}")
+        if not 0.0 < self.dp_delta < 1.0:
+            raise ValueError(f"dp-delta must lie in (0, 1), got {self.dp_delta}")
+        if not self.dp_max_grad_norm > 0:
+            raise ValueError(f"dp-max-grad-norm must be > 0, got {self.dp_max_grad_norm}")
+        if not self.private:
+            return
+        if self.strategy != "synthetic":
+            raise ValueError(
+                f"dp-epsilon / dp-noise-multiplier make synthetic-exchange generators "
+                f"private; strategy {self.strategy!r} has no DP here (for FedAvg use "
+                "Flower's DP mods and wrappers)"
+            )
+        for kind in per_partition(self.generator):
+            if kind not in DP_GENERATORS:
+                raise ValueError(
+                    f"generator {kind!r} cannot train with DP-SGD; with dp-epsilon use one "
+                    f"of {DP_GENERATORS}"
+                )
+        if self.hjb_weight > 0:
+            raise ValueError("hjb-weight must be 0 with dp-epsilon (DP-SGD cannot take it)")
+        if "true" in per_partition(self.share_real):
+            raise ValueError("share-real sends real images: it cannot be set with dp-epsilon")
 
     def _check_bayes_classifiers(self) -> None:
         """``classifier='bayes'`` needs a generator with a class posterior on the same

@@ -24,6 +24,7 @@ from flower_synth.app.run_files import (
     new_results_file,
     resumable_results,
 )
+from flower_synth.app.shared_files import keep_model, keep_pools, shared_of
 from flower_synth.data import ImageDataset, load_global_test, load_global_train
 from flower_synth.exchange.metrics import (
     client_evaluation,
@@ -135,9 +136,10 @@ def record_pools(
     round, with ``means`` every pool's mean sample and label frequencies (the mean
     parameters the equilibrium analysis compares), where ``quality(round, pools)``
     answers, its figures (``generation_quality_by_client`` and their means over
-    clients), and with ``learned`` trust every source's weight and last agreement
-    with the others' pools (``learned_trust_by_client``, ``agreement_by_client``),
-    keyed by partition id."""
+    clients), with ``learned`` trust every source's weight and last agreement with
+    the others' pools (``learned_trust_by_client``, ``agreement_by_client``), and
+    the privacy each private client has spent (``dp_epsilon_by_client``), keyed by
+    partition id."""
 
     def callback(server_round: int, pools: dict, metrics: dict) -> None:
         values: dict = {
@@ -147,6 +149,11 @@ def record_pools(
                 if "label_agreement" in m
             }
         }
+        spent = {
+            partition_name(k): m["dp_epsilon"] for k, m in metrics.items() if "dp_epsilon" in m
+        }
+        if spent:
+            values["dp_epsilon_by_client"] = spent
         if means:
             values["pool_means"] = {
                 partition_name(key): pool.decode()
@@ -347,11 +354,17 @@ def run(
     metered = MeteredStrategy(strategy, recorder, checkpoint)
     if resumed is not None:
         metered.resume()
-    metered.start(
+    result = metered.start(
         grid=grid,
         initial_arrays=initial_arrays,
         num_rounds=settings.num_server_rounds,
         evaluate_fn=evaluate_fn,
     )
+    if settings.keep_shared:
+        kept = shared_of(recorder.path)
+        if isinstance(strategy, SyntheticSampleStrategy):
+            keep_pools(kept, strategy.exchange.pools.pools)
+        elif initial_arrays is not None:
+            keep_model(kept, result.arrays)
     recorder.finish()
     checkpoint.remove()

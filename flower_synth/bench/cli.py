@@ -1,5 +1,5 @@
 """The ``flower-synth`` command: ``compare`` (run an experiment grid and report),
-``equilibrium``, ``generator-bound`` and ``plot``."""
+``equilibrium``, ``generator-bound``, ``privacy-audit`` and ``plot``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from flower_synth.bench.equilibrium_check import (
 from flower_synth.bench.experiments import expand, load_experiment
 from flower_synth.bench.generator_bound import REAL_IMAGES, format_bound_table, generator_bound
 from flower_synth.bench.plotting import plot_runs
+from flower_synth.bench.privacy_audit import audit_run, format_audit, runs_to_audit
 from flower_synth.bench.report import write_report
 from flower_synth.bench.results import format_summary_table, summarize
 from flower_synth.generative import GENERATORS, ODE_GENERATORS
@@ -136,6 +137,26 @@ def run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_privacy_audit(args: argparse.Namespace) -> int:
+    """Audit every run under the given paths that kept what its clients shared."""
+    runs = runs_to_audit([Path(path) for path in args.paths])
+    if not runs:
+        raise SystemExit(
+            f"no results file under {args.paths} has a .shared.npz beside it: run with "
+            "keep-shared = true"
+        )
+    rows = []
+    for results in runs:
+        log(f"auditing {results}")
+        rows += audit_run(results, args.num_clients, args.max_images)
+    table = format_audit(rows)
+    print(table)
+    if args.output:
+        Path(args.output).write_text(table + "\n")
+        print(f"privacy audit: {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="flower-synth", description=__doc__)
@@ -197,6 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
     bound.add_argument("--hjb-weight", type=float, default=0.0, help="flow, score")
     bound.add_argument("--latent-prior", choices=LATENT_PRIORS, default="class", help="cvae")
     bound.set_defaults(handler=run_generator_bound)
+
+    audit = commands.add_parser(
+        "privacy-audit",
+        help="membership-inference AUC and memorisation ratio of what runs kept with "
+        "keep-shared, per client (docs/PRIVACY.md)",
+    )
+    audit.add_argument("paths", nargs="+", help="results files or folders holding them")
+    audit.add_argument(
+        "--num-clients", type=int, default=None, help="default: the run's min-available-clients"
+    )
+    audit.add_argument("--max-images", type=int, default=1000, help="members per client at most")
+    audit.add_argument("-o", "--output", default=None, help="also write the table here")
+    audit.set_defaults(handler=run_privacy_audit)
 
     plot = commands.add_parser("plot", help="plot results files")
     plot.add_argument("files", nargs="+")

@@ -75,7 +75,9 @@ def stateful_client_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str,
     clients' ``_min`` and ``_max``; ``clients_fresh_start``: how
     many clients started without state from earlier rounds (``fresh_start``);
     ``clients_pseudo_labelled``: how many unlabelled images partly labelled clients
-    learnt from with a label of their own classifier's (``pseudo_labelled``)."""
+    learnt from with a label of their own classifier's (``pseudo_labelled``);
+    ``dp_epsilon_max`` and ``dp_epsilon_mean``: the privacy private clients have spent
+    so far (``dp_epsilon``)."""
     rounds = [int(m["client_rounds"]) for _, m in results if "client_rounds" in m]
     metrics = client_fit_metrics(results)
     if rounds:
@@ -86,6 +88,9 @@ def stateful_client_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str,
     pseudo = [int(m["pseudo_labelled"]) for _, m in results if "pseudo_labelled" in m]
     if pseudo:
         metrics["clients_pseudo_labelled"] = sum(pseudo)
+    spent = [float(m["dp_epsilon"]) for _, m in results if "dp_epsilon" in m]
+    if spent:
+        metrics |= {"dp_epsilon_max": max(spent), "dp_epsilon_mean": sum(spent) / len(spent)}
     agreement = [
         (float(m["label_agreement"]), int(m.get("generated_samples", 1)))
         for _, m in results

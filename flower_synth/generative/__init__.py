@@ -33,6 +33,8 @@ __all__ = [
 GENERATORS = ("gaussian", "gaussian-full", "gmm", "cvae", "cvae-conv", "symvae", "flow", "score")
 IMAGE_GENERATORS = ("cvae", "cvae-conv", "symvae", "flow", "score")  # torch, images only
 ODE_GENERATORS = ("flow", "score")
+# Trained by one optimizer over TorchImageModel's batches: they can train by DP-SGD.
+DP_GENERATORS = ("cvae", "cvae-conv", "flow", "score")
 DENSITY_GENERATORS = ("gaussian", "gaussian-full", "gmm")  # with a class posterior
 
 

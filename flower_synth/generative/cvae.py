@@ -16,6 +16,7 @@ from flower_synth.generative.base import (
 from flower_synth.generative.cvae_networks import ConvCVAENetwork, CVAENetwork
 from flower_synth.generative.gaussian import ClassConditionalGaussian
 from flower_synth.generative.torch_images import TorchImageModel
+from flower_synth.privacy.dp_sgd import DPSGD
 
 ARCHITECTURES = ("mlp", "conv")
 LATENT_PRIORS = ("class", "standard")
@@ -71,6 +72,10 @@ class ConditionalVAE(TorchImageModel):
         epoch_size: Rows drawn per epoch, or None for one pass over the data.
         device: Where the network trains and decodes (e.g. ``"cuda"``); the random
             streams stay on the CPU, so a seed gives the same draws on any device.
+        dp: Train by DP-SGD with these settings (see
+            :class:`~flower_synth.generative.torch_images.TorchImageModel`); None:
+            plain Adam. Needs ``latent_prior="standard"``: the class prior is
+            fitted to the real images' codes without noise.
 
     Attributes:
         last_fit_loss_: Weighted mean loss (negative ELBO per image, nats) of the last
@@ -94,6 +99,7 @@ class ConditionalVAE(TorchImageModel):
         kl_weight: float = 1.0,
         epoch_size: int | None = None,
         device: str | torch.device = "cpu",
+        dp: DPSGD | None = None,
     ) -> None:
         self.n_classes = n_classes
         self.image_shape = image_shape
@@ -108,6 +114,7 @@ class ConditionalVAE(TorchImageModel):
         self.kl_weight = kl_weight
         self.epoch_size = epoch_size
         self.device = device
+        self.dp = dp
         self._network: CVAENetwork | ConvCVAENetwork | None = None
         self._optimizer: torch.optim.Adam | None = None
         self._generator: torch.Generator | None = None
@@ -137,6 +144,12 @@ class ConditionalVAE(TorchImageModel):
         check_choice("architecture", self.architecture, ARCHITECTURES)
         check_choice("latent_prior", self.latent_prior, LATENT_PRIORS)
         check_number("kl_weight", self.kl_weight, positive=False)
+        if self.dp is not None and self.latent_prior == "class":
+            raise ValueError(
+                "latent_prior='class' fits each class's latent Gaussian to the codes of the "
+                "real training images, without noise, so no DP guarantee covers what it "
+                "samples; use latent_prior='standard' with dp"
+            )
 
     def _build_network(self) -> CVAENetwork | ConvCVAENetwork:
         with torch.random.fork_rng(devices=[]):
@@ -158,11 +171,9 @@ class ConditionalVAE(TorchImageModel):
         for _ in range(self.epochs):
             total, count = 0.0, 0
             for batch, scale in self._epoch_batches(weight):
-                loss = torch.mean(scale * self._negative_elbo(x[batch], onehot[batch]))
-                self._optimizer.zero_grad()
-                loss.backward()
-                self._optimizer.step()
-                total, count = total + loss.item() * len(batch), count + len(batch)
+                per_row = scale * self._negative_elbo(x[batch], onehot[batch])
+                self._descend(per_row)
+                total, count = total + per_row.sum().item(), count + len(batch)
             self.last_fit_loss_ = total / count
         if self.latent_prior == "class":
             self._fit_latent_prior(x, onehot, y, weight.cpu().numpy())

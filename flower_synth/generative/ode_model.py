@@ -17,6 +17,7 @@ from flower_synth.generative.ode_sampling import SOLVERS, integrate
 from flower_synth.generative.torch_images import TorchImageModel
 from flower_synth.generative.unet import ConditionalUNet
 from flower_synth.learning.devices import check_device
+from flower_synth.privacy.dp_sgd import DPSGD
 
 EMA_PREFIX = "ema."
 
@@ -67,6 +68,10 @@ class ODEImageModel(TorchImageModel):
             near its first weights); 0 samples with the trained weights themselves.
         device: Where the network trains and samples (e.g. ``"cuda"``); random streams
             stay on the CPU, so a seed gives the same draws on any device.
+        dp: Train by DP-SGD with these settings (see
+            :class:`~flower_synth.generative.torch_images.TorchImageModel`); None:
+            plain Adam. Not with ``hjb_weight``: per-row gradients of the
+            residual's derivative are beyond Opacus.
     """
 
     WIDTH_PARAMS = ("channels",)
@@ -101,6 +106,7 @@ class ODEImageModel(TorchImageModel):
         sample_batch_size: int = 256,
         ema_decay: float = 0.999,
         device: str | torch.device = "cpu",
+        dp: DPSGD | None = None,
     ) -> None:
         self.n_classes = n_classes
         self.image_shape = image_shape
@@ -118,6 +124,7 @@ class ODEImageModel(TorchImageModel):
         self.sample_batch_size = sample_batch_size
         self.ema_decay = ema_decay
         self.device = device
+        self.dp = dp
         self._network = None
         self._optimizer = None
         self._generator = None
@@ -130,6 +137,11 @@ class ODEImageModel(TorchImageModel):
         check_number("guidance_scale", self.guidance_scale, positive=False)
         check_number("hjb_weight", self.hjb_weight, positive=False)
         check_int("sample_batch_size", self.sample_batch_size, minimum=1)
+        if self.dp is not None and self.hjb_weight > 0:
+            raise ValueError(
+                "hjb_weight > 0 differentiates the network along its own output, whose "
+                "per-row gradients Opacus cannot take; set hjb_weight=0 with dp"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.class_dropout < 1.0:
@@ -174,16 +186,14 @@ class ODEImageModel(TorchImageModel):
                 if self.class_dropout > 0:
                     dropped = self._random(len(batch)) < self.class_dropout
                     kept = torch.where(dropped, torch.full_like(kept, self.n_classes), kept)
-                loss, x, t = self._path_loss(x1, kept)
-                loss = torch.mean(scale * loss)
-                objective = loss
+                per_row, x, t = self._path_loss(x1, kept)
+                per_row = scale * per_row
+                loss, extra = per_row.mean(), None
                 if self.hjb_weight > 0:
                     hjb = self._hjb_residual(x, t, kept)
-                    objective = loss + self.hjb_weight * hjb
+                    extra = self.hjb_weight * hjb
                     residual += hjb.item() * len(batch)
-                self._optimizer.zero_grad()
-                objective.backward()
-                self._optimizer.step()
+                self._descend(per_row, extra)
                 if self._ema is not None:
                     self._ema.update_parameters(self._network)
                 total, count = total + loss.item() * len(batch), count + len(batch)
@@ -201,6 +211,12 @@ class ODEImageModel(TorchImageModel):
     ) -> torch.Tensor:
         """The sampling ODE's velocity at ``(x, t)`` for ``labels`` under ``network``."""
         raise NotImplementedError
+
+    def _prepare_private_fit(self) -> None:
+        """Also the weight average, copied from the network before its gradient hooks."""
+        super()._prepare_private_fit()
+        if self._ema is None and self.ema_decay > 0:
+            self._ema = self._build_ema()
 
     def _build_ema(self) -> AveragedModel:
         decay = self.ema_decay

@@ -4,6 +4,7 @@ weighted draws from the training rows."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Self
 
 import numpy as np
 import torch
@@ -18,6 +19,15 @@ from flower_synth.generative.torch_state import (
     optimizer_arrays,
     restore_generator,
 )
+from flower_synth.privacy.dp_sgd import (
+    DPSGD,
+    PrivacyLedger,
+    poisson_batches,
+    private_step,
+    private_steps,
+)
+
+DP_HISTORY_KEY = "dp.history"  # the privacy ledger's array in a model's state
 
 
 class TorchImageModel(GenerativeModel):
@@ -29,6 +39,15 @@ class TorchImageModel(GenerativeModel):
     ``WIDTH_PARAMS``, ``epochs``, ``batch_size``, ``learning_rate``, ``epoch_size``,
     ``seed`` and ``device`` in ``__init__``, keep their networks in ``_network`` (built
     by ``_build_network``) and their random stream in ``_generator``.
+
+    **Differential privacy.** A subclass that trains one optimizer (``_optimizer``)
+    over batches from :meth:`_epoch_batches` and sets ``dp`` (a
+    :class:`~flower_synth.privacy.DPSGD`) trains with DP-SGD: each epoch takes as many
+    steps as it would have batches, each step's batch drawn by Poisson sampling at rate
+    ``batch_size / rows`` (row weights then scale the losses), every row's gradient
+    clipped and the sum noised (Opacus). ``privacy_`` (a
+    :class:`~flower_synth.privacy.PrivacyLedger`) holds every step taken, across fits
+    and in the state.
     """
 
     WIDTH_PARAMS: tuple[str, ...] = ("latent_dim", "hidden_dim")
@@ -41,6 +60,9 @@ class TorchImageModel(GenerativeModel):
     device: str | torch.device
     _generator: torch.Generator | None
     _network: nn.Module | None
+    dp: DPSGD | None = None
+    privacy_: PrivacyLedger
+    _private: tuple[nn.Module, torch.optim.Optimizer] | None = None  # during a DP fit
 
     learning_rate: float
 
@@ -64,6 +86,52 @@ class TorchImageModel(GenerativeModel):
         """The untrained networks, initialised from ``seed``."""
         raise NotImplementedError
 
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> Self:
+        """Fit as :meth:`GenerativeModel.fit <flower_synth.generative.base.GenerativeModel.fit>`;
+        with ``dp``, by DP-SGD (see the class)."""
+        if self.dp is None:
+            return super().fit(X, y, sample_weight)
+        self._check_params()
+        self._prepare_private_fit()
+        optimizer = self._optimizer
+        on_cpu = torch.device(self.device).type == "cpu"
+        steps = private_steps(
+            self._network,
+            optimizer,
+            self.dp,
+            self.batch_size,
+            self._generator if on_cpu else None,  # noise drawn on the device otherwise
+        )
+        with steps as private:
+            self._private = private
+            try:
+                return super().fit(X, y, sample_weight)
+            finally:
+                self._private = None
+
+    def _descend(self, per_row: torch.Tensor, extra: torch.Tensor | None = None) -> None:
+        """One optimizer step on the batch mean of ``per_row`` (one loss per row of the
+        batch) plus ``extra`` (a scalar; never with ``dp``); with ``dp``, a DP-SGD step."""
+        if self._private is not None:
+            private_step(*self._private, per_row)
+            return
+        loss = per_row.mean() if extra is None else per_row.mean() + extra
+        self._optimizer.zero_grad()
+        loss.backward()
+        self._optimizer.step()
+
+    def _prepare_private_fit(self) -> None:
+        """Build what a fit builds on first use before the per-row gradient hooks go
+        on the network (the random stream as :meth:`_training_tensors` starts it)."""
+        if self._network is None:
+            self._network = self._build_network()
+        if self._optimizer is None:
+            self._optimizer = self._build_optimizer()
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(self.seed)
+        if not hasattr(self, "privacy_"):
+            self.privacy_ = PrivacyLedger()
+
     def parameter_count(self) -> int:
         """The networks' learnable parameters (Adam moments and random stream aside).
 
@@ -81,6 +149,8 @@ class TorchImageModel(GenerativeModel):
         }
         if self._generator is not None:
             state[RNG_KEY] = generator_array(self._generator)
+        if self.dp is not None and hasattr(self, "privacy_"):
+            state[DP_HISTORY_KEY] = self.privacy_.to_array()
         return state
 
     def _build_optimizer(self) -> torch.optim.Adam:
@@ -123,6 +193,8 @@ class TorchImageModel(GenerativeModel):
             ) from error
         self._network = network
         self._generator = restore_generator(self.seed, state)
+        if self.dp is not None:
+            self.privacy_ = PrivacyLedger(state.get(DP_HISTORY_KEY))
 
     def _tensors(self, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Flattened float32 images and one-hot labels, after checking shape and range."""
@@ -163,8 +235,20 @@ class TorchImageModel(GenerativeModel):
 
         Without ``epoch_size`` an epoch visits every row once, each loss weighted by
         its row's weight; with it, an epoch draws ``epoch_size`` rows with replacement
-        in proportion to the weights, each loss weighted 1.
+        in proportion to the weights, each loss weighted 1. With ``dp``, as many
+        Poisson-sampled batches (see the class), recorded in ``privacy_``.
         """
+        if self.dp is not None:
+            rows = len(weight) if self.epoch_size is None else self.epoch_size
+            steps = -(-rows // self.batch_size)
+            self.privacy_.spend(
+                self.dp.noise_multiplier, min(1.0, self.batch_size / len(weight)), steps
+            )
+            for batch in poisson_batches(len(weight), self.batch_size, steps, self._generator):
+                if len(batch):
+                    batch = batch.to(self.device)
+                    yield batch, weight[batch]
+            return
         if self.epoch_size is None:
             order, scale = torch.randperm(len(weight), generator=self._generator), weight
         else:

@@ -47,6 +47,7 @@ from flower_synth.learning.training import (
     to_unit_range,
     train,
 )
+from flower_synth.privacy.release import release_counts
 from flower_synth.synthetic.allocation import labels_in_proportion
 from flower_synth.synthetic.modality import CleanModality, Modality
 from flower_synth.wire.deflate import check_compression
@@ -60,6 +61,7 @@ PROGRESS_STATE = "synthetic.progress"
 OWN_CLASS_SHARE = 0.05  # a class the client holds: this share of its real data or more
 PRIOR_STATE = "synthetic.prior"
 POOL_STATE = "synthetic.pool"
+RELEASED_COUNTS_STATE = "synthetic.released_counts"  # a private client's noised label counts
 PSEUDO_SHARE = 0.5  # of the real data's weight, for the pseudo-labelled images
 SAMPLE_LABELS = ("real", "prior")
 # Received payloads are as large as the server's download budget: a client trusts the
@@ -105,6 +107,29 @@ class PreparedRound:
     targets: np.ndarray
     metrics: dict[str, Scalar]
     fitted_at: float
+
+
+def check_private(
+    generator: GenerativeModel, soft_labels: bool, share_real: bool, sample_labels: str
+) -> None:
+    """Refuse what would let a private client's real data leave it without noise."""
+    if getattr(generator, "dp", None) is None:
+        raise ValueError(
+            f"a private client needs a generator that trains with differential privacy; "
+            f"give {type(generator).__name__} dp=DPSGD(...) (torch image generators)"
+        )
+    if soft_labels:
+        raise ValueError(
+            "soft labels come from the classifier trained on the real data without noise: "
+            "set soft_labels=False for a private client"
+        )
+    if share_real:
+        raise ValueError("share_real sends real examples: not for a private client")
+    if sample_labels != "real":
+        raise ValueError(
+            "sample_labels='prior' follows the generator's class prior, counted on the real "
+            "data without noise: use 'real' (a private client releases its counts with noise)"
+        )
 
 
 class SyntheticLearner:
@@ -186,10 +211,20 @@ class SyntheticLearner:
         label_shift: send every label shifted by this many classes (soft labels
             likewise): a rogue client whose samples' labels do not say what they show,
             for robustness experiments (0: the labels as generated).
+        private_delta: the generator trains with differential privacy (a torch
+            generator given ``dp``), and only what that covers leaves the client: the
+            samples, whose labels follow the class counts released once with Gaussian
+            noise (:func:`~flower_synth.privacy.release.release_counts`, spent in the
+            generator's ``privacy_`` ledger); no soft labels (``soft_labels`` off), no
+            real examples. The metrics carry ``dp_epsilon``, what the client has spent
+            at this delta. None: no differential privacy.
 
     Raises:
         ValueError: a Bayes classifier over a generator without a posterior, an
-            unknown ``sample_labels``, or a negative ``partition_id``.
+            unknown ``sample_labels``, a negative ``partition_id``, or with
+            ``private_delta`` anything that would leave the client without the
+            privacy (a generator without ``dp``, soft labels, real examples, the
+            generator's class prior as the label mix).
     """
 
     def __init__(
@@ -216,6 +251,7 @@ class SyntheticLearner:
         modality: Modality | None = None,
         share_real: bool = False,
         label_shift: int = 0,
+        private_delta: float | None = None,
     ) -> None:
         if classifier is None and not isinstance(generator, DensityModel):
             raise ValueError(
@@ -234,6 +270,8 @@ class SyntheticLearner:
             raise ValueError(
                 f"pseudo_label_threshold must lie in [0, 1], got {pseudo_label_threshold}"
             )
+        if private_delta is not None:
+            check_private(generator, soft_labels, share_real, sample_labels)
         self._generator = generator
         self._generator_restored = False
         self.classifier = classifier
@@ -256,6 +294,7 @@ class SyntheticLearner:
         self.modality = modality or CleanModality()
         self.share_real = share_real
         self.label_shift = label_shift
+        self.private_delta = private_delta
         self.num_classes = data.train.num_classes
         if classifier is not None:
             load_module(state, CLASSIFIER_STATE, classifier)
@@ -406,9 +445,11 @@ class SyntheticLearner:
         if self.classifier is None:
             trained_prior = self.generator.class_prior_
         save_arrays(self.state, PRIOR_STATE, {"trained": trained_prior})
+        counts = self.label_counts(prepared.mixture.labels[: prepared.num_real], seed)
         save_arrays(self.state, GENERATOR_STATE, self.generator.get_state())
-        real_labels = prepared.mixture.labels[: prepared.num_real]
-        generated = self._generate(num_samples, seed, real_labels)
+        if self.private_delta is not None:
+            metrics["dp_epsilon"] = self.generator.privacy_.epsilon(self.private_delta)
+        generated = self._generate(num_samples, seed, counts)
         metrics["sampling_seconds"] = time.perf_counter() - trained
         metrics["generated_samples"] = len(generated)
         metrics["label_agreement"] = float(
@@ -462,10 +503,23 @@ class SyntheticLearner:
         guessed = SampleBatch(images[confident], probabilities[confident].argmax(axis=1))
         return SampleBatch.concatenate([labelled, guessed], labelled.samples.shape[1:])
 
-    def _generate(self, num_samples: int, seed: int, own_labels: np.ndarray) -> SampleBatch:
+    def label_counts(self, own_labels: np.ndarray, seed: int) -> np.ndarray:
+        """The class counts the samples' labels follow: those of ``own_labels``; for a
+        private client, its counts as released (with noise) in its first round."""
+        counts = np.bincount(own_labels, minlength=self.num_classes)
+        if self.private_delta is None:
+            return counts
+        released = load_arrays(self.state, RELEASED_COUNTS_STATE)
+        if released is None:
+            rng = np.random.default_rng(seed)
+            released = {"counts": release_counts(counts, self.generator.privacy_, rng)}
+            save_arrays(self.state, RELEASED_COUNTS_STATE, released)
+        return released["counts"]
+
+    def _generate(self, num_samples: int, seed: int, counts: np.ndarray) -> SampleBatch:
         """This round's samples (``fresh_fraction`` of them new, the rest the latest
         of the rolling pool), with the classifier's class probabilities; with
-        ``sample_labels="real"``, their labels in the proportions of ``own_labels``."""
+        ``sample_labels="real"``, their labels in the proportions of ``counts``."""
         rng = np.random.default_rng(seed)
         pool = load_arrays(self.state, POOL_STATE) if self.fresh_fraction < 1 else None
         reused = 0
@@ -475,7 +529,6 @@ class SyntheticLearner:
         fresh = num_samples - reused
         labels = None
         if self.sample_labels == "real":
-            counts = np.bincount(own_labels, minlength=self.num_classes)
             labels = labels_in_proportion(fresh, counts, rng)
         if self.share_real:
             samples, labels = self._real_examples(fresh, labels, rng)

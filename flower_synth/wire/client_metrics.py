@@ -53,7 +53,7 @@ def metric_range(key: str) -> tuple[float, float, bool]:
         return 0.0, float(MAX_EXAMPLES), True
     if "accuracy" in key or key == "label_agreement":
         return 0.0, 1.0, False
-    if key.endswith("_seconds"):
+    if key.endswith("_seconds") or key == "dp_epsilon":
         return 0.0, math.inf, False
     return -math.inf, math.inf, False
 

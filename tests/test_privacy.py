@@ -1,0 +1,228 @@
+"""Differentially private generators: the ledger spends what Opacus' accountant says,
+budgets no noise reaches are refused by name, a private generator records every step
+it takes and keeps it in its state, and a private client sends only what DP covers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import RecordDict
+from opacus.accountants import RDPAccountant
+from opacus.accountants.utils import get_noise_multiplier
+
+from flower_synth.app.client_app import private_training
+from flower_synth.app.config import RunSettings
+from flower_synth.data import load_client_data
+from flower_synth.generative import ConditionalVAE, FlowMatching
+from flower_synth.models import build_model
+from flower_synth.privacy import DPSGD, PrivacyLedger, noise_for_budget
+from flower_synth.privacy.release import LABEL_COUNT_NOISE
+from flower_synth.synthetic.learner import RELEASED_COUNTS_STATE, SyntheticLearner
+from flower_synth.wire.payload import decode_samples
+
+DELTA = 1e-5
+
+
+def test_the_ledger_spends_what_opacus_accountant_says_and_grows_with_rounds() -> None:
+    ledger, reference = PrivacyLedger(), RDPAccountant()
+    spent = []
+    for _ in range(3):  # three rounds of 50 steps
+        ledger.spend(1.1, 0.02, 50)
+        for _ in range(50):
+            reference.step(noise_multiplier=1.1, sample_rate=0.02)
+        spent.append(ledger.epsilon(DELTA))
+        assert spent[-1] == pytest.approx(reference.get_epsilon(DELTA), rel=1e-9)
+    assert 0 < spent[0] < spent[1] < spent[2]
+    assert PrivacyLedger(ledger.to_array()).epsilon(DELTA) == spent[-1]  # kept as an array
+
+
+def test_the_noise_for_a_budget_is_opacus_own() -> None:
+    noise = noise_for_budget(8.0, DELTA, 0.01, 3000)
+    assert noise == pytest.approx(
+        get_noise_multiplier(target_epsilon=8.0, target_delta=DELTA, sample_rate=0.01, steps=3000),
+        rel=0.02,
+    )
+    ledger = PrivacyLedger()
+    ledger.spend(noise, 0.01, 3000)
+    assert 7.8 < ledger.epsilon(DELTA) <= 8.0
+    released = PrivacyLedger()
+    released.spend(LABEL_COUNT_NOISE, 1.0, 1)
+    assert 0 < released.epsilon(DELTA) < 0.5  # the label counts' release, alone
+    released.spend(noise, 0.01, 3000)
+    assert released.epsilon(DELTA) > ledger.epsilon(DELTA)  # ... and together
+    assert noise_for_budget(8.0, DELTA, 0.01, 3000, released) > noise  # spent already
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"dp_epsilon": 0.01, "num_server_rounds": 30}, "no noise spends at most epsilon=0.01"),
+        ({"dp_epsilon": 8.0, "dp_delta": 1.0}, "dp-delta must lie in"),
+        ({"dp_epsilon": -1.0}, "dp-epsilon must be >= 0"),
+        ({"dp_epsilon": 8.0, "strategy": "fedavg"}, "strategy 'fedavg' has no DP here"),
+        ({"dp_epsilon": 8.0, "generator": "symvae"}, "generator 'symvae' cannot train with"),
+        ({"dp_epsilon": 8.0, "generator": "flow", "hjb_weight": 0.1}, "hjb-weight must be 0"),
+        ({"dp_epsilon": 8.0, "share_real": "true"}, "share-real sends real images"),
+    ],
+)
+def test_a_private_run_refuses_what_it_cannot_cover(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        run = RunSettings(**({"strategy": "synthetic"} | settings))
+        private_training(run, epoch_size=3000, num_labelled=480)
+
+
+def test_the_app_derives_the_noise_that_spends_the_budget_over_the_run() -> None:
+    run = RunSettings(strategy="synthetic", dp_epsilon=8.0, num_server_rounds=10)
+    dp = private_training(run, epoch_size=1000, num_labelled=500)
+    ledger = PrivacyLedger()
+    ledger.spend(LABEL_COUNT_NOISE, 1.0, 1)
+    steps = 10 * run.generator_epochs * -(-1000 // run.generator_batch_size)
+    ledger.spend(dp.noise_multiplier, run.generator_batch_size / 500, steps)
+    assert 7.8 < ledger.epsilon(DELTA) <= 8.0
+    fixed = RunSettings(strategy="synthetic", dp_noise_multiplier=2.0)
+    assert private_training(fixed, epoch_size=1000, num_labelled=500).noise_multiplier == 2.0
+
+
+def images(n: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.random((n, 1, 8, 8)), np.arange(n) % 10
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda dp: ConditionalVAE(
+            10,
+            (1, 8, 8),
+            latent_dim=4,
+            hidden_dim=32,
+            epochs=2,
+            batch_size=16,
+            latent_prior="standard",
+            dp=dp,
+        ),
+        lambda dp: FlowMatching(10, (1, 8, 8), channels=4, epochs=1, batch_size=16, dp=dp),
+    ],
+    ids=["cvae", "flow"],
+)
+def test_a_private_generator_records_every_step_and_keeps_them_in_its_state(make) -> None:
+    X, y = images()
+    model = make(DPSGD(1.5, 1.0))
+    model.fit(X, y)
+    epochs = model.epochs
+    assert model.privacy_.to_array().tolist() == [[1.5, 16 / 96, epochs * 6]]
+    first = model.privacy_.epsilon(DELTA)
+    model.fit(X, y)
+    assert model.privacy_.to_array().tolist() == [[1.5, 16 / 96, 2 * epochs * 6]]
+    assert model.privacy_.epsilon(DELTA) > first > 0
+    restored = make(DPSGD(1.5, 1.0))
+    restored.set_state(model.get_state())
+    assert restored.privacy_.epsilon(DELTA) == model.privacy_.epsilon(DELTA)
+    assert restored.sample(5, labels=np.arange(5))[0].shape == (5, 1, 8, 8)
+    again = make(DPSGD(1.5, 1.0))
+    again.fit(X, y)
+    again.fit(X, y)  # the same seed draws the same batches and the same noise
+    for key, value in model.get_state().items():
+        np.testing.assert_array_equal(value, again.get_state()[key], err_msg=key)
+
+
+def test_a_cvae_refuses_the_class_latent_prior_with_dp() -> None:
+    model = ConditionalVAE(10, (1, 8, 8), latent_prior="class", dp=DPSGD(1.0))
+    with pytest.raises(ValueError, match="latent_prior='standard' with dp"):
+        model.fit(*images())
+
+
+def private_learner(digits_settings, state: RecordDict, **options) -> SyntheticLearner:  # noqa: ANN001
+    data = load_client_data(digits_settings.partition_scheme(3), 0)
+    generator = ConditionalVAE(
+        10,
+        (1, 8, 8),
+        latent_dim=4,
+        hidden_dim=32,
+        epochs=2,
+        batch_size=32,
+        latent_prior="standard",
+        dp=DPSGD(1.2, 1.0),
+    )
+    return SyntheticLearner(
+        generator,
+        classifier(),
+        data,
+        state,
+        **({"partition_id": 0, "soft_labels": False, "private_delta": DELTA} | options),
+    )
+
+
+def classifier() -> torch.nn.Module:
+    return build_model((1, 8, 8), 10)
+
+
+def test_a_private_client_sends_no_soft_labels_and_labels_from_noised_counts(
+    digits_settings,
+) -> None:
+    state = RecordDict()
+    spent = []
+    for server_round in (1, 2):
+        learner = private_learner(digits_settings, state)
+        fitted = learner.fit([], {"server_round": server_round, "num_samples": 200})
+        sent = decode_samples(fitted.arrays)
+        assert sent.probabilities is None and len(sent) == 200
+        spent.append(fitted.metrics["dp_epsilon"])
+    assert 0 < spent[0] < spent[1]
+    released = state[RELEASED_COUNTS_STATE]  # released once, reused in round 2
+    assert released is not None
+    real = np.bincount(learner.data.train.labels, minlength=10)
+    labels = np.bincount(sent.labels, minlength=10) / 200
+    assert np.abs(labels - real / real.sum()).max() < 0.15  # noise 20 on counts of ~50
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"soft_labels": True}, "soft labels come from the classifier"),
+        ({"sample_labels": "prior"}, "use 'real'"),
+        ({"share_real": True}, "share_real sends real examples"),
+    ],
+)
+def test_a_private_client_refuses_what_would_leak(digits_settings, options, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        private_learner(digits_settings, RecordDict(), **options)
+
+
+def test_a_private_client_needs_a_private_generator(digits_settings) -> None:
+    data = load_client_data(digits_settings.partition_scheme(3), 0)
+    plain = ConditionalVAE(10, (1, 8, 8), latent_prior="standard")
+    with pytest.raises(ValueError, match="dp=DPSGD"):
+        SyntheticLearner(
+            plain,
+            classifier(),
+            data,
+            RecordDict(),
+            partition_id=0,
+            soft_labels=False,
+            private_delta=DELTA,
+        )
+
+
+@pytest.mark.slow
+def test_a_private_run_records_the_privacy_every_client_spends(tmp_path: Path) -> None:
+    """`flwr run`, 3 digits clients, epsilon 4 over 3 rounds: every round records each
+    client's epsilon, growing, never above the budget, and most of the budget spent
+    by the last round (the noise is sized for a client that trains every round at the
+    sampling rate of its real images alone; the received samples lower the rate)."""
+    from test_end_to_end import simulate
+
+    rounds, budget = 3, 4.0
+    run_config = {"strategy": "synthetic", "num-server-rounds": rounds, "dp-epsilon": budget}
+    data = simulate(tmp_path, run_config, clients=3)
+    spent = [r["dp_epsilon_by_client"] for r in data["rounds"]]
+    assert all(set(by_client) == {"0", "1", "2"} for by_client in spent)
+    for client in ("0", "1", "2"):
+        series = [by_client[client] for by_client in spent]
+        assert 0 < series[0] < series[1] < series[2] <= budget
+        assert series[2] > 0.6 * budget
+    assert data["rounds"][-1]["dp_epsilon_max"] == max(spent[-1].values())
+    assert all(r["fit_failures"] == 0 for r in data["rounds"])
