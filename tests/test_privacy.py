@@ -62,7 +62,6 @@ def test_the_noise_for_a_budget_is_opacus_own() -> None:
         ({"dp_epsilon": 0.01, "num_server_rounds": 30}, "no noise spends at most epsilon=0.01"),
         ({"dp_epsilon": 8.0, "dp_delta": 1.0}, "dp-delta must lie in"),
         ({"dp_epsilon": -1.0}, "dp-epsilon must be >= 0"),
-        ({"dp_epsilon": 8.0, "strategy": "fedavg"}, "strategy 'fedavg' has no DP here"),
         ({"dp_epsilon": 8.0, "generator": "symvae"}, "generator 'symvae' cannot train with"),
         ({"dp_epsilon": 8.0, "generator": "flow", "hjb_weight": 0.1}, "hjb-weight must be 0"),
         ({"dp_epsilon": 8.0, "share_real": "true"}, "share-real sends real images"),
@@ -86,6 +85,37 @@ def test_the_app_derives_the_noise_that_spends_the_budget_over_the_run() -> None
     assert private_training(fixed, epoch_size=1000, num_labelled=500).noise_multiplier == 2.0
 
 
+def test_fedavg_with_dp_runs_inside_flowers_central_dp_with_equal_weights() -> None:
+    from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
+
+    from flower_synth.app.server_app import build_baseline_strategy
+
+    run = RunSettings(
+        strategy="fedavg", dp_epsilon=8.0, num_server_rounds=30, min_available_clients=10
+    )
+    strategy = build_baseline_strategy(run)
+    assert isinstance(strategy, DifferentialPrivacyServerSideFixedClipping)
+    assert strategy.num_sampled_clients == 10 and strategy.clipping_norm == 1.0
+    assert strategy.strategy.weighted_by_key == "unit-weight"
+    ledger = PrivacyLedger()
+    ledger.spend(strategy.noise_multiplier, 1.0, 30)  # every client in every round
+    assert 7.8 < ledger.epsilon(DELTA) <= 8.0
+    assert not isinstance(build_baseline_strategy(RunSettings()), type(strategy))
+
+
+def small_cvae(dp: DPSGD | None, batch_size: int) -> ConditionalVAE:
+    return ConditionalVAE(
+        10,
+        (1, 8, 8),
+        latent_dim=4,
+        hidden_dim=32,
+        epochs=2,
+        batch_size=batch_size,
+        latent_prior="standard",
+        dp=dp,
+    )
+
+
 def images(n: int = 96) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     return rng.random((n, 1, 8, 8)), np.arange(n) % 10
@@ -94,16 +124,7 @@ def images(n: int = 96) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda dp: ConditionalVAE(
-            10,
-            (1, 8, 8),
-            latent_dim=4,
-            hidden_dim=32,
-            epochs=2,
-            batch_size=16,
-            latent_prior="standard",
-            dp=dp,
-        ),
+        lambda dp: small_cvae(dp, batch_size=16),
         lambda dp: FlowMatching(10, (1, 8, 8), channels=4, epochs=1, batch_size=16, dp=dp),
     ],
     ids=["cvae", "flow"],
@@ -137,16 +158,7 @@ def test_a_cvae_refuses_the_class_latent_prior_with_dp() -> None:
 
 def private_learner(digits_settings, state: RecordDict, **options) -> SyntheticLearner:  # noqa: ANN001
     data = load_client_data(digits_settings.partition_scheme(3), 0)
-    generator = ConditionalVAE(
-        10,
-        (1, 8, 8),
-        latent_dim=4,
-        hidden_dim=32,
-        epochs=2,
-        batch_size=32,
-        latent_prior="standard",
-        dp=DPSGD(1.2, 1.0),
-    )
+    generator = small_cvae(DPSGD(1.2, 1.0), batch_size=32)
     return SyntheticLearner(
         generator,
         classifier(),
@@ -226,3 +238,72 @@ def test_a_private_run_records_the_privacy_every_client_spends(tmp_path: Path) -
         assert series[2] > 0.6 * budget
     assert data["rounds"][-1]["dp_epsilon_max"] == max(spent[-1].values())
     assert all(r["fit_failures"] == 0 for r in data["rounds"])
+
+
+def test_private_class_gaussians_fit_the_sphere_and_spend_three_releases() -> None:
+    from flower_synth.prototypes.private_gaussians import RELEASES, private_class_gaussians
+    from flower_synth.prototypes.wire import decode_mixtures, encode_mixtures
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16))
+    labels = np.repeat([0, 1, 2], [2000, 2000, 5])  # class 2 too small to show through noise
+    features = centres[labels] + 0.3 * rng.normal(size=(len(labels), 16))
+    features *= 4.0 / np.linalg.norm(features, axis=1, keepdims=True)  # on the sphere
+    ledger = PrivacyLedger()
+    released = private_class_gaussians(features, labels, 3, 5.0, 4.0, ledger, rng)
+    assert ledger.to_array().tolist() == [[5.0, 1.0, RELEASES]]
+    assert released.labels.tolist() == [0, 1]
+    assert released.class_counts[2] == 0 and abs(released.class_counts[0] - 2000) < 30
+    for index, label in enumerate(released.labels):
+        true_mean = features[labels == label].mean(axis=0)
+        assert np.abs(released.means[index] - true_mean).max() < 0.1
+    decoded = decode_mixtures(encode_mixtures(released), 3, 16, feature_radius=4.0)
+    assert decoded.labels.tolist() == [0, 1]  # what the server accepts of sphere features
+
+
+def test_a_private_gmm_client_uploads_released_gaussians_and_reports_its_spending(
+    digits_settings,
+) -> None:
+    from flower_synth.models import build_dual_head_model
+    from flower_synth.prototypes.gmm_learner import GMMPrototypeLearner
+    from flower_synth.prototypes.wire import decode_mixtures
+
+    data = load_client_data(digits_settings.partition_scheme(3), 0)
+    state, spent = RecordDict(), []
+    for server_round in (1, 2):
+        model = build_dual_head_model((1, 8, 8), 10, 0, normalize_features=True)
+        learner = GMMPrototypeLearner(model, data, state, partition_id=0, private=(4.0, DELTA))
+        fitted = learner.fit([], {"server_round": server_round})
+        radius = float(np.sqrt(model.feature_dim))
+        summary = decode_mixtures(fitted.arrays, 10, model.feature_dim, feature_radius=radius)
+        assert np.all(np.bincount(summary.labels) <= 1)  # one Gaussian a class
+        assert summary.class_counts.sum() <= fitted.num_examples
+        spent.append(fitted.metrics["dp_epsilon"])
+    assert 0 < spent[0] < spent[1]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"strategy": "gmm-prototype", "gmm_covariance": "full"}, "set gmm-covariance to diag"),
+        ({"strategy": "fedproto"}, "strategy 'fedproto' has no DP"),
+    ],
+)
+def test_private_prototypes_refuse_what_they_cannot_release(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RunSettings(**(settings | {"dp_epsilon": 8.0}))
+
+
+@pytest.mark.slow
+def test_a_private_gmm_prototype_run_is_accepted_and_accounted(tmp_path: Path) -> None:
+    """`flwr run`, 3 digits clients of GMM prototypes at epsilon 8 over 3 rounds: the
+    server accepts every released summary (they fit its feature sphere) and records
+    the clients' spending growing to at most the budget."""
+    from test_end_to_end import simulate
+
+    run_config = {"strategy": "gmm-prototype", "num-server-rounds": 3, "dp-epsilon": 8.0}
+    rounds = simulate(tmp_path, run_config, clients=3)["rounds"]
+    assert all(r["rejected_payloads"] == r["fit_failures"] == 0 for r in rounds)
+    spent = [r["dp_epsilon_max"] for r in rounds]
+    assert 0 < spent[0] < spent[1] < spent[2] <= 8.0 and spent[2] > 7.0
+    assert rounds[-1]["global_components"] > 0

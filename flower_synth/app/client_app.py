@@ -34,6 +34,7 @@ from flower_synth.learning.learner import Learner, round_seed, server_round
 from flower_synth.models import build_dual_head_model, build_model
 from flower_synth.privacy import DPSGD, PrivacyLedger, noise_for_budget
 from flower_synth.privacy.release import LABEL_COUNT_NOISE
+from flower_synth.prototypes.private_gaussians import RELEASES
 
 app = ClientApp()
 
@@ -229,8 +230,20 @@ def own_model_learner(
         pull_weight=settings.pull_weight,
         restore_prior=settings.restore_prior,
         dr_lambda=settings.dr_lambda,
+        private=private_release(settings) if settings.private else None,
         **options,
     )
+
+
+def private_release(settings: RunSettings) -> tuple[float, float]:
+    """A private GMM-prototype client's noise multiplier and delta: ``dp-noise-multiplier``,
+    or the noise with which its releases in every round of the run spend ``dp-epsilon``
+    at ``dp-delta``."""
+    steps = RELEASES * settings.num_server_rounds
+    noise = settings.dp_noise_multiplier or noise_for_budget(
+        settings.dp_epsilon, settings.dp_delta, 1.0, steps
+    )
+    return noise, settings.dp_delta
 
 
 def global_test_due(settings: RunSettings, server_round: int) -> bool:

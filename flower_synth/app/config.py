@@ -91,10 +91,6 @@ SYNTHETIC_ONLY_KEYS = (
     "guidance-scale",
     "class-dropout",
     "hjb-weight",
-    "dp-epsilon",
-    "dp-delta",
-    "dp-noise-multiplier",
-    "dp-max-grad-norm",
     "sample-labels",
     "sample-allocation",
     "soft-labels",
@@ -142,6 +138,10 @@ KEY_READERS = dict.fromkeys(
     ("client-global-eval", "client-global-eval-every", "client-global-eval-size"),
     ("synthetic", *OWN_MODEL_STRATEGIES),
 ) | {"partition-handover": ("synthetic", "gmm-prototype", "fedproto")}
+KEY_READERS |= dict.fromkeys(
+    ("dp-epsilon", "dp-delta", "dp-noise-multiplier", "dp-max-grad-norm"),
+    ("synthetic", "gmm-prototype", "fedavg", "fedprox"),
+)
 
 
 def keys_not_read_by(strategy: str) -> set[str]:
@@ -503,11 +503,20 @@ class RunSettings:
             raise ValueError(f"dp-max-grad-norm must be > 0, got {self.dp_max_grad_norm}")
         if not self.private:
             return
+        if self.strategy in ("fedavg", "fedprox"):
+            return  # Flower's central DP: every client's update clipped, the mean noised
+        if self.strategy == "gmm-prototype":
+            if self.gmm_covariance not in ("diag", "spherical"):
+                raise ValueError(
+                    "a private GMM-prototype client releases diagonal Gaussians: set "
+                    "gmm-covariance to diag with dp-epsilon"
+                )
+            return
         if self.strategy != "synthetic":
             raise ValueError(
-                f"dp-epsilon / dp-noise-multiplier make synthetic-exchange generators "
-                f"private; strategy {self.strategy!r} has no DP here (for FedAvg use "
-                "Flower's DP mods and wrappers)"
+                f"dp-epsilon / dp-noise-multiplier make synthetic-exchange generators, "
+                f"GMM prototypes and FedAvg / FedProx updates private; strategy "
+                f"{self.strategy!r} has no DP"
             )
         for kind in per_partition(self.generator):
             if kind not in DP_GENERATORS:

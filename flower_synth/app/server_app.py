@@ -12,7 +12,12 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg, FedProx, Strategy
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAvg,
+    FedProx,
+    Strategy,
+)
 from torch import nn
 
 from flower_synth.app.config import OWN_MODEL_STRATEGIES, RunSettings
@@ -36,8 +41,10 @@ from flower_synth.exchange.metrics import (
 )
 from flower_synth.exchange.recorder import RunRecorder
 from flower_synth.learning.devices import check_device
+from flower_synth.learning.fedavg_learner import UNIT_WEIGHT_KEY
 from flower_synth.learning.training import evaluate, get_weights, set_weights, to_unit_range
 from flower_synth.models import build_dual_head_model, build_model, count_parameters
+from flower_synth.privacy import noise_for_budget
 from flower_synth.serverapp.strategy import (
     FedProtoStrategy,
     GMMPrototypeStrategy,
@@ -78,14 +85,38 @@ def sampling(settings: RunSettings) -> dict:
 
 
 def build_baseline_strategy(settings: RunSettings) -> Strategy:
-    """flwr's own Message-API FedAvg or FedProx."""
+    """flwr's own Message-API FedAvg or FedProx; with ``dp-epsilon``, inside Flower's
+    central DP (:func:`with_central_privacy`)."""
     common = sampling(settings) | {
         "train_metrics_aggr_fn": for_messages(client_fit_metrics),
         "evaluate_metrics_aggr_fn": for_messages(personalized_accuracy),
     }
+    if settings.private:
+        common["weighted_by_key"] = UNIT_WEIGHT_KEY  # equal weights, as the noise assumes
     if settings.strategy == "fedprox":
-        return FedProx(proximal_mu=settings.proximal_mu, **common)
-    return FedAvg(**common)
+        strategy: Strategy = FedProx(proximal_mu=settings.proximal_mu, **common)
+    else:
+        strategy = FedAvg(**common)
+    return with_central_privacy(strategy, settings) if settings.private else strategy
+
+
+def with_central_privacy(strategy: Strategy, settings: RunSettings) -> Strategy:
+    """Flower's central DP with server-side fixed clipping around ``strategy``: every
+    client's update clipped to ``dp-max-grad-norm``, Gaussian noise on their equal-weight
+    mean, with ``dp-noise-multiplier`` or the noise that spends ``dp-epsilon`` at
+    ``dp-delta`` over the run's rounds. Client-level DP (a whole client's data added or
+    removed), without amplification by sampling: ``fraction-fit`` of
+    ``min-available-clients`` clients a round."""
+    noise = settings.dp_noise_multiplier or noise_for_budget(
+        settings.dp_epsilon, settings.dp_delta, 1.0, settings.num_server_rounds
+    )
+    sampled = max(1, round(settings.fraction_fit * settings.min_available_clients))
+    return DifferentialPrivacyServerSideFixedClipping(
+        strategy,
+        noise_multiplier=noise,
+        clipping_norm=settings.dp_max_grad_norm,
+        num_sampled_clients=sampled,
+    )
 
 
 REFERENCE_CACHE = Path.home() / ".cache" / "flower-synth" / "reference"

@@ -31,6 +31,10 @@ from flower_synth.learning.training import (
     train,
 )
 
+# A metric every reply carries as 1: a strategy weighing replies by it averages them
+# equally, as Flower's central DP (fixed clipping) assumes of its noise.
+UNIT_WEIGHT_KEY = "unit-weight"
+
 
 class FedAvgLearner:
     """Trains the global model on the client's data and returns the weights. A
@@ -76,7 +80,8 @@ class FedAvgLearner:
 
     def fit(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Fitted:
         """Local training from the received weights; returns weights, example count,
-        ``train_loss`` (mean loss of the last local epoch) and ``classifier_seconds``."""
+        ``train_loss`` (mean loss of the last local epoch), ``classifier_seconds`` and
+        ``unit-weight`` (1)."""
         started = time.perf_counter()
         set_weights(self.model, arrays)
         loader = make_loader(
@@ -96,7 +101,11 @@ class FedAvgLearner:
             proximal_mu=float(config.get("proximal_mu", 0.0)),
             device=self.device,
         )
-        metrics = {"train_loss": loss, "classifier_seconds": time.perf_counter() - started}
+        metrics = {
+            "train_loss": loss,
+            "classifier_seconds": time.perf_counter() - started,
+            UNIT_WEIGHT_KEY: 1,  # for averaging the replies equally (central DP)
+        }
         return Fitted(get_weights(self.model), len(self.data.train), metrics)
 
     def evaluate(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Evaluated:

@@ -9,11 +9,16 @@ import numpy as np
 from flwr.app import RecordDict
 
 from flower_synth.data.client_data import ClientData
+from flower_synth.learning.state import load_arrays, save_arrays
 from flower_synth.models import DualHeadClassifier
+from flower_synth.privacy import PrivacyLedger
 from flower_synth.prototypes.gmm_terms import PSEUDO_WEIGHT, PULL_WEIGHT, GMMPrototypeTerms
 from flower_synth.prototypes.learner import PrototypeLearner
+from flower_synth.prototypes.private_gaussians import private_class_gaussians
+from flower_synth.prototypes.wire import encode_mixtures
 
 STATE_KEY = "gmm-prototype"
+LEDGER_KEY = f"{STATE_KEY}.privacy"  # a private client's ledger in its state
 
 
 class GMMPrototypeLearner(PrototypeLearner):
@@ -45,6 +50,12 @@ class GMMPrototypeLearner(PrototypeLearner):
         pseudo_weight: weight of the pseudo-feature loss beside the real-data loss.
         pull_weight: weight of the pull towards the fused mixtures.
         dr_lambda: weight of the Dot-Regression loss.
+        private: ``(noise_multiplier, delta)``: upload instead, every round, one
+            diagonal Gaussian per class released with the Gaussian mechanism from the
+            features clipped to the sphere of radius ``sqrt(feature_dim)``
+            (:func:`~flower_synth.prototypes.private_gaussians.private_class_gaussians`),
+            the privacy spent kept in the state and reported as ``dp_epsilon`` at
+            ``delta``; None: the fitted mixtures.
         **options: the remaining :class:`PrototypeLearner` options.
     """
 
@@ -61,9 +72,12 @@ class GMMPrototypeLearner(PrototypeLearner):
         pseudo_weight: float = PSEUDO_WEIGHT,
         pull_weight: float = PULL_WEIGHT,
         dr_lambda: float = 1.0,
+        private: tuple[float, float] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(model, data, state, STATE_KEY, **options)
+        self.private = private
+        self.spent: float | None = None
         self.terms = GMMPrototypeTerms(
             self.num_classes,
             model.feature_dim,
@@ -90,4 +104,20 @@ class GMMPrototypeLearner(PrototypeLearner):
     def summarize(self, seed: int) -> list[np.ndarray]:
         """Per-class Gaussian mixtures of the features, encoded for the wire."""
         features, labels = self.training_features()
-        return self.terms.summarize(features, labels, seed, self.prototype_dtype)
+        if self.private is None:
+            return self.terms.summarize(features, labels, seed, self.prototype_dtype)
+        noise, delta = self.private
+        stored = load_arrays(self.state, LEDGER_KEY)
+        ledger = PrivacyLedger(None if stored is None else stored["history"])
+        radius = float(np.sqrt(features.shape[1]))
+        rng = np.random.default_rng(seed)
+        released = private_class_gaussians(
+            features, labels, self.num_classes, noise, radius, ledger, rng
+        )
+        save_arrays(self.state, LEDGER_KEY, {"history": ledger.to_array()})
+        self.spent = ledger.epsilon(delta)
+        return encode_mixtures(released, self.prototype_dtype)
+
+    def release_metrics(self) -> dict[str, Any]:
+        """``dp_epsilon`` for a private client: what it has spent so far."""
+        return {} if self.spent is None else {"dp_epsilon": self.spent}

@@ -185,7 +185,12 @@ class PrototypeLearner(ABC):
         }
         if terms.get("pseudo") is not None:
             metrics["pseudo_features"] = len(terms["pseudo"])
-        return Fitted(self.summarize(seed), self.data.num_images, metrics)
+        summary = self.summarize(seed)
+        return Fitted(summary, self.data.num_images, metrics | self.release_metrics())
+
+    def release_metrics(self) -> dict[str, Scalar]:
+        """Metrics of the summary :meth:`summarize` last made (none here)."""
+        return {}
 
     def evaluate(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Evaluated:
         """The client's own model on its local test split (``accuracy``) and, if set and

@@ -155,17 +155,11 @@ class SyntheticExchange(ExchangeServer[ClientPool]):
         num_partitions: reported partition ids must lie below it (None: any 32-bit id).
         max_missed_rounds: drop the pool of a client asked to train that gives no valid
             answer this many rounds in a row (None: never).
-        partition_handover: whether a partition whose node is gone may be taken over
-            by another node (a SuperNode restarted without a fixed key comes back
-            under a new id); False with SuperNode authentication, where a node's id is
-            its key's: the first node keeps its partition for the whole run
-            (:class:`~flower_synth.exchange.server.Roster`).
+        partition_handover: as :class:`~flower_synth.synthetic.pools.SyntheticPools`
+            takes it (False with SuperNode authentication).
         total_examples: the training examples of the whole federation, where the
-            server knows them (the app passes its dataset's training-set size):
-            a client claiming more is refused, and claimed sizes together never exceed
-            them, the largest claim getting what
-            the others leave (:func:`~flower_synth.wire.client_metrics.within_total`);
-            None: unknown, sizes are bounded by the median only.
+            server knows them: a client claiming more is refused, and sizes weigh as
+            :class:`~flower_synth.synthetic.pools.SyntheticPools` bounds them.
     """
 
     def __init__(
