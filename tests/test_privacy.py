@@ -307,3 +307,16 @@ def test_a_private_gmm_prototype_run_is_accepted_and_accounted(tmp_path: Path) -
     spent = [r["dp_epsilon_max"] for r in rounds]
     assert 0 < spent[0] < spent[1] < spent[2] <= 8.0 and spent[2] > 7.0
     assert rounds[-1]["global_components"] > 0
+
+
+@pytest.mark.slow
+def test_fedavg_inside_flowers_central_dp_runs_with_equal_weights(tmp_path: Path) -> None:
+    """`flwr run`, FedAvg at epsilon 8 over 2 rounds inside Flower's wrapper: every
+    training and evaluation reply carries the weight its equal-weight mean needs."""
+    from test_end_to_end import simulate
+
+    run_config = {"strategy": "fedavg", "num-server-rounds": 2, "dp-epsilon": 8.0}
+    rounds = simulate(tmp_path, run_config, clients=3)["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert all(r["fit_failures"] == r["evaluate_failures"] == 0 for r in rounds)
+    assert all(r["global_accuracy"] is not None for r in rounds)

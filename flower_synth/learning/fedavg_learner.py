@@ -110,9 +110,9 @@ class FedAvgLearner:
 
     def evaluate(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Evaluated:
         """Loss and ``accuracy`` of the received weights on the local test split (0
-        examples and no accuracy where the split is empty)."""
+        examples and no accuracy where the split is empty), and ``unit-weight`` (1)."""
         if len(self.data.test) == 0:
-            return Evaluated(0.0, 0, {})
+            return Evaluated(0.0, 0, {UNIT_WEIGHT_KEY: 1})
         set_weights(self.model, arrays)
         loss, accuracy = evaluate(self.model, self.data.test, self.data.normalization, self.device)
-        return Evaluated(loss, len(self.data.test), {"accuracy": accuracy})
+        return Evaluated(loss, len(self.data.test), {"accuracy": accuracy, UNIT_WEIGHT_KEY: 1})
