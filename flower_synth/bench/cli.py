@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("paths", nargs="+", help="results files or folders holding them")
     audit.add_argument(
-        "--num-clients", type=int, default=None, help="default: the run's min-available-clients"
+        "--num-clients", type=int, default=None, help="default: read off what the run kept"
     )
     audit.add_argument("--max-images", type=int, default=1000, help="members per client at most")
     audit.add_argument("-o", "--output", default=None, help="also write the table here")

@@ -40,8 +40,8 @@ class AuditRow:
 def audit_run(
     results: Path, num_clients: int | None = None, max_images: int = 1000
 ) -> list[AuditRow]:
-    """Every client of the run whose results file is ``results`` (``num_clients``:
-    its partitions, by default its ``min-available-clients``).
+    """Every client of the run whose results file is ``results`` (``num_clients``: its
+    partitions; by default read off what it kept, :func:`federation_size`).
 
     Raises:
         FileNotFoundError: the run kept nothing (it ran without ``keep-shared``).
@@ -49,13 +49,13 @@ def audit_run(
     kept = shared_of(results)
     if not kept.is_file():
         raise FileNotFoundError(f"{kept} is missing: rerun {results.name} with keep-shared = true")
-    config = load_results(results)["config"]
-    settings = RunSettings.from_run_config(config)
-    clients = num_clients or settings.min_available_clients
+    data = load_results(results)
+    settings = RunSettings.from_run_config(data["config"])
+    pools, model_arrays = load_shared(kept)
+    clients = num_clients or federation_size(pools, data["rounds"], settings.fraction_fit)
     scheme = settings.partition_scheme(clients)
     test = load_global_test(settings.data_source)
     held_out = test.images.astype(np.float32) / 255.0
-    pools, model_arrays = load_shared(kept)
     model = None
     if model_arrays:
         model = build_model(test.image_shape, test.num_classes, architecture=settings.model)
@@ -89,6 +89,16 @@ def audit_run(
             )
         )
     return rows
+
+
+def federation_size(pools: dict, rounds: list[dict], fraction_fit: float) -> int:
+    """How many partitions a run had: one past the largest partition that kept a pool,
+    else the most clients a round sampled over the fraction that was sampled (exact
+    where every client trained every round)."""
+    if pools:
+        return 1 + max(int(key.removeprefix("partition-")) for key in pools)
+    sampled = max(int(r.get("clients_sampled") or 0) for r in rounds)
+    return max(1, round(sampled / fraction_fit))
 
 
 def runs_to_audit(paths: list[Path]) -> list[Path]:
