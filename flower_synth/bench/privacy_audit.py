@@ -71,7 +71,7 @@ def audit_run(
             probabilities = class_probabilities(model, images, data.normalization)
             is_member = np.r_[np.ones(len(members)), np.zeros(len(non_members))]
             auc = loss_membership_auc(probabilities, truth, is_member)
-            rows.append(AuditRow(results.name, settings.strategy, client, auc, None))
+            rows.append(AuditRow(run_name(results), settings.strategy, client, auc, None))
             continue
         if f"partition-{client}" not in pools:
             continue
@@ -81,7 +81,7 @@ def audit_run(
         )
         rows.append(
             AuditRow(
-                results.name,
+                run_name(results),
                 settings.strategy,
                 client,
                 audit.membership_auc,
@@ -89,6 +89,12 @@ def audit_run(
             )
         )
     return rows
+
+
+def run_name(results: Path) -> str:
+    """A results file by the two folders above it (a sweep's ``<variant>/<seed>``) and
+    its name."""
+    return "/".join(results.parts[-3:])
 
 
 def federation_size(pools: dict, rounds: list[dict], fraction_fit: float) -> int:
