@@ -6,7 +6,8 @@ Flower-shaped homes: the Message-API strategies from :mod:`flower_synth.serverap
 (the legacy ``flwr.server.strategy`` ones from :mod:`flower_synth.strategies`), the
 learners and ClientApp handlers from :mod:`flower_synth.clientapp` (the legacy
 ``NumPyClient`` ones from :mod:`flower_synth.clients`), a client's data from
-:mod:`flower_synth.data`, local generative models from :mod:`flower_synth.generative`.
+:mod:`flower_synth.data`, local generative models from :mod:`flower_synth.generative`,
+differential privacy for them from :mod:`flower_synth.privacy`.
 """
 
 from importlib import import_module
@@ -25,6 +26,7 @@ _HOMES: dict[str, tuple[str, ...] | None] = {
         "Normalization",
         "client_data_from_loaders",
     ),
+    "flower_synth.privacy": None,
 }
 
 
