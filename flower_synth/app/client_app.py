@@ -32,7 +32,7 @@ from flower_synth.generative import IMAGE_GENERATORS, ODE_GENERATORS, build_gene
 from flower_synth.learning.devices import check_device
 from flower_synth.learning.learner import Learner, round_seed, server_round
 from flower_synth.models import build_dual_head_model, build_model
-from flower_synth.privacy import DPSGD, PrivacyLedger, noise_for_budget
+from flower_synth.privacy import DPSGD, PrivacyLedger
 from flower_synth.privacy.release import LABEL_COUNT_NOISE
 from flower_synth.prototypes.private_gaussians import RELEASES
 
@@ -104,15 +104,12 @@ def private_training(settings: RunSettings, epoch_size: int, num_labelled: int) 
     at the sampling rate its real examples alone give (received samples only lower
     it), spends at most ``dp-epsilon`` at ``dp-delta`` together with the release of
     its label counts."""
-    if settings.dp_noise_multiplier > 0:
-        return DPSGD(settings.dp_noise_multiplier, settings.dp_max_grad_norm)
     batch = settings.generator_batch_size
     steps = settings.num_server_rounds * settings.generator_epochs * -(-epoch_size // batch)
     released = PrivacyLedger()
     released.spend(LABEL_COUNT_NOISE, 1.0, 1)
     rate = min(1.0, batch / max(1, num_labelled))
-    noise = noise_for_budget(settings.dp_epsilon, settings.dp_delta, rate, steps, released)
-    return DPSGD(noise, settings.dp_max_grad_norm)
+    return DPSGD(settings.dp_noise(rate, steps, released), settings.dp_max_grad_norm)
 
 
 def synthetic_learner(
@@ -239,11 +236,7 @@ def private_release(settings: RunSettings) -> tuple[float, float]:
     """A private GMM-prototype client's noise multiplier and delta: ``dp-noise-multiplier``,
     or the noise with which its releases in every round of the run spend ``dp-epsilon``
     at ``dp-delta``."""
-    steps = RELEASES * settings.num_server_rounds
-    noise = settings.dp_noise_multiplier or noise_for_budget(
-        settings.dp_epsilon, settings.dp_delta, 1.0, steps
-    )
-    return noise, settings.dp_delta
+    return settings.dp_noise(1.0, RELEASES * settings.num_server_rounds), settings.dp_delta
 
 
 def global_test_due(settings: RunSettings, server_round: int) -> bool:

@@ -19,6 +19,7 @@ from flower_synth.learning.classifier_training import ClassifierTraining
 from flower_synth.learning.devices import check_device
 from flower_synth.models import MODELS
 from flower_synth.models.dual_head import PREDICTION_HEADS
+from flower_synth.privacy import PrivacyLedger, noise_for_budget
 from flower_synth.prototypes import COVARIANCE_TYPES, PROTOTYPE_DTYPES
 from flower_synth.prototypes.exchange import FUSION_TAU
 from flower_synth.prototypes.gmm_terms import PSEUDO_WEIGHT, PULL_WEIGHT
@@ -491,6 +492,15 @@ class RunSettings:
         """Whether the clients' generators train with differential privacy
         (``dp-epsilon`` or ``dp-noise-multiplier`` set)."""
         return self.dp_epsilon > 0 or self.dp_noise_multiplier > 0
+
+    def dp_noise(self, sample_rate: float, steps: int, spent: PrivacyLedger | None = None) -> float:
+        """The noise multiplier of a private run's Gaussian mechanisms: ``dp-noise-multiplier``,
+        else the noise with which ``steps`` of them at ``sample_rate``, after what
+        ``spent`` holds, spend ``dp-epsilon`` at ``dp-delta``
+        (:func:`~flower_synth.privacy.noise_for_budget`)."""
+        if self.dp_noise_multiplier > 0:
+            return self.dp_noise_multiplier
+        return noise_for_budget(self.dp_epsilon, self.dp_delta, sample_rate, steps, spent)
 
     def _check_privacy(self) -> None:
         """DP settings in range, and only where what leaves a client can be covered."""

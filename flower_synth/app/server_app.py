@@ -44,7 +44,6 @@ from flower_synth.learning.devices import check_device
 from flower_synth.learning.fedavg_learner import UNIT_WEIGHT_KEY
 from flower_synth.learning.training import evaluate, get_weights, set_weights, to_unit_range
 from flower_synth.models import build_dual_head_model, build_model, count_parameters
-from flower_synth.privacy import noise_for_budget
 from flower_synth.serverapp.strategy import (
     FedProtoStrategy,
     GMMPrototypeStrategy,
@@ -84,6 +83,12 @@ def sampling(settings: RunSettings) -> dict:
     }
 
 
+def federation_examples(settings: RunSettings) -> int:
+    """The training examples the whole federation holds: the partitions split the
+    dataset's training set, so no client's claimed size can exceed it."""
+    return len(load_global_train(settings.data_source))
+
+
 def build_baseline_strategy(settings: RunSettings) -> Strategy:
     """flwr's own Message-API FedAvg or FedProx; with ``dp-epsilon``, inside Flower's
     central DP (:func:`with_central_privacy`)."""
@@ -107,9 +112,7 @@ def with_central_privacy(strategy: Strategy, settings: RunSettings) -> Strategy:
     ``dp-delta`` over the run's rounds. Client-level DP (a whole client's data added or
     removed), without amplification by sampling: ``fraction-fit`` of
     ``min-available-clients`` clients a round."""
-    noise = settings.dp_noise_multiplier or noise_for_budget(
-        settings.dp_epsilon, settings.dp_delta, 1.0, settings.num_server_rounds
-    )
+    noise = settings.dp_noise(1.0, settings.num_server_rounds)
     sampled = max(1, round(settings.fraction_fit * settings.min_available_clients))
     return DifferentialPrivacyServerSideFixedClipping(
         strategy,
@@ -285,7 +288,7 @@ def build_synthetic_strategy(
         seed=settings.seed,
         max_missed_rounds=settings.departure,
         partition_handover=settings.partition_handover,
-        total_examples=len(load_global_train(settings.data_source)),
+        total_examples=federation_examples(settings),
         train_metrics_aggr_fn=for_messages(stateful_client_fit_metrics),
         evaluate_metrics_aggr_fn=for_messages(client_evaluation),
         **sampling(settings),
@@ -306,8 +309,7 @@ def build_own_model_strategy(settings: RunSettings, feature_dim: int, num_classe
         "feature_dim": feature_dim,
         "max_missed_rounds": settings.departure,
         "partition_handover": settings.partition_handover,
-        # the partitions split this training set: no client's counts can exceed it
-        "total_examples": len(load_global_train(settings.data_source)),
+        "total_examples": federation_examples(settings),
     }
     if settings.strategy == "fedproto":
         return FedProtoStrategy(dtype=settings.prototype_dtype, **prototypes, **common)
