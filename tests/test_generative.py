@@ -15,6 +15,7 @@ from flower_synth.generative import (
     ConditionalVAE,
     FlowMatching,
     GenerativeModel,
+    MeanEmbedding,
     ScoreModel,
     SymmetricVAE,
     build_generator,
@@ -453,6 +454,8 @@ def test_build_generator_builds_every_kind(kind: str) -> None:
     params = {"epochs": 1, "hidden_dim": 16} if kind.startswith("cvae") else {}
     if kind in ("flow", "score"):
         params = {"channels": 4, "steps": 2}
+    if kind == "mean-embedding":
+        params = {"steps": 2, "num_features": 16, "batch_size": 8}
     model = build_generator(kind, 2, (1, 4, 4), **params)
     expected = {
         "gaussian": ClassConditionalGaussian,
@@ -463,6 +466,7 @@ def test_build_generator_builds_every_kind(kind: str) -> None:
         "symvae": SymmetricVAE,
         "flow": FlowMatching,
         "score": ScoreModel,
+        "mean-embedding": MeanEmbedding,
     }[kind]
     assert type(model) is expected
     if kind.startswith("gaussian"):

@@ -13,7 +13,7 @@ from flwr.app import RecordDict
 from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 
-from flower_synth.app.client_app import private_training
+from flower_synth.app.client_app import private_params
 from flower_synth.app.config import RunSettings
 from flower_synth.data import load_client_data
 from flower_synth.generative import ConditionalVAE, FlowMatching
@@ -70,19 +70,22 @@ def test_the_noise_for_a_budget_is_opacus_own() -> None:
 def test_a_private_run_refuses_what_it_cannot_cover(settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         run = RunSettings(**({"strategy": "synthetic"} | settings))
-        private_training(run, epoch_size=3000, num_labelled=480)
+        private_params(run, run.generator, {"epoch_size": 3000}, num_labelled=480)
 
 
 def test_the_app_derives_the_noise_that_spends_the_budget_over_the_run() -> None:
     run = RunSettings(strategy="synthetic", dp_epsilon=8.0, num_server_rounds=10)
-    dp = private_training(run, epoch_size=1000, num_labelled=500)
+    params = private_params(run, "cvae", {"epoch_size": 1000}, num_labelled=500)
+    dp = params["dp"]
+    assert params["latent_prior"] == "standard"  # the class prior is fitted without noise
     ledger = PrivacyLedger()
     ledger.spend(LABEL_COUNT_NOISE, 1.0, 1)
     steps = 10 * run.generator_epochs * -(-1000 // run.generator_batch_size)
     ledger.spend(dp.noise_multiplier, run.generator_batch_size / 500, steps)
     assert 7.8 < ledger.epsilon(DELTA) <= 8.0
     fixed = RunSettings(strategy="synthetic", dp_noise_multiplier=2.0)
-    assert private_training(fixed, epoch_size=1000, num_labelled=500).noise_multiplier == 2.0
+    dp = private_params(fixed, "flow", {"epoch_size": 1000}, num_labelled=500)["dp"]
+    assert dp.noise_multiplier == 2.0
 
 
 def test_fedavg_with_dp_runs_inside_flowers_central_dp_with_equal_weights() -> None:

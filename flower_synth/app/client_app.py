@@ -68,6 +68,18 @@ def generator_params(
         return {"random_state": seed}
     if kind not in IMAGE_GENERATORS:
         return {}
+    if kind == "mean-embedding":
+        return {
+            "latent_dim": max(1, round(settings.latent_dim * scale)),
+            "hidden_dim": max(1, round(settings.generator_hidden * scale)),
+            "num_features": settings.embedding_features,
+            "length_scale": settings.embedding_length_scale,
+            "steps": settings.embedding_steps,
+            "batch_size": settings.generator_batch_size,
+            "learning_rate": settings.generator_learning_rate,
+            "seed": seed,
+            "device": settings.device,
+        }
     params: dict[str, Any] = {
         "epochs": settings.generator_epochs,
         "batch_size": settings.generator_batch_size,
@@ -97,19 +109,28 @@ def generator_params(
     return params
 
 
-def private_training(settings: RunSettings, epoch_size: int, num_labelled: int) -> DPSGD:
-    """DP-SGD for the generator of a client whose epochs draw ``epoch_size`` rows and
-    whose real training split holds ``num_labelled`` examples: ``dp-noise-multiplier``,
-    or the noise with which every round of the run (as if the client trained in each),
-    at the sampling rate its real examples alone give (received samples only lower
-    it), spends at most ``dp-epsilon`` at ``dp-delta`` together with the release of
-    its label counts."""
-    batch = settings.generator_batch_size
-    steps = settings.num_server_rounds * settings.generator_epochs * -(-epoch_size // batch)
+def private_params(
+    settings: RunSettings, kind: str, params: dict[str, Any], num_labelled: int
+) -> dict[str, Any]:
+    """What makes a client's generator of ``kind`` (built from ``params``) private, for
+    a client whose real training split holds ``num_labelled`` examples, with
+    ``dp-noise-multiplier``, or the noise that spends at most ``dp-epsilon`` at
+    ``dp-delta``: a ``mean-embedding`` releases its data's embedding and class counts
+    once (one Gaussian mechanism); the others train by DP-SGD, every round of the run
+    (as if the client trained in each) at the sampling rate its real examples alone
+    give (received samples only lower it), and release the label counts once."""
+    if kind == "mean-embedding":
+        return {"release_noise": settings.dp_noise(1.0, 1)}
     released = PrivacyLedger()
     released.spend(LABEL_COUNT_NOISE, 1.0, 1)
+    batch = settings.generator_batch_size
+    epoch = -(-params["epoch_size"] // batch)
+    steps = settings.num_server_rounds * settings.generator_epochs * epoch
     rate = min(1.0, batch / max(1, num_labelled))
-    return DPSGD(settings.dp_noise(rate, steps, released), settings.dp_max_grad_norm)
+    noise = settings.dp_noise(rate, steps, released)
+    if kind.startswith("cvae"):  # the class prior is fitted to real codes, unnoised
+        return {"dp": DPSGD(noise, settings.dp_max_grad_norm), "latent_prior": "standard"}
+    return {"dp": DPSGD(noise, settings.dp_max_grad_norm)}
 
 
 def synthetic_learner(
@@ -125,9 +146,7 @@ def synthetic_learner(
     kind = settings.kind_for(settings.generator, partition_id)
     params = generator_params(settings, kind, partition_id, data.num_images)
     if settings.private:
-        params["dp"] = private_training(settings, params["epoch_size"], len(data.train))
-        if kind.startswith("cvae"):  # the class prior is fitted to real codes, unnoised
-            params["latent_prior"] = "standard"
+        params |= private_params(settings, kind, params, len(data.train))
     generator = build_generator(kind, num_classes, shape, **params)
     classifier = None
     if settings.kind_for(settings.classifier, partition_id) == "model":

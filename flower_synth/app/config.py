@@ -12,7 +12,7 @@ from flower_synth.data.federated import DataSource, PartitionScheme
 from flower_synth.data.labels import check_labelled_fraction
 from flower_synth.data.partition import PARTITIONERS
 from flower_synth.data.sources import DATASETS
-from flower_synth.generative import DENSITY_GENERATORS, DP_GENERATORS, GENERATORS
+from flower_synth.generative import DENSITY_GENERATORS, GENERATORS, PRIVATE_GENERATORS
 from flower_synth.generative.cvae import LATENT_PRIORS
 from flower_synth.generative.ode_sampling import SOLVERS
 from flower_synth.learning.classifier_training import ClassifierTraining
@@ -92,6 +92,9 @@ SYNTHETIC_ONLY_KEYS = (
     "guidance-scale",
     "class-dropout",
     "hjb-weight",
+    "embedding-features",
+    "embedding-length-scale",
+    "embedding-steps",
     "sample-labels",
     "sample-allocation",
     "soft-labels",
@@ -221,6 +224,9 @@ class RunSettings:
     guidance_scale: float = 1.0
     class_dropout: float = 0.0
     hjb_weight: float = 0.0
+    embedding_features: int = 10_000
+    embedding_length_scale: float = 5.0
+    embedding_steps: int = 100
     dp_epsilon: float = 0.0
     dp_delta: float = 1e-5
     dp_noise_multiplier: float = 0.0
@@ -359,6 +365,15 @@ class RunSettings:
         if not 0.0 < self.pool_age_decay <= 1.0:
             raise ValueError(f"pool-age-decay must lie in (0, 1], got {self.pool_age_decay}")
         self._check_bayes_classifiers()
+        if self.embedding_features < 2 or self.embedding_features % 2:
+            raise ValueError(
+                f"embedding-features must be an even number >= 2 (cos and sin), got "
+                f"{self.embedding_features}"
+            )
+        if not self.embedding_length_scale > 0:
+            raise ValueError(
+                f"embedding-length-scale must be > 0, got {self.embedding_length_scale}"
+            )
         if self.generator_learning_rate <= 0:
             raise ValueError(
                 f"generator-learning-rate must be > 0, got {self.generator_learning_rate}"
@@ -399,6 +414,7 @@ class RunSettings:
             "generator_min_batches",
             "generator_channels",
             "generator_steps",
+            "embedding_steps",
             "replay_rounds",
             "client_global_eval_every",
         ):
@@ -529,13 +545,21 @@ class RunSettings:
                 f"{self.strategy!r} has no DP"
             )
         for kind in per_partition(self.generator):
-            if kind not in DP_GENERATORS:
+            if kind not in PRIVATE_GENERATORS:
                 raise ValueError(
-                    f"generator {kind!r} cannot train with DP-SGD; with dp-epsilon use one "
-                    f"of {DP_GENERATORS}"
+                    f"generator {kind!r} cannot train with differential privacy; with "
+                    f"dp-epsilon use one of {PRIVATE_GENERATORS}"
                 )
         if self.hjb_weight > 0:
             raise ValueError("hjb-weight must be 0 with dp-epsilon (DP-SGD cannot take it)")
+        if "mean-embedding" in per_partition(self.generator) and any(
+            fraction < 1 for fraction in _numbers("labelled-fraction", self.labelled_fraction)
+        ):
+            raise ValueError(
+                "a private mean-embedding releases its client's data once, and a partly "
+                "labelled client's pseudo-labels change every round: use labelled-fraction "
+                "1, or a DP-SGD generator (cvae, cvae-conv, flow, score)"
+            )
         if "true" in per_partition(self.share_real):
             raise ValueError("share-real sends real images: it cannot be set with dp-epsilon")
 

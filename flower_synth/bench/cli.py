@@ -106,8 +106,10 @@ def run_generator_bound(args: argparse.Namespace) -> int:
     rows = []
     for name in args.generator:
         params: dict[str, Any] = {}
-        if name.startswith("cvae"):
+        if name.startswith("cvae") and not args.dp_epsilon:  # DP: z ~ N(0, I)
             params["latent_prior"] = args.latent_prior
+        if name == "mean-embedding":
+            params["num_features"] = args.embedding_features
         if name in ODE_GENERATORS:
             params |= {"solver": args.solver, "channels": args.channels}
             params["hjb_weight"] = args.hjb_weight
@@ -119,6 +121,8 @@ def run_generator_bound(args: argparse.Namespace) -> int:
             classifier_epochs=args.classifier_epochs,
             seed=args.seed,
             sample_steps=args.steps,
+            train_per_class=args.train_per_class,
+            dp_epsilon=args.dp_epsilon,
             **params,
         )
         for outcome in outcomes:
@@ -217,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     bound.add_argument("--channels", type=int, default=16, help="flow, score: U-Net width")
     bound.add_argument("--hjb-weight", type=float, default=0.0, help="flow, score")
     bound.add_argument("--latent-prior", choices=LATENT_PRIORS, default="class", help="cvae")
+    bound.add_argument(
+        "--train-per-class", type=int, default=0, help="fit on this many images a class (0: all)"
+    )
+    bound.add_argument(
+        "--dp-epsilon", type=float, default=0.0, help="fit with DP at this epsilon, delta 1e-5"
+    )
+    bound.add_argument(
+        "--embedding-features", type=int, default=10_000, help="mean-embedding: features"
+    )
     bound.set_defaults(handler=run_generator_bound)
 
     audit = commands.add_parser(

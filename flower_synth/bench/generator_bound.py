@@ -22,7 +22,12 @@ import torch
 
 from flower_synth.app.quality import ReferenceClassifier, generation_quality
 from flower_synth.data import load_dataset
-from flower_synth.generative import IMAGE_GENERATORS, ODEImageModel, build_generator
+from flower_synth.generative import (
+    DP_GENERATORS,
+    IMAGE_GENERATORS,
+    ODEImageModel,
+    build_generator,
+)
 from flower_synth.learning.training import (
     class_probabilities,
     evaluate,
@@ -31,9 +36,13 @@ from flower_synth.learning.training import (
     train,
 )
 from flower_synth.models import build_model
+from flower_synth.privacy import DPSGD, noise_for_budget
 
 REFERENCE_CACHE = "~/.cache/flower-synth/reference"
 REAL_IMAGES = "real"  # not a generator: real training images of the same count, the ceiling
+STEPS_PER_EPOCH = 100  # the mean-embedding's Adam steps per generator epoch
+DP_DELTA = 1e-5  # with dp_epsilon
+DEFAULT_BATCH = 256  # a DP-SGD generator's batch unless given (the app's default)
 BOUND_COLUMNS = (
     "generator",
     "steps",
@@ -55,15 +64,21 @@ def generator_bound(
     seed: int = 0,
     sample_steps: Sequence[int] = (),
     reference_cache: str = REFERENCE_CACHE,
+    train_per_class: int = 0,
+    dp_epsilon: float = 0.0,
     **generator_params: Any,
 ) -> list[dict[str, float]]:
-    """Fit ``generator`` centrally on the whole training set (``generator_epochs``
-    epochs for the torch image generators), draw ``num_samples`` class-balanced
-    samples (clipped to [0, 1]), and score them; an ODE generator (flow, score) is
-    sampled and scored once per entry of ``sample_steps`` (its own ``steps`` if
-    empty). ``generator=REAL_IMAGES`` scores ``num_samples`` class-balanced real
-    training images the same way: the ceiling a generator's samples aim at (no
-    parameters, no seconds).
+    """Fit ``generator`` centrally on the whole training set, or on ``train_per_class``
+    images of every class drawn by ``seed`` (a client-sized set), once
+    (``generator_epochs`` epochs for the torch image generators; as many times
+    :data:`STEPS_PER_EPOCH` steps for the mean-embedding), with ``dp_epsilon``
+    differentially private at that epsilon and :data:`DP_DELTA` (the mean-embedding's
+    one release, or DP-SGD); draw ``num_samples`` class-balanced samples (clipped to
+    [0, 1]), and score them; an ODE generator (flow, score) is sampled and scored once
+    per entry of ``sample_steps`` (its own ``steps`` if empty).
+    ``generator=REAL_IMAGES`` scores ``num_samples`` class-balanced real training
+    images (with ``train_per_class``, those images themselves) the same way: the
+    ceiling a generator's samples aim at (no parameters, no seconds).
 
     Returns:
         One row per sampling setting: ``steps`` (0 for generators without), ``cas_hard``
@@ -78,7 +93,11 @@ def generator_bound(
         same ends: 1 is straight).
     """
     train_set, test_set = load_dataset(dataset)
-    real = to_unit_range(train_set)
+    real, real_labels = to_unit_range(train_set), train_set.labels
+    if train_per_class:  # a client-sized training set: as many images of every class
+        each = np.repeat(np.arange(train_set.num_classes), train_per_class)
+        chosen = _class_balanced_draw(real_labels, each, seed)
+        real, real_labels = real[chosen], real_labels[chosen]
     reference = ReferenceClassifier.load_or_train(dataset, train_set, reference_cache, seed=seed)
     test_images = to_unit_range(test_set)
     wanted = np.arange(num_samples) % train_set.num_classes
@@ -87,15 +106,21 @@ def generator_bound(
         return _scores(samples, labels, reference, test_images, test_set, classifier_epochs, seed)
 
     if generator == REAL_IMAGES:
-        chosen = _class_balanced_draw(train_set.labels, wanted, seed)
+        chosen = _class_balanced_draw(real_labels, wanted, seed)
+        if train_per_class:  # the client's images themselves
+            chosen = np.arange(len(real))
         costs = {"parameters": 0.0, "fit_seconds": 0.0, "seconds_per_1000": 0.0}
-        return [{"steps": 0.0} | scores(real[chosen], train_set.labels[chosen]) | costs]
+        return [{"steps": 0.0} | scores(real[chosen], real_labels[chosen]) | costs]
     params = dict(generator_params)
-    if generator in IMAGE_GENERATORS:
+    if generator == "mean-embedding":  # no epochs: Adam steps on the embedding
+        params = {"steps": generator_epochs * STEPS_PER_EPOCH, "seed": seed} | params
+    elif generator in IMAGE_GENERATORS:
         params = {"epochs": generator_epochs, "seed": seed} | params
+    if dp_epsilon:
+        params |= _private(generator, params, len(real), dp_epsilon)
     model = build_generator(generator, train_set.num_classes, train_set.image_shape, **params)
     started = time.perf_counter()
-    model.fit(real, train_set.labels)
+    model.fit(real, real_labels)
     fit_seconds = time.perf_counter() - started
     settings = [0]
     if isinstance(model, ODEImageModel):
@@ -122,6 +147,22 @@ def generator_bound(
             }
         )
     return rows
+
+
+def _private(generator: str, params: dict[str, Any], rows: int, epsilon: float) -> dict[str, Any]:
+    """What makes ``generator`` (built from ``params``, fitted once on ``rows`` images)
+    spend ``(epsilon, DP_DELTA)``: the mean-embedding's one release, or DP-SGD over its
+    epochs (the CVAE sampling ``z ~ N(0, I)``)."""
+    if generator == "mean-embedding":
+        return {"release_noise": noise_for_budget(epsilon, DP_DELTA, 1.0, 1)}
+    if generator not in DP_GENERATORS:
+        raise ValueError(f"{generator!r} cannot learn with differential privacy")
+    batch = params.get("batch_size", DEFAULT_BATCH)
+    steps = params["epochs"] * -(-(params.get("epoch_size") or rows) // batch)
+    dp = DPSGD(noise_for_budget(epsilon, DP_DELTA, min(1.0, batch / rows), steps))
+    return {"dp": dp, "batch_size": batch} | (
+        {"latent_prior": "standard"} if generator.startswith("cvae") else {}
+    )
 
 
 def _class_balanced_draw(labels: np.ndarray, wanted: np.ndarray, seed: int) -> np.ndarray:

@@ -43,6 +43,12 @@ class GenerativeModel(abc.ABC):
     class_seen_: np.ndarray
 
     @property
+    def is_private(self) -> bool:
+        """Whether what the model generates is differentially private in its training
+        data (it then keeps what it spent in ``privacy_``); False here."""
+        return False
+
+    @property
     def is_fitted(self) -> bool:
         """Whether ``fit`` or ``set_state`` has been called."""
         return hasattr(self, "class_prior_")

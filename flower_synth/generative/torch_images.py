@@ -86,6 +86,11 @@ class TorchImageModel(GenerativeModel):
         """The untrained networks, initialised from ``seed``."""
         raise NotImplementedError
 
+    @property
+    def is_private(self) -> bool:
+        """Whether the model trains by DP-SGD (``dp`` set)."""
+        return self.dp is not None
+
     def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> Self:
         """Fit as :meth:`GenerativeModel.fit <flower_synth.generative.base.GenerativeModel.fit>`;
         with ``dp``, by DP-SGD (see the class)."""

@@ -19,7 +19,7 @@ from torch import nn
 
 from flower_synth.data.client_data import ClientData
 from flower_synth.data.image_dataset import ImageDataset
-from flower_synth.generative import DensityModel, GenerativeModel
+from flower_synth.generative import DensityModel, GenerativeModel, MeanEmbedding
 from flower_synth.learning.classifier_training import ClassifierTraining
 from flower_synth.learning.devices import check_device
 from flower_synth.learning.distillation import adjust_prior
@@ -113,10 +113,11 @@ def check_private(
     generator: GenerativeModel, soft_labels: bool, share_real: bool, sample_labels: str
 ) -> None:
     """Refuse what would let a private client's real data leave it without noise."""
-    if getattr(generator, "dp", None) is None:
+    if not generator.is_private:
         raise ValueError(
-            f"a private client needs a generator that trains with differential privacy; "
-            f"give {type(generator).__name__} dp=DPSGD(...) (torch image generators)"
+            f"a private client needs a generator that learns with differential privacy; "
+            f"give {type(generator).__name__} dp=DPSGD(...) (torch image generators) or "
+            "use MeanEmbedding(release_noise=...)"
         )
     if soft_labels:
         raise ValueError(
@@ -211,10 +212,13 @@ class SyntheticLearner:
         label_shift: send every label shifted by this many classes (soft labels
             likewise): a rogue client whose samples' labels do not say what they show,
             for robustness experiments (0: the labels as generated).
-        private_delta: the generator trains with differential privacy (a torch
-            generator given ``dp``), and only what that covers leaves the client: the
-            samples, whose labels follow the class counts released once with Gaussian
-            noise (:func:`~flower_synth.privacy.release.release_counts`, spent in the
+        private_delta: the generator learns with differential privacy (a torch
+            generator given ``dp``, or a :class:`~flower_synth.generative.MeanEmbedding`
+            given ``release_noise``, which learns the received samples as public rows),
+            and only what that covers leaves the client: the samples, whose labels
+            follow the class counts released once with Gaussian noise (the
+            mean-embedding's own release, or
+            :func:`~flower_synth.privacy.release.release_counts`, spent in the
             generator's ``privacy_`` ledger); no soft labels (``soft_labels`` off), no
             real examples. The metrics carry ``dp_epsilon``, what the client has spent
             at this delta. None: no differential privacy.
@@ -223,7 +227,7 @@ class SyntheticLearner:
         ValueError: a Bayes classifier over a generator without a posterior, an
             unknown ``sample_labels``, a negative ``partition_id``, or with
             ``private_delta`` anything that would leave the client without the
-            privacy (a generator without ``dp``, soft labels, real examples, the
+            privacy (a generator that is not private, soft labels, real examples, the
             generator's class prior as the label mix).
     """
 
@@ -420,7 +424,11 @@ class SyntheticLearner:
         num_received = len(mixture) - len(real)
         num_pseudo = len(real) - len(self.data.train)
         weights = mixture_weights(len(real), num_received, self_trust, num_pseudo)
-        self.generator.fit(mixture.samples, mixture.labels, sample_weight=weights)
+        if isinstance(self.generator, MeanEmbedding):  # the received samples are public
+            public = np.arange(len(mixture)) >= len(real)
+            self.generator.fit(mixture.samples, mixture.labels, weights, public=public)
+        else:
+            self.generator.fit(mixture.samples, mixture.labels, sample_weight=weights)
         metrics: dict[str, Scalar] = {
             "partition_id": self.partition_id,
             "received_samples": num_received,
@@ -505,10 +513,15 @@ class SyntheticLearner:
 
     def label_counts(self, own_labels: np.ndarray, seed: int) -> np.ndarray:
         """The class counts the samples' labels follow: those of ``own_labels``; for a
-        private client, its counts as released (with noise) in its first round."""
+        private client, its counts as released (with noise) in its first round: by a
+        :class:`~flower_synth.generative.MeanEmbedding` (its ``released_counts_``),
+        else on their own."""
         counts = np.bincount(own_labels, minlength=self.num_classes)
         if self.private_delta is None:
             return counts
+        if isinstance(self.generator, MeanEmbedding):  # counted in its release already
+            released_counts = self.generator.released_counts_
+            return released_counts if released_counts.sum() > 0 else np.ones(self.num_classes)
         released = load_arrays(self.state, RELEASED_COUNTS_STATE)
         if released is None:
             rng = np.random.default_rng(seed)
