@@ -194,6 +194,11 @@ def test_generator_bound_scores_a_private_client_sized_generator(tmp_path) -> No
         **client,
     )
     (real,) = generator_bound("digits", "real", train_per_class=100, **common)
+    # more samples asked than the client holds: its 1,000 images are scored as they are
+    (same,) = generator_bound(
+        "digits", "real", train_per_class=100, **common | {"num_samples": 5000}
+    )
+    assert same["cas_hard"] == real["cas_hard"]
     assert private["cas_hard"] > 0.7 and real["cas_hard"] > 0.8  # chance: 0.1
     with pytest.raises(ValueError, match="'symvae' cannot learn with differential privacy"):
         generator_bound("digits", "symvae", **common, **client)

@@ -106,9 +106,10 @@ def generator_bound(
         return _scores(samples, labels, reference, test_images, test_set, classifier_epochs, seed)
 
     if generator == REAL_IMAGES:
-        chosen = _class_balanced_draw(real_labels, wanted, seed)
         if train_per_class:  # the client's images themselves
             chosen = np.arange(len(real))
+        else:
+            chosen = _class_balanced_draw(real_labels, wanted, seed)
         costs = {"parameters": 0.0, "fit_seconds": 0.0, "seconds_per_1000": 0.0}
         return [{"steps": 0.0} | scores(real[chosen], real_labels[chosen]) | costs]
     params = dict(generator_params)
