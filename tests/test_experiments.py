@@ -96,12 +96,12 @@ def test_bad_experiments_are_named(grid_file: Path, override, error, message) ->
 
 def test_shipped_experiments_load() -> None:
     shipped = [
-        ("fmnist", 40),
+        ("fmnist", 45),
         ("demo", 7),
         ("scale", 6),
         ("gmm-ablation", 15),
         ("long-tail", 16),
-        ("scarce", 120),
+        ("scarce", 132),
         ("generators", 8),
     ]
     for name, cells in shipped:

@@ -14,11 +14,13 @@ from flower_synth.clients import SyntheticSampleClient
 from flower_synth.data import load_client_data, load_global_test
 from flower_synth.generative import ClassConditionalGaussian, ConditionalVAE
 from flower_synth.learning.classifier_training import ClassifierTraining
+from flower_synth.learning.state import load_arrays
 from flower_synth.models import build_model
 from flower_synth.synthetic.learner import (
     CLASSIFIER_STATE,
     GENERATOR_STATE,
     OWN_CLASS_SHARE,
+    PRIOR_STATE,
     SyntheticLearner,
     mixture_weights,
 )
@@ -139,6 +141,26 @@ def test_received_samples_get_weight_one_minus_self_trust(digits_settings) -> No
     assert prior[0] == pytest.approx(0.7 * real_frequency[0], abs=1e-9)
     # sample_labels="prior": the game's label mix, received class 9 included
     assert np.mean(decode_samples(arrays).labels == 9) == pytest.approx(prior[9], abs=0.08)
+
+
+@pytest.mark.parametrize("generator_trust", [1.0, 0.9])
+def test_the_generator_weighs_received_samples_by_its_own_trust(
+    digits_settings, generator_trust: float
+) -> None:
+    """generator_trust sets the generator's mixture alone: at 1 it learns the client's
+    data only, while the classifier's label mix still takes the received class in."""
+    client = make_client(
+        digits_settings, RecordDict(), with_model=True, generator_trust=generator_trust
+    )
+    train = client.learner.data.train
+    real_frequency = np.bincount(train.labels, minlength=10) / len(train)
+    received = encode_samples(np.full((300, 1, 8, 8), 0.25), np.full(300, 9), "uint8")
+    client.fit(received, {"server_round": 2, "self_trust": 0.5, "num_samples": 100})
+    prior = client.learner.generator.class_prior_
+    expected = generator_trust * real_frequency[9] + (1 - generator_trust)
+    assert prior[9] == pytest.approx(expected, abs=1e-9)
+    trained = load_arrays(client.learner.state, PRIOR_STATE)["trained"]  # the classifier's
+    assert trained[9] == pytest.approx(0.5 * real_frequency[9] + 0.5, abs=1e-6)  # a_ii 0.5
 
 
 def test_hard_labels_only_when_soft_labels_are_off(digits_settings) -> None:

@@ -180,6 +180,7 @@ def synthetic_learner(
         share_real=settings.share_real_for(partition_id),
         label_shift=settings.label_shift_for(partition_id),
         private_delta=settings.dp_delta if settings.private else None,
+        generator_trust=settings.generator_self_trust or None,
     )
 
 
@@ -216,6 +217,7 @@ def own_model_learner(
         global_test=global_test,
         seed=settings.seed,
         device=settings.device,
+        audit=settings.keep_shared,
     )
     if settings.strategy == "local-only":
         width = settings.capacity_for(partition_id)

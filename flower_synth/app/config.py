@@ -71,6 +71,7 @@ SYNTHETIC_ONLY_KEYS = (
     "download-ratio",
     "trust",
     "self-trust",
+    "generator-self-trust",
     "sample-dtype",
     "sample-levels",
     "compression",
@@ -203,6 +204,7 @@ class RunSettings:
     download_ratio: float = 0.6
     trust: str = "uniform"
     self_trust: float = 0.5
+    generator_self_trust: float = 0.0
     sample_dtype: str = "uint8"
     sample_levels: int = 16
     compression: str = "deflate"
@@ -405,6 +407,11 @@ class RunSettings:
             parse_trust_matrix(self.trust)
         if not 0.0 < self.self_trust <= 1.0:
             raise ValueError(f"self-trust must lie in (0, 1], got {self.self_trust}")
+        if not 0.0 <= self.generator_self_trust <= 1.0:
+            raise ValueError(
+                "generator-self-trust must lie in [0, 1] (0: the round's self-trust), got "
+                f"{self.generator_self_trust}"
+            )
         for key in (
             "samples_per_client",
             "generator_epochs",

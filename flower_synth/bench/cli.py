@@ -146,8 +146,8 @@ def run_privacy_audit(args: argparse.Namespace) -> int:
     runs = runs_to_audit([Path(path) for path in args.paths])
     if not runs:
         raise SystemExit(
-            f"no results file under {args.paths} has a .shared.npz beside it: run with "
-            "keep-shared = true"
+            f"no results file under {args.paths} has a .shared.npz beside it or its "
+            "clients' audits: run with keep-shared = true"
         )
     rows = []
     for results in runs:

@@ -6,7 +6,11 @@ every client's partition from the run's settings (same seed, same partitions) an
 scores, per client: for synthetic exchange its pool's memorisation ratio and the
 nearest-sample membership attack's AUC; for FedAvg or FedProx the loss attack's AUC
 against the final model (members: the client's training images; non-members: test
-images of the same classes in the same counts).
+images of the same classes in the same counts). Prototype clients' summaries live in
+their own feature spaces, whose extractors never leave them: with ``keep-shared`` each
+client audits what it sends in every round it trains and the results file records it
+(:data:`~flower_synth.exchange.metrics.AUDIT_KEYS`); the audit reads each client's last
+figures.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from flower_synth.app.config import RunSettings
 from flower_synth.app.results_files import load_results
 from flower_synth.app.shared_files import load_shared, shared_of
 from flower_synth.data import load_client_data, load_global_test
+from flower_synth.exchange.metrics import AUDIT_KEYS
 from flower_synth.learning.training import class_probabilities, set_weights
 from flower_synth.models import build_model
 from flower_synth.privacy.audit import audit_release, loss_membership_auc, matched_split
@@ -46,10 +51,13 @@ def audit_run(
     Raises:
         FileNotFoundError: the run kept nothing (it ran without ``keep-shared``).
     """
+    data = load_results(results)
+    reported = reported_rows(results, data)
+    if reported:
+        return reported
     kept = shared_of(results)
     if not kept.is_file():
         raise FileNotFoundError(f"{kept} is missing: rerun {results.name} with keep-shared = true")
-    data = load_results(results)
     settings = RunSettings.from_run_config(data["config"])
     pools, model_arrays = load_shared(kept)
     clients = num_clients or federation_size(pools, data["rounds"], settings.fraction_fit)
@@ -91,6 +99,23 @@ def audit_run(
     return rows
 
 
+def reported_rows(results: Path, data: dict) -> list[AuditRow]:
+    """The audits a run's clients reported of their own summaries, per client the last
+    round it reported one (none for a run whose clients audited nothing)."""
+    auc, ratio = (f"{key}_client_" for key in AUDIT_KEYS)
+    latest: dict[int, tuple[float, float | None]] = {}
+    for record in data["rounds"]:
+        for key, value in record.items():
+            if key.startswith(auc):
+                client = key.removeprefix(auc)
+                latest[int(client)] = (float(value), record.get(f"{ratio}{client}"))
+    strategy = data["config"].get("strategy", "")
+    return [
+        AuditRow(run_name(results), strategy, client, figures[0], figures[1])
+        for client, figures in sorted(latest.items())
+    ]
+
+
 def run_name(results: Path) -> str:
     """A results file by the two folders above it (a sweep's ``<variant>/<seed>``) and
     its name."""
@@ -109,12 +134,22 @@ def federation_size(pools: dict, rounds: list[dict], fraction_fit: float) -> int
 
 def runs_to_audit(paths: list[Path]) -> list[Path]:
     """The results files among ``paths`` and under the folders among them that kept
-    what their clients shared."""
+    what their clients shared, or whose clients audited what they sent."""
     found = []
     for path in paths:
         candidates = [path] if path.is_file() else sorted(path.rglob("*.json"))
-        found += [c for c in candidates if shared_of(c).is_file()]
+        found += [c for c in candidates if shared_of(c).is_file() or reports_audit(c)]
     return found
+
+
+def reports_audit(path: Path) -> bool:
+    """Whether ``path`` is a results file in which clients reported audits."""
+    try:
+        data = load_results(path)
+    except ValueError:
+        return False
+    prefix = f"{AUDIT_KEYS[0]}_client_"
+    return any(key.startswith(prefix) for record in data["rounds"] for key in record)
 
 
 def format_audit(rows: list[AuditRow]) -> str:

@@ -9,6 +9,10 @@ from flwr.common import Metrics, Scalar
 
 from flower_synth.wire.client_metrics import capped_sizes
 
+MAX_PARTITION_ID = 1_000_000  # a reported partition id above this is not recorded per client
+# what a client that audits its own release reports (PrototypeLearner.audit_summary)
+AUDIT_KEYS = ("release_membership_auc", "release_memorisation_ratio")
+
 MetricsAggregationFn = Callable[[list[tuple[int, Metrics]]], dict[str, Scalar]]
 
 
@@ -77,7 +81,8 @@ def stateful_client_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str,
     ``clients_pseudo_labelled``: how many unlabelled images partly labelled clients
     learnt from with a label of their own classifier's (``pseudo_labelled``);
     ``dp_epsilon_max`` and ``dp_epsilon_mean``: the privacy private clients have spent
-    so far (``dp_epsilon``)."""
+    so far (``dp_epsilon``); where clients audit what they send (:data:`AUDIT_KEYS`),
+    every client's figure (:func:`by_client`)."""
     rounds = [int(m["client_rounds"]) for _, m in results if "client_rounds" in m]
     metrics = client_fit_metrics(results)
     if rounds:
@@ -91,6 +96,8 @@ def stateful_client_fit_metrics(results: list[tuple[int, Metrics]]) -> dict[str,
     spent = [float(m["dp_epsilon"]) for _, m in results if "dp_epsilon" in m]
     if spent:
         metrics |= {"dp_epsilon_max": max(spent), "dp_epsilon_mean": sum(spent) / len(spent)}
+    for key in AUDIT_KEYS:
+        metrics |= by_client(results, key, key)
     agreement = [
         (float(m["label_agreement"]), int(m.get("generated_samples", 1)))
         for _, m in results
@@ -119,9 +126,6 @@ def personalized_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Scala
     }
 
 
-MAX_PARTITION_ID = 1_000_000  # a reported partition id above this is not recorded per client
-
-
 def clients_global_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Scalar]:
     """Mean, min and max of the clients' own models on the global test set (metric
     ``global_accuracy``), for strategies where every client keeps its own model, and
@@ -130,11 +134,19 @@ def clients_global_accuracy(results: list[tuple[int, Metrics]]) -> dict[str, Sca
     values = [float(m["global_accuracy"]) for _, m in results if "global_accuracy" in m]
     if not values:
         return {}
-    metrics = spread("clients_global_accuracy", values)
+    return spread("clients_global_accuracy", values) | by_client(
+        results, "global_accuracy", "clients_global_accuracy"
+    )
+
+
+def by_client(results: list[tuple[int, Metrics]], key: str, name: str) -> dict[str, Scalar]:
+    """Metric ``key`` of every client that reports it with an integer ``partition_id``
+    in ``[0, MAX_PARTITION_ID]``, as ``<name>_client_<partition_id>``."""
+    metrics: dict[str, Scalar] = {}
     for _, m in results:
         pid = m.get("partition_id")
-        if "global_accuracy" in m and type(pid) is int and 0 <= pid <= MAX_PARTITION_ID:
-            metrics[f"clients_global_accuracy_client_{pid}"] = float(m["global_accuracy"])
+        if key in m and type(pid) is int and 0 <= pid <= MAX_PARTITION_ID:
+            metrics[f"{name}_client_{pid}"] = float(m[key])
     return metrics
 
 

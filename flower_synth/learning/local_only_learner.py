@@ -28,3 +28,7 @@ class LocalOnlyLearner(PrototypeLearner):
     def summarize(self, seed: int) -> list[np.ndarray]:
         """Nothing leaves the client."""
         return []
+
+    def shared_points(self, summary: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """No points: nothing is shared."""
+        return np.zeros((0, self.model.feature_dim), np.float32), np.zeros(0, np.int64)

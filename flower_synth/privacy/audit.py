@@ -1,5 +1,6 @@
 """What shared samples reveal about the real ones: two measurements of a client's
-release against its own training images and images it never saw.
+release against its own training images and images it never saw (as pixels, or as a
+prototype client's features: any vectors of one space).
 
 - The memorisation ratio: each shared sample's distance to the nearest training image
   of its class over its distance to the nearest held-out image of that class, the
@@ -108,8 +109,8 @@ def audit_release(
     seed: int = 0,
 ) -> LeakageAudit:
     """Audit one client's shared samples against its training images and held-out
-    images, all in [0, 1]: the memorisation ratio, and the membership AUC over the
-    members and non-members of :func:`matched_split`."""
+    images, all in one space (pixels in [0, 1], or features): the memorisation ratio,
+    and the membership AUC over the members and non-members of :func:`matched_split`."""
     members, non_members = matched_split(train_labels, held_out_labels, max_images, seed)
     return LeakageAudit(
         memorisation_ratio(shared, shared_labels, train, train_labels, held_out, held_out_labels),

@@ -57,6 +57,11 @@ class FedProtoLearner(PrototypeLearner):
 
         return {"feature_loss": prototype_distance}
 
+    def shared_points(self, summary: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The class means the payload carries."""
+        prototypes = decode_prototypes(summary, self.num_classes, self.model.feature_dim)
+        return prototypes.means, prototypes.labels
+
     def summarize(self, seed: int) -> list[np.ndarray]:
         """Mean feature and count of every local class, encoded for the wire."""
         features, labels = self.training_features()

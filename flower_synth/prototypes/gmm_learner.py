@@ -15,7 +15,7 @@ from flower_synth.privacy import PrivacyLedger
 from flower_synth.prototypes.gmm_terms import PSEUDO_WEIGHT, PULL_WEIGHT, GMMPrototypeTerms
 from flower_synth.prototypes.learner import PrototypeLearner
 from flower_synth.prototypes.private_gaussians import private_class_gaussians
-from flower_synth.prototypes.wire import encode_mixtures
+from flower_synth.prototypes.wire import decode_mixtures, encode_mixtures
 
 STATE_KEY = "gmm-prototype"
 LEDGER_KEY = f"{STATE_KEY}.privacy"  # a private client's ledger in its state
@@ -117,6 +117,13 @@ class GMMPrototypeLearner(PrototypeLearner):
         save_arrays(self.state, LEDGER_KEY, {"history": ledger.to_array()})
         self.spent = ledger.epsilon(delta)
         return encode_mixtures(released, self.prototype_dtype)
+
+    def shared_points(self, summary: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The mixture components' means the payload carries."""
+        mixtures = decode_mixtures(
+            summary, self.num_classes, self.model.feature_dim, self.terms.wire_covariance
+        )
+        return mixtures.means, mixtures.labels
 
     def release_metrics(self) -> dict[str, Any]:
         """``dp_epsilon`` for a private client: what it has spent so far."""

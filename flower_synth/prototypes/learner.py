@@ -44,6 +44,7 @@ from flower_synth.learning.training import (
     train,
 )
 from flower_synth.models.feature_split import check_feature_width, require_feature_split
+from flower_synth.privacy.audit import audit_release
 
 
 class PrototypeLearner(ABC):
@@ -54,13 +55,14 @@ class PrototypeLearner(ABC):
     :meth:`fit` decodes the global summary (empty in round 1) into training terms
     (:meth:`training_terms`), runs ``local_epochs`` of SGD, and returns
     :meth:`summarize` of the features of its training split, its size, and the metrics
-    ``partition_id``, ``train_loss`` and ``client_rounds``. :meth:`evaluate` scores the
-    model on the local test split (``accuracy``) and, if given and the config's
-    ``global_eval`` (default true) asks, the global test set (``global_accuracy``); a
-    client that has not trained yet evaluates nothing (0 examples). A learner whose
-    head trains on another label mix than its real data (:meth:`trained_prior`)
-    predicts on the global test set with the uniform prior restored by logit
-    adjustment, and on its local test split with its real label mix restored if
+    ``partition_id``, ``train_loss`` and ``client_rounds``; with ``audit``, also what
+    that summary reveals of its training images (:meth:`audit_summary`).
+    :meth:`evaluate` scores the model on the local test split (``accuracy``) and, if
+    given and the config's ``global_eval`` (default true) asks, the global test set
+    (``global_accuracy``); a client that has not trained yet evaluates nothing (0
+    examples). A learner whose head trains on another label mix than its real data
+    (:meth:`trained_prior`) predicts on the global test set with the uniform prior
+    restored by logit adjustment, and on its local test split with its real label mix restored if
     ``restore_prior`` (both figures are reported either way, see :meth:`evaluate`).
     The model persists across rounds in ``state`` (the node's ``Context.state``) under
     ``state_key``.
@@ -80,6 +82,8 @@ class PrototypeLearner(ABC):
             where the head learnt another one.
         global_test: if given, ``evaluate`` also scores the global test set.
         device: where the model trains and predicts.
+        audit: every summary sent is also audited against the training images and
+            held-out ones in the client's own feature space (:meth:`audit_summary`).
     """
 
     def __init__(
@@ -96,8 +100,14 @@ class PrototypeLearner(ABC):
         restore_prior: bool = False,
         global_test: ImageDataset | None = None,
         device: Device = "cpu",
+        audit: bool = False,
     ) -> None:
         require_feature_split(model)
+        if audit and len(data.test) == 0 and global_test is None:
+            raise ValueError(
+                "audit needs images the client never trained on: give it a local test "
+                "split or global_test"
+            )
         check_feature_width(model, model_inputs(data.train.images[:1], data.normalization))
         self.model = model
         self.data = data
@@ -110,6 +120,7 @@ class PrototypeLearner(ABC):
         self.restore_prior = restore_prior
         self.global_test = global_test
         self.device = check_device(device)
+        self.audit = audit
         self.trained = load_module(state, f"{state_key}.model", model)
 
     @property
@@ -126,6 +137,11 @@ class PrototypeLearner(ABC):
     def summarize(self, seed: int) -> list[np.ndarray]:
         """The payload: a per-class summary of the training split's features
         (:meth:`training_features`), after this round's training."""
+
+    @abstractmethod
+    def shared_points(self, summary: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The feature vectors a payload of :meth:`summarize` discloses (a mean per
+        class, or per mixture component) and their classes, as the wire decodes them."""
 
     def trained_prior(self, terms: Mapping[str, Any]) -> np.ndarray | None:
         """The label mix the head learns with ``terms`` when it differs from the real
@@ -186,11 +202,40 @@ class PrototypeLearner(ABC):
         if terms.get("pseudo") is not None:
             metrics["pseudo_features"] = len(terms["pseudo"])
         summary = self.summarize(seed)
-        return Fitted(summary, self.data.num_images, metrics | self.release_metrics())
+        metrics |= self.release_metrics()
+        if self.audit:
+            metrics |= self.audit_summary(summary)
+        return Fitted(summary, self.data.num_images, metrics)
 
     def release_metrics(self) -> dict[str, Scalar]:
         """Metrics of the summary :meth:`summarize` last made (none here)."""
         return {}
+
+    def audit_summary(self, summary: list[np.ndarray]) -> dict[str, Scalar]:
+        """What ``summary`` reveals of the training images, measured by the one party
+        that holds the feature extractor (the worst case: an attacker who had it): the
+        attack and the memorisation ratio of :func:`~flower_synth.privacy.audit.audit_release`
+        on features, with the summary's points (:meth:`shared_points`) as the shared
+        samples, the training split as members and as many held-out images of the same
+        classes (the local test split, else the global test set) as non-members.
+        Reported as ``release_membership_auc`` and, where a class is in all three,
+        ``release_memorisation_ratio``; nothing for a summary without points."""
+        points, point_labels = self.shared_points(summary)
+        if len(points) == 0:
+            return {}
+        train, labels = self.training_features()
+        held_out = self.data.test if len(self.data.test) else self.global_test
+        assert held_out is not None  # checked in __init__
+        unseen = extract_features(
+            self.model, to_unit_range(held_out), self.data.normalization, self.device
+        )
+        audit = audit_release(
+            points, point_labels, train, labels, unseen, held_out.labels, seed=self.seed
+        )
+        metrics: dict[str, Scalar] = {"release_membership_auc": audit.membership_auc}
+        if np.isfinite(audit.memorisation_ratio):
+            metrics["release_memorisation_ratio"] = audit.memorisation_ratio
+        return metrics
 
     def evaluate(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Evaluated:
         """The client's own model on its local test split (``accuracy``) and, if set and

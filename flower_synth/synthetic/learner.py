@@ -222,6 +222,11 @@ class SyntheticLearner:
             generator's ``privacy_`` ledger); no soft labels (``soft_labels`` off), no
             real examples. The metrics carry ``dp_epsilon``, what the client has spent
             at this delta. None: no differential privacy.
+        generator_trust: the weight of the client's own examples in its generator's
+            training mixture (the received samples share the rest); None: the round's
+            ``self_trust``, as for the classifier. 1: the generator learns from the
+            client's data alone while its classifier still learns from what it
+            receives.
 
     Raises:
         ValueError: a Bayes classifier over a generator without a posterior, an
@@ -256,6 +261,7 @@ class SyntheticLearner:
         share_real: bool = False,
         label_shift: int = 0,
         private_delta: float | None = None,
+        generator_trust: float | None = None,
     ) -> None:
         if classifier is None and not isinstance(generator, DensityModel):
             raise ValueError(
@@ -274,6 +280,8 @@ class SyntheticLearner:
             raise ValueError(
                 f"pseudo_label_threshold must lie in [0, 1], got {pseudo_label_threshold}"
             )
+        if generator_trust is not None and not 0.0 < generator_trust <= 1.0:
+            raise ValueError(f"generator_trust must lie in (0, 1], got {generator_trust}")
         if private_delta is not None:
             check_private(generator, soft_labels, share_real, sample_labels)
         self._generator = generator
@@ -299,6 +307,7 @@ class SyntheticLearner:
         self.share_real = share_real
         self.label_shift = label_shift
         self.private_delta = private_delta
+        self.generator_trust = generator_trust
         self.num_classes = data.train.num_classes
         if classifier is not None:
             load_module(state, CLASSIFIER_STATE, classifier)
@@ -424,11 +433,13 @@ class SyntheticLearner:
         num_received = len(mixture) - len(real)
         num_pseudo = len(real) - len(self.data.train)
         weights = mixture_weights(len(real), num_received, self_trust, num_pseudo)
+        own = self_trust if self.generator_trust is None else self.generator_trust
+        generator_weights = mixture_weights(len(real), num_received, own, num_pseudo)
         if isinstance(self.generator, MeanEmbedding):  # the received samples are public
             public = np.arange(len(mixture)) >= len(real)
-            self.generator.fit(mixture.samples, mixture.labels, weights, public=public)
+            self.generator.fit(mixture.samples, mixture.labels, generator_weights, public=public)
         else:
-            self.generator.fit(mixture.samples, mixture.labels, sample_weight=weights)
+            self.generator.fit(mixture.samples, mixture.labels, sample_weight=generator_weights)
         metrics: dict[str, Scalar] = {
             "partition_id": self.partition_id,
             "received_samples": num_received,

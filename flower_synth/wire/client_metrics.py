@@ -8,11 +8,12 @@ client's failure: logged with the reason, never aggregated, never the server's c
 
 A count is an integer in ``[0, MAX_EXAMPLES]``. A metric is one finite number (a bool
 counts as a number; a list, a string or bytes does not), within the range its name
-documents (:func:`metric_range`): accuracies and ``label_agreement`` in [0, 1],
-``*_seconds`` >= 0, counts and identities (:data:`COUNT_KEYS`) integers >= 0; any other
-metric a finite number. Where counts weigh a figure, each is capped at ``SIZE_CAP`` times
-the median of the round's (:func:`capped_sizes`): a client that claims a vast test set
-cannot make its own accuracy the round's.
+documents (:func:`metric_range`): accuracies, ``label_agreement`` and ``*_auc`` in
+[0, 1], ``*_seconds``, ``dp_epsilon`` and ``*_ratio`` >= 0, counts and identities
+(:data:`COUNT_KEYS`) integers >= 0; any other metric a finite number. Where counts
+weigh a figure, each is capped at ``SIZE_CAP`` times the median of the round's
+(:func:`capped_sizes`): a client that claims a vast test set cannot make its own
+accuracy the round's.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ def metric_range(key: str) -> tuple[float, float, bool]:
     an integer."""
     if key in COUNT_KEYS:
         return 0.0, float(MAX_EXAMPLES), True
-    if "accuracy" in key or key == "label_agreement":
+    if "accuracy" in key or key == "label_agreement" or key.endswith("_auc"):
         return 0.0, 1.0, False
-    if key.endswith("_seconds") or key == "dp_epsilon":
+    if key.endswith(("_seconds", "_ratio")) or key == "dp_epsilon":
         return 0.0, math.inf, False
     return -math.inf, math.inf, False
 
