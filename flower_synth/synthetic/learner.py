@@ -433,8 +433,11 @@ class SyntheticLearner:
         num_received = len(mixture) - len(real)
         num_pseudo = len(real) - len(self.data.train)
         weights = mixture_weights(len(real), num_received, self_trust, num_pseudo)
-        own = self_trust if self.generator_trust is None else self.generator_trust
-        generator_weights = mixture_weights(len(real), num_received, own, num_pseudo)
+        generator_weights = weights
+        if self.generator_trust is not None:
+            generator_weights = mixture_weights(
+                len(real), num_received, self.generator_trust, num_pseudo
+            )
         if isinstance(self.generator, MeanEmbedding):  # the received samples are public
             public = np.arange(len(mixture)) >= len(real)
             self.generator.fit(mixture.samples, mixture.labels, generator_weights, public=public)
