@@ -128,6 +128,8 @@ def test_a_label_shifting_client_sends_every_label_and_soft_label_shifted(digits
 
 
 def test_received_samples_get_weight_one_minus_self_trust(digits_settings) -> None:
+    """Without a torch classifier the generator is the classifier: it learns the
+    round's mixture whatever generator_trust says."""
     client = make_client(digits_settings, RecordDict(), with_model=False, sample_labels="prior")
     train = client.learner.data.train
     real_frequency = np.bincount(train.labels, minlength=10) / len(train)
@@ -143,15 +145,18 @@ def test_received_samples_get_weight_one_minus_self_trust(digits_settings) -> No
     assert np.mean(decode_samples(arrays).labels == 9) == pytest.approx(prior[9], abs=0.08)
 
 
-@pytest.mark.parametrize("generator_trust", [1.0, 0.9])
+@pytest.mark.parametrize(
+    ("options", "generator_trust"),
+    [({}, 1.0), ({"generator_trust": 0.9}, 0.9), ({"generator_trust": None}, 0.5)],
+    ids=["default-own-data-only", "0.9", "none-round-self-trust"],
+)
 def test_the_generator_weighs_received_samples_by_its_own_trust(
-    digits_settings, generator_trust: float
+    digits_settings, options: dict, generator_trust: float
 ) -> None:
-    """generator_trust sets the generator's mixture alone: at 1 it learns the client's
-    data only, while the classifier's label mix still takes the received class in."""
-    client = make_client(
-        digits_settings, RecordDict(), with_model=True, generator_trust=generator_trust
-    )
+    """generator_trust sets the generator's mixture alone: by default (1) it learns the
+    client's data only, while the classifier's label mix still takes the received class
+    in; None gives the generator the round's self-trust (0.5 here) as well."""
+    client = make_client(digits_settings, RecordDict(), with_model=True, **options)
     train = client.learner.data.train
     real_frequency = np.bincount(train.labels, minlength=10) / len(train)
     received = encode_samples(np.full((300, 1, 8, 8), 0.25), np.full(300, 9), "uint8")

@@ -57,6 +57,7 @@ BEFORE_KEY_EXISTED = {
     "generator-epoch-scale": 1.0,
     "classifier-min-batches": 0,
     "client-global-eval-size": 0,
+    "generator-self-trust": 0.0,
 }
 
 
@@ -204,7 +205,7 @@ class RunSettings:
     download_ratio: float = 0.6
     trust: str = "uniform"
     self_trust: float = 0.5
-    generator_self_trust: float = 0.0
+    generator_self_trust: float = 1.0
     sample_dtype: str = "uint8"
     sample_levels: int = 16
     compression: str = "deflate"

@@ -39,6 +39,7 @@ EXPERIMENT_CONFIG = {
     "download-budget": 0,  # the game: every client learns from all the others' pools
     "download-ratio": 0.0,
     "soft-labels": False,
+    "generator-self-trust": 0.0,  # the game: every model learns the round's mixture
     "server-epochs": 0,
     "client-global-eval": False,
     "record-pool-means": True,

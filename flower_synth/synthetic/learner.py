@@ -223,10 +223,13 @@ class SyntheticLearner:
             real examples. The metrics carry ``dp_epsilon``, what the client has spent
             at this delta. None: no differential privacy.
         generator_trust: the weight of the client's own examples in its generator's
-            training mixture (the received samples share the rest); None: the round's
-            ``self_trust``, as for the classifier. 1: the generator learns from the
-            client's data alone while its classifier still learns from what it
-            receives.
+            training mixture (the received samples share the rest). 1 (the default):
+            the generator learns from the client's data alone while its classifier
+            still learns from what it receives, so no generator learns the blur of
+            the others' samples; None: the round's ``self_trust``, as for the
+            classifier (the mixture the exchange's equilibrium is stated for). Not read
+            with ``classifier=None``: the generator is then the classifier and learns
+            the classifier's mixture.
 
     Raises:
         ValueError: a Bayes classifier over a generator without a posterior, an
@@ -261,7 +264,7 @@ class SyntheticLearner:
         share_real: bool = False,
         label_shift: int = 0,
         private_delta: float | None = None,
-        generator_trust: float | None = None,
+        generator_trust: float | None = 1.0,
     ) -> None:
         if classifier is None and not isinstance(generator, DensityModel):
             raise ValueError(
@@ -434,7 +437,7 @@ class SyntheticLearner:
         num_pseudo = len(real) - len(self.data.train)
         weights = mixture_weights(len(real), num_received, self_trust, num_pseudo)
         generator_weights = weights
-        if self.generator_trust is not None:
+        if self.generator_trust is not None and self.classifier is not None:
             generator_weights = mixture_weights(
                 len(real), num_received, self.generator_trust, num_pseudo
             )
