@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import ast
+import io
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import PROJECT_ROOT
+from flwr.cli.build import build_fab_from_disk
+from flwr.common.constant import FAB_MAX_SIZE
 
 PACKAGE = PROJECT_ROOT / "flower_synth"
 FLOORS = {"library": 0, "app": 1, "bench": 2}
@@ -74,3 +78,13 @@ def test_a_missing_extra_is_named_with_the_install_command() -> None:
 
     with pytest.raises(ImportError, match=r"pip install 'flower-synth\[bench\]'"):
         require_extra("bench", "the bench", ("json", "no_such_module_here"))
+
+
+def test_the_flower_app_bundle_holds_the_package_alone() -> None:
+    """`flwr run` packs the project into a FAB (Flower refuses one over 10 MB): it must
+    hold the package, not the committed results under docs/."""
+    fab = build_fab_from_disk(PROJECT_ROOT)
+    names = zipfile.ZipFile(io.BytesIO(fab)).namelist()
+    assert {name.split("/")[0] for name in names} == {"flower_synth", "pyproject.toml", ".info"}
+    assert "flower_synth/app/server_app.py" in names
+    assert len(fab) < FAB_MAX_SIZE / 4
