@@ -71,8 +71,8 @@ def rogue_app(tmp_path: Path) -> Path:
     pyproject = (PROJECT_ROOT / "pyproject.toml").read_text()
     pyproject = pyproject.replace(
         'clientapp = "flower_synth.app.client_app:app"', 'clientapp = "rogue_client:app"'
-    )
-    assert "rogue_client:app" in pyproject
+    ).replace('fab-include = ["flower_synth/**/*.py"]', 'fab-include = ["rogue_client.py"]')
+    assert "rogue_client:app" in pyproject and '"rogue_client.py"' in pyproject
     (root / "pyproject.toml").write_text(pyproject)
     return root
 
