@@ -145,11 +145,9 @@ def runs_to_audit(paths: list[Path]) -> list[Path]:
 def reports_audit(path: Path) -> bool:
     """Whether ``path`` is a results file in which clients reported audits."""
     try:
-        data = load_results(path)
+        return bool(reported_rows(path, load_results(path)))
     except ValueError:
         return False
-    prefix = f"{AUDIT_KEYS[0]}_client_"
-    return any(key.startswith(prefix) for record in data["rounds"] for key in record)
 
 
 def format_audit(rows: list[AuditRow]) -> str:
