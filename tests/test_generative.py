@@ -515,6 +515,33 @@ def test_generator_bound_scores_real_images_as_the_ceiling(tmp_path) -> None:
         generator_bound("digits", REAL_IMAGES, num_samples=100_000, reference_cache=tmp_path)
 
 
+def test_generator_bound_scores_an_ode_generator_once_per_steps_and_guidance(tmp_path) -> None:
+    from flower_synth.bench.generator_bound import format_bound_table, generator_bound
+
+    rows = generator_bound(
+        "digits",
+        "flow",
+        generator_epochs=3,
+        num_samples=500,
+        classifier_epochs=10,
+        reference_cache=tmp_path,
+        sample_steps=[2, 4],
+        sample_guidance=[1.0, 2.0],
+        class_dropout=0.2,
+    )
+    assert [(row["steps"], row["guidance"]) for row in rows] == [
+        (2, 1.0),
+        (2, 2.0),
+        (4, 1.0),
+        (4, 2.0),
+    ]
+    assert len({row["fit_seconds"] for row in rows}) == 1  # fitted once, sampled four ways
+    assert len({row["frechet"] for row in rows}) == 4  # every setting draws other samples
+    assert all(row["cas_hard"] > 0.3 for row in rows)  # chance is 0.1
+    table = format_bound_table([{"generator": "flow"} | row for row in rows])
+    assert "| flow | 4 | 2.0 |" in table
+
+
 def test_conv_cvae_learns_and_round_trips(digits) -> None:
     X, y = digits
     model = ConditionalVAE(10, image_shape=(1, 8, 8), architecture="conv", **CVAE_PARAMS)

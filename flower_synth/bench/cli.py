@@ -112,7 +112,7 @@ def run_generator_bound(args: argparse.Namespace) -> int:
             params["num_features"] = args.embedding_features
         if name in ODE_GENERATORS:
             params |= {"solver": args.solver, "channels": args.channels}
-            params["hjb_weight"] = args.hjb_weight
+            params |= {"hjb_weight": args.hjb_weight, "class_dropout": args.class_dropout}
         outcomes = generator_bound(
             args.dataset,
             name,
@@ -121,6 +121,7 @@ def run_generator_bound(args: argparse.Namespace) -> int:
             classifier_epochs=args.classifier_epochs,
             seed=args.seed,
             sample_steps=args.steps,
+            sample_guidance=args.guidance_scale,
             train_per_class=args.train_per_class,
             dp_epsilon=args.dp_epsilon,
             **params,
@@ -220,6 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     bound.add_argument("--solver", choices=SOLVERS, default="euler", help="flow, score")
     bound.add_argument("--channels", type=int, default=16, help="flow, score: U-Net width")
     bound.add_argument("--hjb-weight", type=float, default=0.0, help="flow, score")
+    bound.add_argument(
+        "--class-dropout",
+        type=float,
+        default=0.0,
+        help="flow, score: share of training labels dropped (guidance needs it > 0)",
+    )
+    bound.add_argument(
+        "--guidance-scale",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="flow, score: classifier-free guidance scales, one or more (1: none)",
+    )
     bound.add_argument("--latent-prior", choices=LATENT_PRIORS, default="class", help="cvae")
     bound.add_argument(
         "--train-per-class", type=int, default=0, help="fit on this many images a class (0: all)"

@@ -13,6 +13,7 @@ the test set is taken in the reference classifier's features
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -46,6 +47,7 @@ DEFAULT_BATCH = 256  # a DP-SGD generator's batch unless given (the app's defaul
 BOUND_COLUMNS = (
     "generator",
     "steps",
+    "guidance",
     "cas_hard",
     "cas_soft",
     "frechet",
@@ -63,6 +65,7 @@ def generator_bound(
     classifier_epochs: int = 5,
     seed: int = 0,
     sample_steps: Sequence[int] = (),
+    sample_guidance: Sequence[float] = (),
     reference_cache: str = REFERENCE_CACHE,
     train_per_class: int = 0,
     dp_epsilon: float = 0.0,
@@ -75,14 +78,16 @@ def generator_bound(
     differentially private at that epsilon and :data:`DP_DELTA` (the mean-embedding's
     one release, or DP-SGD); draw ``num_samples`` class-balanced samples (clipped to
     [0, 1]), and score them; an ODE generator (flow, score) is sampled and scored once
-    per entry of ``sample_steps`` (its own ``steps`` if empty).
+    per entry of ``sample_steps`` (its own ``steps`` if empty) and of
+    ``sample_guidance`` (classifier-free guidance scales; its own ``guidance_scale`` if
+    empty; a scale other than 1 needs ``class_dropout > 0``).
     ``generator=REAL_IMAGES`` scores ``num_samples`` class-balanced real training
     images (with ``train_per_class``, those images themselves) the same way: the
     ceiling a generator's samples aim at (no parameters, no seconds).
 
     Returns:
-        One row per sampling setting: ``steps`` (0 for generators without), ``cas_hard``
-        and ``cas_soft`` (test accuracy of the dataset's classifier trained
+        One row per sampling setting: ``steps`` and ``guidance`` (0 for generators
+        without), ``cas_hard`` and ``cas_soft`` (test accuracy of the dataset's classifier trained
         ``classifier_epochs`` epochs on the samples with their labels, or with the
         teacher's class probabilities), ``frechet`` (samples against the test set in
         the reference features), ``reference_accuracy`` (share of samples the
@@ -111,7 +116,7 @@ def generator_bound(
         else:
             chosen = _class_balanced_draw(real_labels, wanted, seed)
         costs = {"parameters": 0.0, "fit_seconds": 0.0, "seconds_per_1000": 0.0}
-        return [{"steps": 0.0} | scores(real[chosen], real_labels[chosen]) | costs]
+        return [{"steps": 0.0, "guidance": 0.0} | scores(real[chosen], real_labels[chosen]) | costs]
     params = dict(generator_params)
     if generator == "mean-embedding":  # no epochs: Adam steps on the embedding
         params = {"steps": generator_epochs * STEPS_PER_EPOCH, "seed": seed} | params
@@ -123,18 +128,20 @@ def generator_bound(
     started = time.perf_counter()
     model.fit(real, real_labels)
     fit_seconds = time.perf_counter() - started
-    settings = [0]
+    settings = [(0, 0.0)]
     if isinstance(model, ODEImageModel):
-        settings = list(sample_steps) or [model.steps]
+        steps_list = list(sample_steps) or [model.steps]
+        scales = list(sample_guidance) or [model.guidance_scale]
+        settings = list(itertools.product(steps_list, scales))
     rows = []
-    for steps in settings:
+    for steps, scale in settings:
         if steps:
-            model.steps = steps
+            model.steps, model.guidance_scale = steps, scale
         began = time.perf_counter()
         samples, labels = model.sample(num_samples, labels=wanted, random_state=seed)
         sampling = time.perf_counter() - began
         samples = np.clip(samples, 0.0, 1.0)  # a Gaussian's samples leave the image range
-        row = {"steps": float(steps)} | scores(samples, labels)
+        row = {"steps": float(steps), "guidance": scale} | scores(samples, labels)
         if steps:  # the paths' kinetic energy, on 1,000 of them, and against straight paths
             paths = {"labels": wanted[:1000], "random_state": seed}
             row["kinetic_energy"] = model.kinetic_energy(**paths)
@@ -218,8 +225,8 @@ def _classification_accuracy_score(
 def format_bound_table(rows: list[dict[str, Any]]) -> str:
     """A markdown table of :func:`generator_bound` rows (with ``generator`` names)."""
     lines = [
-        "| generator | steps | CAS % (hard labels) | CAS % (soft labels) | Fréchet distance "
-        "| parameters | fit s | s per 1,000 samples |",
+        "| generator | steps | guidance | CAS % (hard labels) | CAS % (soft labels) "
+        "| Fréchet distance | parameters | fit s | s per 1,000 samples |",
         "|" + "---|" * len(BOUND_COLUMNS),
     ]
     for row in rows:
@@ -230,7 +237,8 @@ def format_bound_table(rows: list[dict[str, Any]]) -> str:
                 f"| {row['seconds_per_1000']:.3f} |"
             )
         lines.append(
-            f"| {row['generator']} | {int(row['steps']) or '-'} | {100 * row['cas_hard']:.2f} "
+            f"| {row['generator']} | {int(row['steps']) or '-'} | {row['guidance'] or '-'} "
+            f"| {100 * row['cas_hard']:.2f} "
             f"| {100 * row['cas_soft']:.2f} | {row['frechet']:.3f} " + costs
         )
     return "\n".join(lines)
