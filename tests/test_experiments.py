@@ -96,7 +96,7 @@ def test_bad_experiments_are_named(grid_file: Path, override, error, message) ->
 
 def test_shipped_experiments_load() -> None:
     shipped = [
-        ("fmnist", 50),
+        ("fmnist", 55),
         ("demo", 7),
         ("scale", 6),
         ("gmm-ablation", 15),
