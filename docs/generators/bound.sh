@@ -6,6 +6,8 @@ $B --generator cvae cvae-conv symvae --generator-epochs 10
 $B --generator flow --generator-epochs 6 --channels 16 --solver heun --steps 4 8
 $B --generator score --generator-epochs 6 --channels 16 --solver heun --steps 8 16
 $B --generator real  # the ceiling: 20,000 real training images
-# classifier-free guidance (a later run, log in guided.log)
+# classifier-free guidance (later runs; logs in guided.log and guided-wide.log)
 $B --generator flow --generator-epochs 6 --channels 16 --solver heun --steps 8 16 \
   --class-dropout 0.1 --guidance-scale 1 1.5
+$B --generator flow --generator-epochs 6 --channels 24 --solver heun --steps 8 \
+  --class-dropout 0.1 --guidance-scale 1.5  # log in guided-wide.log
