@@ -160,6 +160,10 @@ def test_classifier_free_guidance_samples_and_needs_dropout() -> None:
     assert np.all(np.abs(means[labels == 1] - 0.5) < 0.2)
     with pytest.raises(ValueError, match="guidance_scale=2.0 needs the unconditional velocity"):
         FlowMatching(2, image_shape=(1, 4, 4), guidance_scale=2.0).fit(*toy_mixture(20))
+    unconditioned = fitted_on_toy(steps=4)  # no class dropout: no unconditional velocity
+    unconditioned.guidance_scale = 2.0  # set after the fit, as generator-bound does
+    with pytest.raises(ValueError, match="guidance_scale=2.0 needs the unconditional velocity"):
+        unconditioned.sample(4, labels=np.arange(4) % 2, random_state=0)
 
 
 @pytest.mark.parametrize("model_type", ODE_MODELS)

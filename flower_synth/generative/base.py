@@ -101,10 +101,12 @@ class GenerativeModel(abc.ABC):
 
         Raises:
             NotFittedError: If the model is not fitted (a ``ValueError``).
-            ValueError: If ``n`` or ``labels`` is invalid, or ``labels`` asks for a
-                class that never had weight in a fit.
+            ValueError: If ``n`` or ``labels`` is invalid, ``labels`` asks for a
+                class that never had weight in a fit, or a parameter set since the fit
+                (e.g. an ODE model's ``steps`` or ``guidance_scale``) is invalid.
         """
         self._check_fitted()
+        self._check_params()
         check_int("n", n, minimum=0)
         rng = np.random.default_rng(random_state)
         if labels is None:
