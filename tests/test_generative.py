@@ -494,7 +494,7 @@ def test_generator_bound_on_digits_is_well_above_chance(tmp_path) -> None:
     assert outcome["parameters"] == 2 * 10 * 64  # a mean and a variance per pixel and class
     assert outcome["steps"] == 0 and outcome["seconds_per_1000"] > 0
     table = format_bound_table([{"generator": "gaussian"} | outcome])
-    assert "| gaussian | - |" in table and "1,280" in table
+    assert "| gaussian | - | - |" in table and "1,280" in table
 
 
 def test_generator_bound_scores_real_images_as_the_ceiling(tmp_path) -> None:
@@ -539,7 +539,33 @@ def test_generator_bound_scores_an_ode_generator_once_per_steps_and_guidance(tmp
     assert len({row["frechet"] for row in rows}) == 4  # every setting draws other samples
     assert all(row["cas_hard"] > 0.3 for row in rows)  # chance is 0.1
     table = format_bound_table([{"generator": "flow"} | row for row in rows])
-    assert "| flow | 4 | 2.0 |" in table
+    assert "| flow | 3 | 4 | 2.0 |" in table
+
+
+def test_generator_bound_scores_a_learning_curve_from_one_fit(tmp_path) -> None:
+    from flower_synth.bench.generator_bound import format_bound_table, generator_bound
+
+    reported = []
+    rows = generator_bound(
+        "digits",
+        "flow",
+        generator_epochs=[8, 1],
+        num_samples=500,
+        classifier_epochs=10,
+        reference_cache=tmp_path,
+        sample_steps=[4],
+        on_row=reported.append,
+    )
+    assert reported == rows and [row["epochs"] for row in rows] == [1, 8]  # rising
+    early, late = rows
+    assert late["fit_seconds"] > early["fit_seconds"] > 0  # the seconds of every epoch so far
+    assert late["frechet"] < early["frechet"]  # the same fit, seven epochs further
+    assert late["cas_hard"] > 0.5  # chance is 0.1
+    assert "| flow | 8 | 4 | 1.0 |" in format_bound_table([{"generator": "flow"} | late])
+    with pytest.raises(ValueError, match="needs a torch generator"):
+        generator_bound("digits", "gaussian", generator_epochs=[1, 2], reference_cache=tmp_path)
+    with pytest.raises(ValueError, match="distinct counts >= 1"):
+        generator_bound("digits", "flow", generator_epochs=[2, 2], reference_cache=tmp_path)
 
 
 def test_conv_cvae_learns_and_round_trips(digits) -> None:

@@ -113,7 +113,13 @@ def run_generator_bound(args: argparse.Namespace) -> int:
         if name in ODE_GENERATORS:
             params |= {"solver": args.solver, "channels": args.channels}
             params |= {"hjb_weight": args.hjb_weight, "class_dropout": args.class_dropout}
-        outcomes = generator_bound(
+
+        def report(outcome: dict[str, float], name: str = name) -> None:
+            rows.append({"generator": name} | outcome)
+            values = " ".join(f"{key}={value:.4f}" for key, value in outcome.items())
+            print(name, values, flush=True)
+
+        generator_bound(
             args.dataset,
             name,
             generator_epochs=args.generator_epochs,
@@ -124,13 +130,9 @@ def run_generator_bound(args: argparse.Namespace) -> int:
             sample_guidance=args.guidance_scale,
             train_per_class=args.train_per_class,
             dp_epsilon=args.dp_epsilon,
+            on_row=report,
             **params,
         )
-        for outcome in outcomes:
-            rows.append({"generator": name} | outcome)
-            print(
-                name, " ".join(f"{key}={value:.4f}" for key, value in outcome.items()), flush=True
-            )
     print(format_bound_table(rows))
     return 0
 
@@ -211,7 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[REAL_IMAGES, *GENERATORS],
         help=f"one or more; '{REAL_IMAGES}': real training images of the same count",
     )
-    bound.add_argument("--generator-epochs", type=int, default=10)
+    bound.add_argument(
+        "--generator-epochs",
+        type=int,
+        nargs="+",
+        default=[10],
+        help="epochs; several (torch generators): one fit scored at each count so far",
+    )
     bound.add_argument("--samples", type=int, default=20_000)
     bound.add_argument("--classifier-epochs", type=int, default=5)
     bound.add_argument("--seed", type=int, default=0)

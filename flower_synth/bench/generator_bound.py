@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ DP_DELTA = 1e-5  # with dp_epsilon
 DEFAULT_BATCH = 256  # a DP-SGD generator's batch unless given (the app's default)
 BOUND_COLUMNS = (
     "generator",
+    "epochs",
     "steps",
     "guidance",
     "cas_hard",
@@ -60,7 +61,7 @@ BOUND_COLUMNS = (
 def generator_bound(
     dataset: str = "fashion-mnist",
     generator: str = "cvae",
-    generator_epochs: int = 10,
+    generator_epochs: int | Sequence[int] = 10,
     num_samples: int = 20_000,
     classifier_epochs: int = 5,
     seed: int = 0,
@@ -69,12 +70,15 @@ def generator_bound(
     reference_cache: str = REFERENCE_CACHE,
     train_per_class: int = 0,
     dp_epsilon: float = 0.0,
+    on_row: Callable[[dict[str, float]], None] | None = None,
     **generator_params: Any,
 ) -> list[dict[str, float]]:
     """Fit ``generator`` centrally on the whole training set, or on ``train_per_class``
     images of every class drawn by ``seed`` (a client-sized set), once
     (``generator_epochs`` epochs for the torch image generators; as many times
-    :data:`STEPS_PER_EPOCH` steps for the mean-embedding), with ``dp_epsilon``
+    :data:`STEPS_PER_EPOCH` steps for the mean-embedding), or, for a torch generator
+    given several epoch counts, on and on, scored whenever its epochs so far reach
+    the next count (a learning curve from one fit), with ``dp_epsilon``
     differentially private at that epsilon and :data:`DP_DELTA` (the mean-embedding's
     one release, or DP-SGD); draw ``num_samples`` class-balanced samples (clipped to
     [0, 1]), and score them; an ODE generator (flow, score) is sampled and scored once
@@ -83,16 +87,19 @@ def generator_bound(
     empty; a scale other than 1 needs ``class_dropout > 0``).
     ``generator=REAL_IMAGES`` scores ``num_samples`` class-balanced real training
     images (with ``train_per_class``, those images themselves) the same way: the
-    ceiling a generator's samples aim at (no parameters, no seconds).
+    ceiling a generator's samples aim at (no parameters, no seconds). ``on_row`` is
+    called with each row as soon as it is scored.
 
     Returns:
-        One row per sampling setting: ``steps`` and ``guidance`` (0 for generators
+        One row per epoch count and sampling setting: ``epochs`` (the generator's so
+        far; 0 for real images), ``steps`` and ``guidance`` (0 for generators
         without), ``cas_hard`` and ``cas_soft`` (test accuracy of the dataset's classifier trained
         ``classifier_epochs`` epochs on the samples with their labels, or with the
         teacher's class probabilities), ``frechet`` (samples against the test set in
         the reference features), ``reference_accuracy`` (share of samples the
         reference assigns to their label), ``parameters`` (the generator's),
-        ``fit_seconds`` and ``seconds_per_1000`` (sampling); for an ODE generator also
+        ``fit_seconds`` (all epochs so far) and ``seconds_per_1000`` (sampling); for
+        an ODE generator also
         ``kinetic_energy`` (per dimension, of 1,000 sampling paths) and
         ``path_straightness`` (their energy over that of straight paths between the
         same ends: 1 is straight).
@@ -110,24 +117,72 @@ def generator_bound(
     def scores(samples: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         return _scores(samples, labels, reference, test_images, test_set, classifier_epochs, seed)
 
+    report = on_row or (lambda row: None)
     if generator == REAL_IMAGES:
         if train_per_class:  # the client's images themselves
             chosen = np.arange(len(real))
         else:
             chosen = _class_balanced_draw(real_labels, wanted, seed)
         costs = {"parameters": 0.0, "fit_seconds": 0.0, "seconds_per_1000": 0.0}
-        return [{"steps": 0.0, "guidance": 0.0} | scores(real[chosen], real_labels[chosen]) | costs]
+        row = {"epochs": 0.0, "steps": 0.0, "guidance": 0.0}
+        row |= scores(real[chosen], real_labels[chosen]) | costs
+        report(row)
+        return [row]
+    checkpoints = _epoch_checkpoints(generator, generator_epochs, dp_epsilon)
     params = dict(generator_params)
     if generator == "mean-embedding":  # no epochs: Adam steps on the embedding
-        params = {"steps": generator_epochs * STEPS_PER_EPOCH, "seed": seed} | params
+        params = {"steps": checkpoints[0] * STEPS_PER_EPOCH, "seed": seed} | params
     elif generator in IMAGE_GENERATORS:
-        params = {"epochs": generator_epochs, "seed": seed} | params
+        params = {"epochs": checkpoints[0], "seed": seed} | params
     if dp_epsilon:
         params |= _private(generator, params, len(real), dp_epsilon)
     model = build_generator(generator, train_set.num_classes, train_set.image_shape, **params)
-    started = time.perf_counter()
-    model.fit(real, real_labels)
-    fit_seconds = time.perf_counter() - started
+    rows, fit_seconds, done = [], 0.0, 0
+    for epochs in checkpoints:
+        if done:  # a torch generator goes on learning from where it stopped
+            model.epochs = epochs - done
+        started = time.perf_counter()
+        model.fit(real, real_labels)
+        fit_seconds += time.perf_counter() - started
+        done = epochs
+        counted = float(epochs) if generator in IMAGE_GENERATORS else 0.0
+        costs = {"epochs": counted, "fit_seconds": fit_seconds}
+        for row in _sampled_rows(model, wanted, seed, sample_steps, sample_guidance, scores):
+            rows.append(row | costs)
+            report(rows[-1])
+    return rows
+
+
+def _epoch_checkpoints(
+    generator: str, generator_epochs: int | Sequence[int], dp_epsilon: float
+) -> list[int]:
+    """The epoch counts to score at, rising; several only for a torch generator that
+    learns without differential privacy (whose budget is spent over one fit)."""
+    if isinstance(generator_epochs, int):
+        return [generator_epochs]
+    checkpoints = sorted(int(epochs) for epochs in generator_epochs)
+    if not checkpoints or checkpoints[0] < 1 or len(set(checkpoints)) < len(checkpoints):
+        raise ValueError(f"generator_epochs must be distinct counts >= 1, got {generator_epochs}")
+    torch_generators = set(IMAGE_GENERATORS) - {"mean-embedding"}
+    if len(checkpoints) > 1 and (generator not in torch_generators or dp_epsilon):
+        raise ValueError(
+            f"several generator_epochs {checkpoints} make a learning curve of one fit, which "
+            f"needs a torch generator ({', '.join(sorted(torch_generators))}) without "
+            "dp_epsilon; give one count"
+        )
+    return checkpoints
+
+
+def _sampled_rows(
+    model: Any,
+    wanted: np.ndarray,
+    seed: int,
+    sample_steps: Sequence[int],
+    sample_guidance: Sequence[float],
+    scores: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+) -> list[dict[str, float]]:
+    """Rows of ``model``'s samples of classes ``wanted`` scored, one per ODE sampling
+    setting (steps x guidance scale; one row for other generators)."""
     settings = [(0, 0.0)]
     if isinstance(model, ODEImageModel):
         steps_list = list(sample_steps) or [model.steps]
@@ -138,7 +193,7 @@ def generator_bound(
         if steps:
             model.steps, model.guidance_scale = steps, scale
         began = time.perf_counter()
-        samples, labels = model.sample(num_samples, labels=wanted, random_state=seed)
+        samples, labels = model.sample(len(wanted), labels=wanted, random_state=seed)
         sampling = time.perf_counter() - began
         samples = np.clip(samples, 0.0, 1.0)  # a Gaussian's samples leave the image range
         row = {"steps": float(steps), "guidance": scale} | scores(samples, labels)
@@ -146,14 +201,9 @@ def generator_bound(
             paths = {"labels": wanted[:1000], "random_state": seed}
             row["kinetic_energy"] = model.kinetic_energy(**paths)
             row["path_straightness"] = model.kinetic_energy(**paths, relative=True)
-        rows.append(
-            row
-            | {
-                "parameters": float(model.parameter_count()),
-                "fit_seconds": fit_seconds,
-                "seconds_per_1000": 1000 * sampling / max(num_samples, 1),
-            }
-        )
+        row["parameters"] = float(model.parameter_count())
+        row["seconds_per_1000"] = 1000 * sampling / max(len(wanted), 1)
+        rows.append(row)
     return rows
 
 
@@ -225,7 +275,7 @@ def _classification_accuracy_score(
 def format_bound_table(rows: list[dict[str, Any]]) -> str:
     """A markdown table of :func:`generator_bound` rows (with ``generator`` names)."""
     lines = [
-        "| generator | steps | guidance | CAS % (hard labels) | CAS % (soft labels) "
+        "| generator | epochs | steps | guidance | CAS % (hard labels) | CAS % (soft labels) "
         "| Fréchet distance | parameters | fit s | s per 1,000 samples |",
         "|" + "---|" * len(BOUND_COLUMNS),
     ]
@@ -237,7 +287,8 @@ def format_bound_table(rows: list[dict[str, Any]]) -> str:
                 f"| {row['seconds_per_1000']:.3f} |"
             )
         lines.append(
-            f"| {row['generator']} | {int(row['steps']) or '-'} | {row['guidance'] or '-'} "
+            f"| {row['generator']} | {int(row['epochs']) or '-'} | {int(row['steps']) or '-'} "
+            f"| {row['guidance'] or '-'} "
             f"| {100 * row['cas_hard']:.2f} "
             f"| {100 * row['cas_soft']:.2f} | {row['frechet']:.3f} " + costs
         )
