@@ -103,11 +103,21 @@ def test_shipped_experiments_load() -> None:
         ("long-tail", 16),
         ("scarce", 132),
         ("generators", 8),
+        ("dirichlet-0.1-seeds", 4),
     ]
     for name, cells in shipped:
         config = load_experiment(PROJECT_ROOT / "simulations" / f"{name}.yaml")
         assert len(expand(config)) == cells
     fmnist = load_experiment(PROJECT_ROOT / "simulations" / "fmnist.yaml")
+    seeds = expand(load_experiment(PROJECT_ROOT / "simulations" / "dirichlet-0.1-seeds.yaml"))
+    # the sweep's cells on further seeds: the same settings but the seed and the output
+    for cell in seeds:
+        twin = expand(fmnist, strategies=[cell.strategy], partitions=["dirichlet-0.1"])[0]
+        own, sweep = (
+            {key: value for key, value in c.run_config.items() if key not in ("seed", "output-dir")}
+            for c in (cell, twin)
+        )
+        assert own == sweep and cell.seed not in (0, 1)
     assert fmnist.rounds == 30 and fmnist.local_epochs == 2 and fmnist.num_clients == 10
     long_tail = expand(load_experiment(PROJECT_ROOT / "simulations" / "long-tail.yaml"))
     assert {cell.run_config["imbalance-factor"] for cell in long_tail} == {10.0, 100.0}
