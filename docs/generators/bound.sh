@@ -11,3 +11,7 @@ $B --generator flow --generator-epochs 6 --channels 16 --solver heun --steps 8 1
   --class-dropout 0.1 --guidance-scale 1 1.5
 $B --generator flow --generator-epochs 6 --channels 24 --solver heun --steps 8 \
   --class-dropout 0.1 --guidance-scale 1.5  # log in guided-wide.log
+# a learning curve of the guided flow: one fit scored after 12 and 24 epochs (log in
+# curve.log)
+$B --generator flow --generator-epochs 12 24 --channels 16 --solver heun --steps 8 \
+  --class-dropout 0.1 --guidance-scale 1 1.5
