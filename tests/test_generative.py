@@ -568,6 +568,23 @@ def test_generator_bound_scores_a_learning_curve_from_one_fit(tmp_path) -> None:
         generator_bound("digits", "flow", generator_epochs=[2, 2], reference_cache=tmp_path)
 
 
+def test_generator_bound_command_prints_every_row_of_a_learning_curve(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from flower_synth.bench.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # the reference classifier's cache
+    argv = ["generator-bound", "--dataset", "digits", "--generator", "flow", "--samples", "300"]
+    argv += ["--generator-epochs", "1", "2", "--steps", "2", "--classifier-epochs", "2"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    printed = [line for line in lines if line.startswith("flow ")]  # one line per row
+    assert len(printed) == 2 and "epochs=1.0000" in printed[0] and "epochs=2.0000" in printed[1]
+    table = [line for line in lines if line.startswith("| flow |")]
+    assert [line[:18] for line in table] == ["| flow | 1 | 2 | 1", "| flow | 2 | 2 | 1"]
+    assert (tmp_path / ".cache" / "flower-synth" / "reference").exists()
+
+
 def test_conv_cvae_learns_and_round_trips(digits) -> None:
     X, y = digits
     model = ConditionalVAE(10, image_shape=(1, 8, 8), architecture="conv", **CVAE_PARAMS)

@@ -213,13 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[REAL_IMAGES, *GENERATORS],
         help=f"one or more; '{REAL_IMAGES}': real training images of the same count",
     )
-    bound.add_argument(
-        "--generator-epochs",
-        type=int,
-        nargs="+",
-        default=[10],
-        help="epochs; several (torch generators): one fit scored at each count so far",
-    )
+    epochs = "epochs; several (torch generators): one fit scored at each count so far"
+    bound.add_argument("--generator-epochs", type=int, nargs="+", default=[10], help=epochs)
     bound.add_argument("--samples", type=int, default=20_000)
     bound.add_argument("--classifier-epochs", type=int, default=5)
     bound.add_argument("--seed", type=int, default=0)
