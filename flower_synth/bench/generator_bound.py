@@ -44,6 +44,9 @@ REAL_IMAGES = "real"  # not a generator: real training images of the same count,
 STEPS_PER_EPOCH = 100  # the mean-embedding's Adam steps per generator epoch
 DP_DELTA = 1e-5  # with dp_epsilon
 DEFAULT_BATCH = 256  # a DP-SGD generator's batch unless given (the app's default)
+# Torch generators fitted in epochs (the mean-embedding takes Adam steps): a second fit
+# goes on from where the first stopped.
+EPOCH_GENERATORS = tuple(name for name in IMAGE_GENERATORS if name != "mean-embedding")
 BOUND_COLUMNS = (
     "generator",
     "epochs",
@@ -132,7 +135,7 @@ def generator_bound(
     params = dict(generator_params)
     if generator == "mean-embedding":  # no epochs: Adam steps on the embedding
         params = {"steps": checkpoints[0] * STEPS_PER_EPOCH, "seed": seed} | params
-    elif generator in IMAGE_GENERATORS:
+    elif generator in EPOCH_GENERATORS:
         params = {"epochs": checkpoints[0], "seed": seed} | params
     if dp_epsilon:
         params |= _private(generator, params, len(real), dp_epsilon)
@@ -163,11 +166,10 @@ def _epoch_checkpoints(
     checkpoints = sorted(int(epochs) for epochs in generator_epochs)
     if not checkpoints or checkpoints[0] < 1 or len(set(checkpoints)) < len(checkpoints):
         raise ValueError(f"generator_epochs must be distinct counts >= 1, got {generator_epochs}")
-    torch_generators = set(IMAGE_GENERATORS) - {"mean-embedding"}
-    if len(checkpoints) > 1 and (generator not in torch_generators or dp_epsilon):
+    if len(checkpoints) > 1 and (generator not in EPOCH_GENERATORS or dp_epsilon):
         raise ValueError(
             f"several generator_epochs {checkpoints} make a learning curve of one fit, which "
-            f"needs a torch generator ({', '.join(sorted(torch_generators))}) without "
+            f"needs a torch generator ({', '.join(sorted(EPOCH_GENERATORS))}) without "
             "dp_epsilon; give one count"
         )
     return checkpoints
