@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -566,6 +568,32 @@ def test_generator_bound_scores_a_learning_curve_from_one_fit(tmp_path) -> None:
         generator_bound("digits", "gaussian", generator_epochs=[1, 2], reference_cache=tmp_path)
     with pytest.raises(ValueError, match="distinct counts >= 1"):
         generator_bound("digits", "flow", generator_epochs=[2, 2], reference_cache=tmp_path)
+
+
+def test_generator_bound_goes_on_from_a_saved_fit_as_if_it_had_never_stopped(tmp_path) -> None:
+    from flower_synth.bench.generator_bound import generator_bound
+
+    def bound(epochs: list[int], **kwargs: Any) -> list[dict[str, float]]:
+        settings = {"num_samples": 300, "classifier_epochs": 3, "sample_steps": [2]}
+        return generator_bound(
+            "digits", "flow", epochs, reference_cache=tmp_path, **settings, **kwargs
+        )
+
+    saved = tmp_path / "fit" / "flow.npz"
+    (first,) = bound([1], checkpoint=saved)
+    assert saved.exists() and first["epochs"] == 1
+    (resumed,) = bound([2], checkpoint=saved)  # a later run: one epoch more
+    straight = bound([1, 2])[1]  # one run, no checkpoint
+    assert resumed["epochs"] == straight["epochs"] == 2
+    for key in ("cas_hard", "cas_soft", "frechet", "reference_accuracy"):
+        assert resumed[key] == pytest.approx(straight[key], rel=1e-6), key
+    assert resumed["fit_seconds"] > first["fit_seconds"]  # the first run's seconds included
+    with pytest.raises(ValueError, match="holds a fit of 2 epochs: ask for more"):
+        bound([2], checkpoint=saved)
+    with pytest.raises(ValueError, match="other settings \\(channels"):
+        bound([3], checkpoint=saved, channels=8)
+    with pytest.raises(ValueError, match="needs a torch generator"):
+        generator_bound("digits", "gaussian", 1, reference_cache=tmp_path, checkpoint=saved)
 
 
 def test_generator_bound_command_prints_every_row_of_a_learning_curve(

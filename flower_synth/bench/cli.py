@@ -131,6 +131,7 @@ def run_generator_bound(args: argparse.Namespace) -> int:
             train_per_class=args.train_per_class,
             dp_epsilon=args.dp_epsilon,
             on_row=report,
+            checkpoint=None if args.checkpoint is None else args.checkpoint.format(generator=name),
             **params,
         )
     print(format_bound_table(rows))
@@ -246,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bound.add_argument(
         "--embedding-features", type=int, default=10_000, help="mean-embedding: features"
+    )
+    bound.add_argument(
+        "--checkpoint",
+        default=None,
+        help="torch generators: save the fit here (.npz; '{generator}' is replaced by the "
+        "generator's name) after every epoch count, and go on from it where it exists",
     )
     bound.set_defaults(handler=run_generator_bound)
 

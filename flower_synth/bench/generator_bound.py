@@ -16,12 +16,14 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from flower_synth.app.quality import ReferenceClassifier, generation_quality
+from flower_synth.bench.bound_checkpoint import load_fit, save_fit
 from flower_synth.data import load_dataset
 from flower_synth.generative import (
     DP_GENERATORS,
@@ -74,6 +76,7 @@ def generator_bound(
     train_per_class: int = 0,
     dp_epsilon: float = 0.0,
     on_row: Callable[[dict[str, float]], None] | None = None,
+    checkpoint: str | Path | None = None,
     **generator_params: Any,
 ) -> list[dict[str, float]]:
     """Fit ``generator`` centrally on the whole training set, or on ``train_per_class``
@@ -91,7 +94,11 @@ def generator_bound(
     ``generator=REAL_IMAGES`` scores ``num_samples`` class-balanced real training
     images (with ``train_per_class``, those images themselves) the same way: the
     ceiling a generator's samples aim at (no parameters, no seconds). ``on_row`` is
-    called with each row as soon as it is scored.
+    called with each row as soon as it is scored. With ``checkpoint`` (a ``.npz``
+    path; torch generators without ``dp_epsilon``) the fit is saved there after every
+    count and, where the file already holds a fit of the same settings, goes on from
+    it: the counts asked must then exceed its epochs, and ``fit_seconds`` includes the
+    seconds of the runs before.
 
     Returns:
         One row per epoch count and sampling setting: ``epochs`` (the generator's so
@@ -141,6 +148,10 @@ def generator_bound(
         params |= _private(generator, params, len(real), dp_epsilon)
     model = build_generator(generator, train_set.num_classes, train_set.image_shape, **params)
     rows, fit_seconds, done = [], 0.0, 0
+    settings = {"dataset": dataset, "generator": generator, "train_per_class": train_per_class}
+    settings |= {key: value for key, value in params.items() if key != "epochs"}
+    if checkpoint is not None:
+        done, fit_seconds = _resume(checkpoint, model, settings, checkpoints, dp_epsilon)
     for epochs in checkpoints:
         if done:  # a torch generator goes on learning from where it stopped
             model.epochs = epochs - done
@@ -148,6 +159,8 @@ def generator_bound(
         model.fit(real, real_labels)
         fit_seconds += time.perf_counter() - started
         done = epochs
+        if checkpoint is not None:
+            save_fit(checkpoint, model, done, fit_seconds, settings)
         counted = float(epochs) if generator in IMAGE_GENERATORS else 0.0
         costs = {"epochs": counted, "fit_seconds": fit_seconds}
         for row in _sampled_rows(model, wanted, seed, sample_steps, sample_guidance, scores):
@@ -173,6 +186,32 @@ def _epoch_checkpoints(
             "dp_epsilon; give one count"
         )
     return checkpoints
+
+
+def _resume(
+    checkpoint: str | Path,
+    model: Any,
+    settings: dict[str, Any],
+    checkpoints: list[int],
+    dp_epsilon: float,
+) -> tuple[int, float]:
+    """The epochs and fit seconds of the fit saved at ``checkpoint``, restored into
+    ``model`` (none yet: 0 and 0.0)."""
+    generator = settings["generator"]
+    if generator not in EPOCH_GENERATORS or dp_epsilon:
+        raise ValueError(
+            f"a checkpoint saves a fit that goes on, which needs a torch generator "
+            f"({', '.join(sorted(EPOCH_GENERATORS))}) without dp_epsilon; drop the checkpoint"
+        )
+    if not Path(checkpoint).expanduser().exists():
+        return 0, 0.0
+    done, fit_seconds = load_fit(checkpoint, model, settings)
+    if checkpoints[0] <= done:
+        raise ValueError(
+            f"{checkpoint} holds a fit of {done} epochs: ask for more epochs than that, "
+            "or give another checkpoint file"
+        )
+    return done, fit_seconds
 
 
 def _sampled_rows(
