@@ -32,6 +32,7 @@ def test_ints_become_floats_and_unknown_keys_are_ignored() -> None:
         ({"partitioner": "shards"}, "unknown partitioner"),
         ({"fraction-fit": 0.0}, r"fraction-fit must lie in \(0, 1\]"),
         ({"generator-self-trust": 1.5}, r"generator-self-trust must lie in \[0, 1\]"),
+        ({"personal-self-trust": -0.1}, r"personal-self-trust must lie in \[0, 1\]"),
         ({"num-server-rounds": 0}, "num-server-rounds must be >= 1"),
         ({"learning-rate": -0.1}, "learning-rate must be > 0"),
         ({"classifier": "bayes"}, "'cvae' does not have"),

@@ -4,6 +4,8 @@ partition id, an accelerator this machine lacks."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -30,6 +32,18 @@ def data() -> ClientData:
 
 def mlp() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+
+def cvae_learner(**options: Any) -> SyntheticLearner:
+    """A synthetic learner with a CVAE and an MLP on ``data()``, built with ``options``."""
+    return SyntheticLearner(
+        ConditionalVAE(10, image_shape=(1, 8, 8)),
+        mlp(),
+        data(),
+        RecordDict(),
+        partition_id=0,
+        **options,
+    )
 
 
 def test_a_dual_head_of_the_wrong_feature_width_is_refused_with_the_width_to_use() -> None:
@@ -60,14 +74,7 @@ def test_a_cuda_device_without_a_gpu_is_refused_when_the_learner_is_built() -> N
     with pytest.raises(ValueError, match="asks for CUDA, which this machine lacks; use 'cpu'"):
         FedAvgLearner(mlp(), data(), partition_id=0, device="cuda")
     with pytest.raises(ValueError, match="lacks"):
-        SyntheticLearner(
-            ConditionalVAE(10, image_shape=(1, 8, 8)),
-            mlp(),
-            data(),
-            RecordDict(),
-            partition_id=0,
-            device="cuda",
-        )
+        cvae_learner(device="cuda")
 
 
 def test_hooks_on_a_node_without_a_partition_id_name_where_to_set_it() -> None:
@@ -83,3 +90,22 @@ def test_hooks_on_a_node_without_a_partition_id_name_where_to_set_it() -> None:
     context = Context(3, 3, {}, RecordDict(), {})
     with pytest.raises(ValueError, match="partition-id"):
         SyntheticSampleHooks(num_classes=10).mix(message, context, mlp(), loader)
+
+
+def test_a_personal_model_needs_a_torch_classifier_and_training_of_its_own() -> None:
+    from flower_synth import SyntheticSampleHooks
+    from flower_synth.generative import ClassConditionalGaussian
+
+    with pytest.raises(ValueError, match="give a torch classifier"):
+        SyntheticLearner(
+            ClassConditionalGaussian(10),
+            None,
+            data(),
+            RecordDict(),
+            partition_id=0,
+            personal_self_trust=0.3,
+        )
+    with pytest.raises(ValueError, match=r"personal_self_trust must lie in \(0, 1\]"):
+        cvae_learner(personal_self_trust=0.0)
+    with pytest.raises(TypeError, match="train a personal model beside it"):
+        SyntheticSampleHooks(num_classes=10, personal_self_trust=0.3)

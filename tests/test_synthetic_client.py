@@ -15,6 +15,7 @@ from flower_synth.data import load_client_data, load_global_test
 from flower_synth.generative import ClassConditionalGaussian, ConditionalVAE
 from flower_synth.learning.classifier_training import ClassifierTraining
 from flower_synth.learning.state import load_arrays
+from flower_synth.learning.training import to_unit_range
 from flower_synth.models import build_model
 from flower_synth.synthetic.learner import (
     CLASSIFIER_STATE,
@@ -166,6 +167,40 @@ def test_the_generator_weighs_received_samples_by_its_own_trust(
     assert prior[9] == pytest.approx(expected, abs=1e-9)
     trained = load_arrays(client.learner.state, PRIOR_STATE)["trained"]  # the classifier's
     assert trained[9] == pytest.approx(0.5 * real_frequency[9] + 0.5, abs=1e-6)  # a_ii 0.5
+
+
+def test_a_personal_model_is_scored_while_the_classifier_labels_what_the_client_sends(
+    digits_settings,
+) -> None:
+    """personal_self_trust: a second network learns the round's mixture with that a_ii
+    and is what evaluate scores; the classifier, at the round's a_ii, labels the
+    samples, so the client sends what it would send without the personal model."""
+    received = encode_samples(np.full((300, 1, 8, 8), 0.25), np.full(300, 9), "uint8")
+    config = {"server_round": 2, "self_trust": 0.5, "num_samples": 100}
+    state = RecordDict()
+    client = make_client(digits_settings, state, with_model=True, personal_self_trust=0.2)
+    alone = make_client(digits_settings, RecordDict(), with_model=True)
+    sent, _, metrics = client.fit(received, config)
+    sent_alone, _, metrics_alone = alone.fit(received, config)
+    assert len(sent) == len(sent_alone)
+    assert all(np.array_equal(a, b) for a, b in zip(sent, sent_alone, strict=True))
+    assert "personal_train_loss" in metrics and "personal_train_loss" not in metrics_alone
+    train = client.learner.data.train
+    real_frequency = np.bincount(train.labels, minlength=10) / len(train)
+    priors = load_arrays(state, PRIOR_STATE)
+    assert priors["personal"][9] == pytest.approx(0.2 * real_frequency[9] + 0.8, abs=1e-6)
+    assert priors["trained"][9] == pytest.approx(0.5 * real_frequency[9] + 0.5, abs=1e-6)
+    # the personal model learnt more of the received class: on the real test images it
+    # calls class 9 more often than the classifier does
+    learner = client.learner
+    images = to_unit_range(learner.data.test)
+    personal_nines = learner.probabilities(images, learner.personal)[:, 9].mean()
+    assert personal_nines > learner.probabilities(images)[:, 9].mean() + 0.05
+    _, n_test, scored = client.evaluate([], {})
+    _, _, scored_alone = alone.evaluate([], {})
+    assert n_test > 0 and scored["global_accuracy"] != scored_alone["global_accuracy"]
+    rebuilt = make_client(digits_settings, state, with_model=True, personal_self_trust=0.2)
+    assert rebuilt.evaluate([], {})[2] == scored  # the personal model kept in the state
 
 
 def test_hard_labels_only_when_soft_labels_are_off(digits_settings) -> None:

@@ -181,6 +181,7 @@ def synthetic_learner(
         label_shift=settings.label_shift_for(partition_id),
         private_delta=settings.dp_delta if settings.private else None,
         generator_trust=settings.generator_self_trust or None,
+        personal_self_trust=settings.personal_self_trust or None,
     )
 
 

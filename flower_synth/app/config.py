@@ -73,6 +73,7 @@ SYNTHETIC_ONLY_KEYS = (
     "trust",
     "self-trust",
     "generator-self-trust",
+    "personal-self-trust",
     "sample-dtype",
     "sample-levels",
     "compression",
@@ -206,6 +207,7 @@ class RunSettings:
     trust: str = "uniform"
     self_trust: float = 0.5
     generator_self_trust: float = 1.0
+    personal_self_trust: float = 0.0
     sample_dtype: str = "uint8"
     sample_levels: int = 16
     compression: str = "deflate"
@@ -412,6 +414,11 @@ class RunSettings:
             raise ValueError(
                 "generator-self-trust must lie in [0, 1] (0: the round's self-trust), got "
                 f"{self.generator_self_trust}"
+            )
+        if not 0.0 <= self.personal_self_trust <= 1.0:
+            raise ValueError(
+                "personal-self-trust must lie in [0, 1] (0: no personal model), got "
+                f"{self.personal_self_trust}"
             )
         for key in (
             "samples_per_client",

@@ -90,6 +90,12 @@ class SyntheticSampleHooks:
                     f"SyntheticSampleHooks takes {taken} from your handlers (your model, "
                     "loader, context and device); leave it out"
                 )
+        if learner_options.get("personal_self_trust") is not None:
+            raise TypeError(
+                "SyntheticSampleHooks leaves the training to your train function, which "
+                "trains one model: train a personal model beside it there, and leave "
+                "personal_self_trust out"
+            )
         self.generator = generator
         self.num_classes = num_classes
         self.images = NodeImages(num_classes, normalization)

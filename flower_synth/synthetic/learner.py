@@ -8,6 +8,7 @@ samples it sends. It is a :class:`~flower_synth.learning.learner.Learner`: the l
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ from flower_synth.wire.variables import CLEAN, download_groups, variables_code
 
 GENERATOR_STATE = "synthetic.generator"
 CLASSIFIER_STATE = "synthetic.classifier"
+PERSONAL_STATE = "synthetic.personal"
 PROGRESS_STATE = "synthetic.progress"
 OWN_CLASS_SHARE = 0.05  # a class the client holds: this share of its real data or more
 PRIOR_STATE = "synthetic.prior"
@@ -98,8 +100,8 @@ def mixture_weights(
 class PreparedRound:
     """A round between fitting the generator and training the classifier: the
     mixture (the client's own examples first, ``num_real`` of them, then the received
-    ones), its example weights and targets, the metrics so far and when the generator
-    was done."""
+    ones), its example weights and targets, the metrics so far, when the generator
+    was done, and the personal model's example weights (None without one)."""
 
     mixture: SampleBatch
     num_real: int
@@ -107,6 +109,7 @@ class PreparedRound:
     targets: np.ndarray
     metrics: dict[str, Scalar]
     fitted_at: float
+    personal_weights: np.ndarray | None = None
 
 
 def check_private(
@@ -230,6 +233,16 @@ class SyntheticLearner:
             classifier (the mixture the exchange's equilibrium is stated for). Not read
             with ``classifier=None``: the generator is then the classifier and learns
             the classifier's mixture.
+        personal_self_trust: keep a personal model beside the classifier: a second
+            network of the classifier's architecture that learns the round's mixture
+            with this weight on the client's own examples (lower: more of the
+            received samples) and is what :meth:`evaluate` scores, while the
+            classifier, learning with the round's ``self_trust``, still labels the
+            samples the client sends. A classifier that learns more of the others'
+            samples serves its own client better and labels that client's samples
+            worse for the others (measured at Dirichlet 0.1: docs/RESULTS.md); the
+            two networks keep both, at the cost of a second classifier's training a
+            round. None (the default): one network does both.
 
     Raises:
         ValueError: a Bayes classifier over a generator without a posterior, an
@@ -265,6 +278,7 @@ class SyntheticLearner:
         label_shift: int = 0,
         private_delta: float | None = None,
         generator_trust: float | None = 1.0,
+        personal_self_trust: float | None = None,
     ) -> None:
         if classifier is None and not isinstance(generator, DensityModel):
             raise ValueError(
@@ -285,6 +299,16 @@ class SyntheticLearner:
             )
         if generator_trust is not None and not 0.0 < generator_trust <= 1.0:
             raise ValueError(f"generator_trust must lie in (0, 1], got {generator_trust}")
+        if personal_self_trust is not None:
+            if not 0.0 < personal_self_trust <= 1.0:
+                raise ValueError(
+                    f"personal_self_trust must lie in (0, 1], got {personal_self_trust}"
+                )
+            if classifier is None:
+                raise ValueError(
+                    "personal_self_trust keeps a second network of the classifier's "
+                    "architecture: give a torch classifier, or leave personal_self_trust None"
+                )
         if private_delta is not None:
             check_private(generator, soft_labels, share_real, sample_labels)
         self._generator = generator
@@ -311,9 +335,14 @@ class SyntheticLearner:
         self.label_shift = label_shift
         self.private_delta = private_delta
         self.generator_trust = generator_trust
+        self.personal_self_trust = personal_self_trust
         self.num_classes = data.train.num_classes
         if classifier is not None:
             load_module(state, CLASSIFIER_STATE, classifier)
+        self.personal: nn.Module | None = None
+        if personal_self_trust is not None:
+            self.personal = copy.deepcopy(classifier)
+            load_module(state, PERSONAL_STATE, self.personal)
 
     @property
     def generator(self) -> GenerativeModel:
@@ -337,6 +366,15 @@ class SyntheticLearner:
         """The label mix the classifier last learnt with (None before the first fit)."""
         stored = load_arrays(self.state, PRIOR_STATE)
         return None if stored is None else stored["trained"]
+
+    def scored_model(self) -> tuple[nn.Module | None, np.ndarray | None]:
+        """The model :meth:`evaluate` scores, the personal one where the client keeps
+        one, else the classifier, with the label mix it last learnt with (None before
+        the first fit)."""
+        if self.personal is None:
+            return self.classifier, self.trained_prior
+        stored = load_arrays(self.state, PRIOR_STATE)
+        return self.personal, None if stored is None else stored.get("personal")
 
     def fit(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Fitted:
         """One round on the wire (see the class docstring)."""
@@ -415,14 +453,21 @@ class SyntheticLearner:
         ``generated_samples``, ``label_agreement``, the seconds spent fitting the
         generator, training the classifier and generating (``generator_seconds``,
         ``classifier_seconds``, ``sampling_seconds``), ``train_loss`` with a torch
-        classifier, and ``pseudo_labelled`` for a partly labelled client."""
+        classifier (``personal_train_loss`` with a personal model, whose training
+        ``classifier_seconds`` includes), and ``pseudo_labelled`` for a partly labelled
+        client."""
         prepared = self.prepare(received, self_trust)
+        step = self.training.learning_rate if learning_rate is None else learning_rate
         if self.classifier is not None:
-            step = self.training.learning_rate if learning_rate is None else learning_rate
             prepared.metrics["train_loss"] = self._train_classifier(
-                prepared.mixture, prepared.targets, prepared.weights, seed, step
+                self.classifier, prepared, prepared.weights, seed, step
             )
             save_module(self.state, CLASSIFIER_STATE, self.classifier)
+        if self.personal is not None and prepared.personal_weights is not None:
+            prepared.metrics["personal_train_loss"] = self._train_classifier(
+                self.personal, prepared, prepared.personal_weights, seed, step
+            )
+            save_module(self.state, PERSONAL_STATE, self.personal)
         return self.generate(prepared, num_samples, seed)
 
     def prepare(self, received: SampleBatch | None, self_trust: float) -> PreparedRound:
@@ -455,7 +500,14 @@ class SyntheticLearner:
         if self.data.num_unlabelled:
             metrics["pseudo_labelled"] = num_pseudo
         targets = mixture.targets(self.num_classes, self.training.hard_label_weight)
-        return PreparedRound(mixture, len(real), weights, targets, metrics, time.perf_counter())
+        personal_weights = None
+        if self.personal_self_trust is not None:
+            personal_weights = mixture_weights(
+                len(real), num_received, self.personal_self_trust, num_pseudo
+            )
+        return PreparedRound(
+            mixture, len(real), weights, targets, metrics, time.perf_counter(), personal_weights
+        )
 
     def generate(
         self, prepared: PreparedRound, num_samples: int, seed: int
@@ -469,7 +521,11 @@ class SyntheticLearner:
         trained_prior = prepared.weights @ prepared.targets / prepared.weights.sum()
         if self.classifier is None:
             trained_prior = self.generator.class_prior_
-        save_arrays(self.state, PRIOR_STATE, {"trained": trained_prior})
+        priors = {"trained": trained_prior}
+        if prepared.personal_weights is not None:
+            weights = prepared.personal_weights
+            priors["personal"] = weights @ prepared.targets / weights.sum()
+        save_arrays(self.state, PRIOR_STATE, priors)
         counts = self.label_counts(prepared.mixture.labels[: prepared.num_real], seed)
         save_arrays(self.state, GENERATOR_STATE, self.generator.get_state())
         if self.private_delta is not None:
@@ -484,16 +540,16 @@ class SyntheticLearner:
 
     def _train_classifier(
         self,
-        mixture: SampleBatch,
-        targets: np.ndarray,
+        model: nn.Module,
+        prepared: PreparedRound,
         weights: np.ndarray,
         seed: int,
         learning_rate: float,
     ) -> float:
         settings = self.training
         loader = make_loader(
-            mixture.samples,
-            targets,
+            prepared.mixture.samples,
+            prepared.targets,
             settings.batch_size,
             shuffle=True,
             seed=seed,
@@ -502,7 +558,7 @@ class SyntheticLearner:
             normalization=self.data.normalization,
         )
         return train(
-            self.classifier,
+            model,
             loader,
             settings.local_epochs,
             learning_rate,
@@ -590,26 +646,29 @@ class SyntheticLearner:
             rows[wanted] = rng.choice(pool, len(wanted), replace=len(wanted) > len(pool))
         return own.samples[rows], own.labels[rows]
 
-    def probabilities(self, samples: np.ndarray) -> np.ndarray:
-        """Class probabilities of images ``samples`` in [0, 1] under the classifier (its
-        torch model, else the generator's Bayes posterior), with its training prior."""
-        if self.classifier is None:
+    def probabilities(self, samples: np.ndarray, model: nn.Module | None = None) -> np.ndarray:
+        """Class probabilities of images ``samples`` in [0, 1] under ``model`` (default:
+        the classifier; without a torch classifier the generator's Bayes posterior),
+        with its training prior."""
+        model = model or self.classifier
+        if model is None:
             return self.generator.predict_proba(samples)
-        return class_probabilities(self.classifier, samples, self.data.normalization, self.device)
+        return class_probabilities(model, samples, self.data.normalization, self.device)
 
     def evaluate(self, arrays: list[np.ndarray], config: Mapping[str, Scalar]) -> Evaluated:
-        """The classifier's loss on the local test split and its metrics: ``accuracy``
-        there with the real prior; ``global_accuracy`` (uniform prior) and
+        """The loss on the local test split of the scored model (the personal one
+        where the client keeps one, else the classifier) and its metrics:
+        ``accuracy`` there with the real prior; ``global_accuracy`` (uniform prior) and
         ``global_accuracy_uncorrected`` on the global test set when one is given and
         the config's ``global_eval`` (default true) asks; ``partition_id``. A client
         that has not trained yet evaluates nothing: 0 examples and ``accuracy`` 0,
         which example-weighted aggregation leaves out."""
-        trained = self.trained_prior
+        model, trained = self.scored_model()
         if trained is None:
             return Evaluated(0.0, 0, {"accuracy": 0.0})
         metrics: dict[str, Scalar] = {"partition_id": self.partition_id}
         if bool(config.get("global_eval", True)) and self.global_test is not None:
-            probabilities = self.probabilities(to_unit_range(self.global_test))
+            probabilities = self.probabilities(to_unit_range(self.global_test), model)
             labels = self.global_test.labels
             uniform = np.full(self.num_classes, 1.0 / self.num_classes)
             corrected = adjust_prior(probabilities, trained, uniform)
@@ -623,7 +682,7 @@ class SyntheticLearner:
                     )[1]
         if len(self.data.test) == 0:
             return Evaluated(0.0, 0, metrics)
-        probabilities = self.probabilities(to_unit_range(self.data.test))
+        probabilities = self.probabilities(to_unit_range(self.data.test), model)
         own = adjust_prior(probabilities, trained, self.real_prior)
         loss, metrics["accuracy"] = score(own, self.data.test.labels)
         return Evaluated(loss, len(self.data.test), metrics)
