@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         default=None,
         help="torch generators: save the fit here (.npz; '{generator}' is replaced by the "
-        "generator's name) after every epoch count, and go on from it where it exists",
+        "generator's name) after every epoch count, and go on from it where it exists "
+        "(an epoch count equal to the saved one: scored without fitting)",
     )
     bound.set_defaults(handler=run_generator_bound)
 

@@ -97,8 +97,9 @@ def generator_bound(
     called with each row as soon as it is scored. With ``checkpoint`` (a ``.npz``
     path; torch generators without ``dp_epsilon``) the fit is saved there after every
     count and, where the file already holds a fit of the same settings, goes on from
-    it: the counts asked must then exceed its epochs, and ``fit_seconds`` includes the
-    seconds of the runs before.
+    it: the counts asked must then be at least its epochs (a count equal to them is
+    scored without fitting: the saved fit sampled anew), and ``fit_seconds`` includes
+    the seconds of the runs before.
 
     Returns:
         One row per epoch count and sampling setting: ``epochs`` (the generator's so
@@ -153,14 +154,15 @@ def generator_bound(
     if checkpoint is not None:
         done, fit_seconds = _resume(checkpoint, model, settings, checkpoints, dp_epsilon)
     for epochs in checkpoints:
-        if done:  # a torch generator goes on learning from where it stopped
-            model.epochs = epochs - done
-        started = time.perf_counter()
-        model.fit(real, real_labels)
-        fit_seconds += time.perf_counter() - started
-        done = epochs
-        if checkpoint is not None:
-            save_fit(checkpoint, model, done, fit_seconds, settings)
+        if epochs > done:  # a count at the saved epochs is scored as it is
+            if done:  # a torch generator goes on learning from where it stopped
+                model.epochs = epochs - done
+            started = time.perf_counter()
+            model.fit(real, real_labels)
+            fit_seconds += time.perf_counter() - started
+            done = epochs
+            if checkpoint is not None:
+                save_fit(checkpoint, model, done, fit_seconds, settings)
         counted = float(epochs) if generator in IMAGE_GENERATORS else 0.0
         costs = {"epochs": counted, "fit_seconds": fit_seconds}
         for row in _sampled_rows(model, wanted, seed, sample_steps, sample_guidance, scores):
@@ -206,10 +208,10 @@ def _resume(
     if not Path(checkpoint).expanduser().exists():
         return 0, 0.0
     done, fit_seconds = load_fit(checkpoint, model, settings)
-    if checkpoints[0] <= done:
+    if checkpoints[0] < done:
         raise ValueError(
-            f"{checkpoint} holds a fit of {done} epochs: ask for more epochs than that, "
-            "or give another checkpoint file"
+            f"{checkpoint} holds a fit of {done} epochs: ask for that many (scored as it "
+            "is) or more, or give another checkpoint file"
         )
     return done, fit_seconds
 
