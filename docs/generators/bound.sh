@@ -15,3 +15,8 @@ $B --generator flow --generator-epochs 6 --channels 24 --solver heun --steps 8 \
 # curve.log)
 $B --generator flow --generator-epochs 12 24 --channels 16 --solver heun --steps 8 \
   --class-dropout 0.1 --guidance-scale 1 1.5
+# the same curve on to 36 and 48 epochs, unguided, the fit kept for later runs (log in
+# curve-48.log)
+$B --generator flow --generator-epochs 36 48 --channels 16 --solver heun --steps 8 \
+  --class-dropout 0.1 --guidance-scale 1 \
+  --checkpoint ~/.cache/flower-synth/bound/flow-16ch-dropout-0.1.npz
