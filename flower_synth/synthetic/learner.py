@@ -650,7 +650,7 @@ class SyntheticLearner:
         """Class probabilities of images ``samples`` in [0, 1] under ``model`` (default:
         the classifier; without a torch classifier the generator's Bayes posterior),
         with its training prior."""
-        model = model or self.classifier
+        model = self.classifier if model is None else model
         if model is None:
             return self.generator.predict_proba(samples)
         return class_probabilities(model, samples, self.data.normalization, self.device)
