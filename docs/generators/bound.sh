@@ -20,3 +20,8 @@ $B --generator flow --generator-epochs 12 24 --channels 16 --solver heun --steps
 $B --generator flow --generator-epochs 36 48 --channels 16 --solver heun --steps 8 \
   --class-dropout 0.1 --guidance-scale 1 \
   --checkpoint ~/.cache/flower-synth/bound/flow-16ch-dropout-0.1.npz
+# the saved 48-epoch fit sampled with 16 steps, no epoch more (log in
+# curve-48-steps16.log)
+$B --generator flow --generator-epochs 48 --channels 16 --solver heun --steps 16 \
+  --class-dropout 0.1 --guidance-scale 1 \
+  --checkpoint ~/.cache/flower-synth/bound/flow-16ch-dropout-0.1.npz
