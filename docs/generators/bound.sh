@@ -25,3 +25,7 @@ $B --generator flow --generator-epochs 36 48 --channels 16 --solver heun --steps
 $B --generator flow --generator-epochs 48 --channels 16 --solver heun --steps 16 \
   --class-dropout 0.1 --guidance-scale 1 \
   --checkpoint ~/.cache/flower-synth/bound/flow-16ch-dropout-0.1.npz
+# and with guidance 1.25 (log in curve-48-guided.log)
+$B --generator flow --generator-epochs 48 --channels 16 --solver heun --steps 8 \
+  --class-dropout 0.1 --guidance-scale 1.25 \
+  --checkpoint ~/.cache/flower-synth/bound/flow-16ch-dropout-0.1.npz
