@@ -181,13 +181,25 @@ def _epoch_checkpoints(
     checkpoints = sorted(int(epochs) for epochs in generator_epochs)
     if not checkpoints or checkpoints[0] < 1 or len(set(checkpoints)) < len(checkpoints):
         raise ValueError(f"generator_epochs must be distinct counts >= 1, got {generator_epochs}")
-    if len(checkpoints) > 1 and (generator not in EPOCH_GENERATORS or dp_epsilon):
-        raise ValueError(
-            f"several generator_epochs {checkpoints} make a learning curve of one fit, which "
-            f"needs a torch generator ({', '.join(sorted(EPOCH_GENERATORS))}) without "
-            "dp_epsilon; give one count"
+    if len(checkpoints) > 1:
+        _require_a_fit_that_goes_on(
+            generator,
+            dp_epsilon,
+            f"several generator_epochs {checkpoints} make a learning curve of one fit",
+            "give one count",
         )
     return checkpoints
+
+
+def _require_a_fit_that_goes_on(generator: str, dp_epsilon: float, what: str, fix: str) -> None:
+    """Refuse ``what`` (a learning curve, a checkpoint) unless ``generator`` is fitted
+    in epochs that a later fit goes on from: a torch generator without differential
+    privacy, whose budget is spent over one fit."""
+    if generator not in EPOCH_GENERATORS or dp_epsilon:
+        raise ValueError(
+            f"{what}, which needs a torch generator ({', '.join(sorted(EPOCH_GENERATORS))}) "
+            f"without dp_epsilon; {fix}"
+        )
 
 
 def _resume(
@@ -199,12 +211,12 @@ def _resume(
 ) -> tuple[int, float]:
     """The epochs and fit seconds of the fit saved at ``checkpoint``, restored into
     ``model`` (none yet: 0 and 0.0)."""
-    generator = settings["generator"]
-    if generator not in EPOCH_GENERATORS or dp_epsilon:
-        raise ValueError(
-            f"a checkpoint saves a fit that goes on, which needs a torch generator "
-            f"({', '.join(sorted(EPOCH_GENERATORS))}) without dp_epsilon; drop the checkpoint"
-        )
+    _require_a_fit_that_goes_on(
+        settings["generator"],
+        dp_epsilon,
+        "a checkpoint saves a fit that goes on",
+        "drop the checkpoint",
+    )
     if not Path(checkpoint).expanduser().exists():
         return 0, 0.0
     done, fit_seconds = load_fit(checkpoint, model, settings)
