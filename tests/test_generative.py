@@ -499,6 +499,54 @@ def test_generator_bound_on_digits_is_well_above_chance(tmp_path) -> None:
     assert "| gaussian | - | - |" in table and "1,280" in table
 
 
+def test_filtered_samples_are_all_read_as_their_label_and_the_refused_are_drawn_again(
+    tmp_path,
+) -> None:
+    import torch
+
+    from flower_synth.app.quality import ReferenceClassifier
+    from flower_synth.bench.consistent_samples import draw_consistent
+    from flower_synth.bench.generator_bound import format_bound_table, generator_bound
+    from flower_synth.data import load_dataset
+    from flower_synth.learning.training import class_probabilities, to_unit_range
+    from flower_synth.models import build_model
+
+    train_set, _ = load_dataset("digits")
+    generator = build_generator("gaussian", 10, train_set.image_shape)
+    generator.fit(to_unit_range(train_set), train_set.labels)
+    judge = ReferenceClassifier.train_on(train_set, seed=1)
+    asked = np.arange(1000) % 10
+    draw = draw_consistent(generator, asked, judge, seed=3)
+    read = class_probabilities(judge.model, draw.samples, judge.normalization).argmax(axis=1)
+    assert np.array_equal(draw.labels, asked) and np.array_equal(read, asked)
+    assert draw.drawn > len(asked) and draw.acceptance == len(asked) / draw.drawn
+    first, _ = generator.sample(1000, labels=asked, random_state=3)
+    first_read = class_probabilities(judge.model, np.clip(first, 0, 1), judge.normalization)
+    agreeing = first_read.argmax(axis=1) == asked
+    assert 0 < agreeing.sum() < len(asked)  # the first round keeps what its judge agrees on
+    assert np.allclose(draw.samples[agreeing], np.clip(first, 0, 1)[agreeing])
+    again = draw_consistent(generator, asked, judge, seed=3)
+    assert np.array_equal(again.samples, draw.samples)  # the seed decides every round
+
+    stubborn = build_model(train_set.image_shape, 10)
+    with torch.no_grad():  # a judge that reads every image as a 0
+        stubborn.head.weight.zero_()
+        stubborn.head.bias.copy_(torch.arange(10, 0, -1, dtype=torch.float32))
+    with pytest.raises(ValueError, match=r"classes \[3\] as another class.*train it longer"):
+        draw_consistent(generator, np.array([0, 3, 0]), ReferenceClassifier(stubborn), 0, 2)
+
+    options = {"num_samples": 1000, "classifier_epochs": 10, "reference_cache": tmp_path}
+    (plain,) = generator_bound("digits", "gaussian", **options)
+    (kept,) = generator_bound("digits", "gaussian", filter_samples=True, **options)
+    assert plain["acceptance"] == 1.0 and kept["acceptance"] < 1.0
+    # the reference, another classifier than the judge, agrees more with the kept samples
+    assert kept["reference_accuracy"] > plain["reference_accuracy"]
+    table = format_bound_table([{"generator": "gaussian"} | kept])
+    assert f"| gaussian | - | - | - | {100 * kept['acceptance']:.1f} |" in table
+    with pytest.raises(ValueError, match="not real images"):
+        generator_bound("digits", "real", filter_samples=True, **options)
+
+
 def test_generator_bound_scores_real_images_as_the_ceiling(tmp_path) -> None:
     from flower_synth.bench.generator_bound import REAL_IMAGES, format_bound_table, generator_bound
 

@@ -131,6 +131,7 @@ def run_generator_bound(args: argparse.Namespace) -> int:
             train_per_class=args.train_per_class,
             dp_epsilon=args.dp_epsilon,
             on_row=report,
+            filter_samples=args.filter_samples,
             checkpoint=None if args.checkpoint is None else args.checkpoint.format(generator=name),
             **params,
         )
@@ -254,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch generators: save the fit here (.npz; '{generator}' is replaced by the "
         "generator's name) after every epoch count, and go on from it where it exists "
         "(an epoch count equal to the saved one: scored without fitting)",
+    )
+    bound.add_argument(
+        "--filter-samples",
+        action="store_true",
+        help="draw again every sample a classifier trained on the same images reads as "
+        "another class (rejection sampling; the kept share is printed)",
     )
     bound.set_defaults(handler=run_generator_bound)
 

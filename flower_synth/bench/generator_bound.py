@@ -8,7 +8,10 @@ score, CAS): once with the samples' hard labels, once with soft labels, the clas
 probabilities of a teacher trained on the real training set (as a generating client's
 classifier labels its samples in the federation). The samples' Fréchet distance to
 the test set is taken in the reference classifier's features
-(:mod:`flower_synth.app.quality`); that classifier is also the teacher.
+(:mod:`flower_synth.app.quality`); that classifier is also the teacher. Optionally the
+samples are filtered first: a judge, the dataset's classifier trained on the generator's
+training images with another seed, refuses those it reads as another class, and they
+are drawn again (:mod:`flower_synth.bench.consistent_samples`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 
 from flower_synth.app.quality import ReferenceClassifier, generation_quality
 from flower_synth.bench.bound_checkpoint import load_fit, save_fit
+from flower_synth.bench.consistent_samples import draw_consistent
 from flower_synth.data import load_dataset
 from flower_synth.generative import (
     DP_GENERATORS,
@@ -54,6 +58,7 @@ BOUND_COLUMNS = (
     "epochs",
     "steps",
     "guidance",
+    "acceptance",
     "cas_hard",
     "cas_soft",
     "frechet",
@@ -77,6 +82,7 @@ def generator_bound(
     dp_epsilon: float = 0.0,
     on_row: Callable[[dict[str, float]], None] | None = None,
     checkpoint: str | Path | None = None,
+    filter_samples: bool = False,
     **generator_params: Any,
 ) -> list[dict[str, float]]:
     """Fit ``generator`` centrally on the whole training set, or on ``train_per_class``
@@ -99,28 +105,35 @@ def generator_bound(
     count and, where the file already holds a fit of the same settings, goes on from
     it: the counts asked must then be at least its epochs (a count equal to them is
     scored without fitting: the saved fit sampled anew), and ``fit_seconds`` includes
-    the seconds of the runs before.
+    the seconds of the runs before. With ``filter_samples`` a judge (the dataset's
+    classifier trained 3 epochs on the generator's training images, seed ``seed + 1``:
+    not the reference) refuses every sample it reads as another class than its label,
+    and that sample is drawn again (:func:`~flower_synth.bench.consistent_samples.draw_consistent`).
 
     Returns:
         One row per epoch count and sampling setting: ``epochs`` (the generator's so
         far; 0 for real images), ``steps`` and ``guidance`` (0 for generators
-        without), ``cas_hard`` and ``cas_soft`` (test accuracy of the dataset's classifier trained
+        without), ``acceptance`` (the share of drawn samples kept: 1 unfiltered),
+        ``cas_hard`` and ``cas_soft`` (test accuracy of the dataset's classifier trained
         ``classifier_epochs`` epochs on the samples with their labels, or with the
         teacher's class probabilities), ``frechet`` (samples against the test set in
         the reference features), ``reference_accuracy`` (share of samples the
         reference assigns to their label), ``parameters`` (the generator's),
-        ``fit_seconds`` (all epochs so far) and ``seconds_per_1000`` (sampling); for
+        ``fit_seconds`` (all epochs so far) and ``seconds_per_1000`` (sampling, the
+        refused draws and the judge's reading included, per 1,000 kept samples); for
         an ODE generator also
         ``kinetic_energy`` (per dimension, of 1,000 sampling paths) and
         ``path_straightness`` (their energy over that of straight paths between the
         same ends: 1 is straight).
     """
     train_set, test_set = load_dataset(dataset)
-    real, real_labels = to_unit_range(train_set), train_set.labels
+    fitted = train_set  # the generator's training images
     if train_per_class:  # a client-sized training set: as many images of every class
         each = np.repeat(np.arange(train_set.num_classes), train_per_class)
-        chosen = _class_balanced_draw(real_labels, each, seed)
-        real, real_labels = real[chosen], real_labels[chosen]
+        fitted = train_set.subset(_class_balanced_draw(train_set.labels, each, seed))
+    real, real_labels = to_unit_range(fitted), fitted.labels
+    if filter_samples and generator == REAL_IMAGES:
+        raise ValueError("filter_samples filters a generator's samples, not real images")
     reference = ReferenceClassifier.load_or_train(dataset, train_set, reference_cache, seed=seed)
     test_images = to_unit_range(test_set)
     wanted = np.arange(num_samples) % train_set.num_classes
@@ -135,11 +148,12 @@ def generator_bound(
         else:
             chosen = _class_balanced_draw(real_labels, wanted, seed)
         costs = {"parameters": 0.0, "fit_seconds": 0.0, "seconds_per_1000": 0.0}
-        row = {"epochs": 0.0, "steps": 0.0, "guidance": 0.0}
+        row = {"epochs": 0.0, "steps": 0.0, "guidance": 0.0, "acceptance": 1.0}
         row |= scores(real[chosen], real_labels[chosen]) | costs
         report(row)
         return [row]
     checkpoints = _epoch_checkpoints(generator, generator_epochs, dp_epsilon)
+    judge = ReferenceClassifier.train_on(fitted, seed=seed + 1) if filter_samples else None
     params = dict(generator_params)
     if generator == "mean-embedding":  # no epochs: Adam steps on the embedding
         params = {"steps": checkpoints[0] * STEPS_PER_EPOCH, "seed": seed} | params
@@ -165,7 +179,8 @@ def generator_bound(
                 save_fit(checkpoint, model, done, fit_seconds, settings)
         counted = float(epochs) if generator in IMAGE_GENERATORS else 0.0
         costs = {"epochs": counted, "fit_seconds": fit_seconds}
-        for row in _sampled_rows(model, wanted, seed, sample_steps, sample_guidance, scores):
+        sampled = _sampled_rows(model, wanted, seed, sample_steps, sample_guidance, scores, judge)
+        for row in sampled:
             rows.append(row | costs)
             report(rows[-1])
     return rows
@@ -235,9 +250,11 @@ def _sampled_rows(
     sample_steps: Sequence[int],
     sample_guidance: Sequence[float],
     scores: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    judge: ReferenceClassifier | None = None,
 ) -> list[dict[str, float]]:
     """Rows of ``model``'s samples of classes ``wanted`` scored, one per ODE sampling
-    setting (steps x guidance scale; one row for other generators)."""
+    setting (steps x guidance scale; one row for other generators); with ``judge``,
+    only samples it reads as their label (the others drawn again)."""
     settings = [(0, 0.0)]
     if isinstance(model, ODEImageModel):
         steps_list = list(sample_steps) or [model.steps]
@@ -248,10 +265,16 @@ def _sampled_rows(
         if steps:
             model.steps, model.guidance_scale = steps, scale
         began = time.perf_counter()
-        samples, labels = model.sample(len(wanted), labels=wanted, random_state=seed)
+        if judge is None:
+            samples, labels = model.sample(len(wanted), labels=wanted, random_state=seed)
+            acceptance = 1.0
+        else:
+            drawn = draw_consistent(model, wanted, judge, seed)
+            samples, labels, acceptance = drawn.samples, drawn.labels, drawn.acceptance
         sampling = time.perf_counter() - began
         samples = np.clip(samples, 0.0, 1.0)  # a Gaussian's samples leave the image range
-        row = {"steps": float(steps), "guidance": scale} | scores(samples, labels)
+        row = {"steps": float(steps), "guidance": scale, "acceptance": acceptance}
+        row |= scores(samples, labels)
         if steps:  # the paths' kinetic energy, on 1,000 of them, and against straight paths
             paths = {"labels": wanted[:1000], "random_state": seed}
             row["kinetic_energy"] = model.kinetic_energy(**paths)
@@ -330,7 +353,8 @@ def _classification_accuracy_score(
 def format_bound_table(rows: list[dict[str, Any]]) -> str:
     """A markdown table of :func:`generator_bound` rows (with ``generator`` names)."""
     lines = [
-        "| generator | epochs | steps | guidance | CAS % (hard labels) | CAS % (soft labels) "
+        "| generator | epochs | steps | guidance | kept % | CAS % (hard labels) "
+        "| CAS % (soft labels) "
         "| Fréchet distance | parameters | fit s | s per 1,000 samples |",
         "|" + "---|" * len(BOUND_COLUMNS),
     ]
@@ -343,7 +367,7 @@ def format_bound_table(rows: list[dict[str, Any]]) -> str:
             )
         lines.append(
             f"| {row['generator']} | {int(row['epochs']) or '-'} | {int(row['steps']) or '-'} "
-            f"| {row['guidance'] or '-'} "
+            f"| {row['guidance'] or '-'} | {100 * row['acceptance']:.1f} "
             f"| {100 * row['cas_hard']:.2f} "
             f"| {100 * row['cas_soft']:.2f} | {row['frechet']:.3f} " + costs
         )
