@@ -666,6 +666,18 @@ def test_generator_bound_command_prints_every_row_of_a_learning_curve(
     assert (tmp_path / ".cache" / "flower-synth" / "reference").exists()
 
 
+def test_generator_bound_command_filters_samples_when_asked(tmp_path, monkeypatch, capsys) -> None:
+    from flower_synth.bench.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # the reference classifier's cache
+    argv = ["generator-bound", "--dataset", "digits", "--generator", "gaussian"]
+    argv += ["--samples", "300", "--classifier-epochs", "2"]
+    assert main(argv) == 0 and main([*argv, "--filter-samples"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("gauss")]
+    kept = [float(line.split("acceptance=")[1].split()[0]) for line in printed]
+    assert kept[0] == 1.0 and 0.0 < kept[1] < 1.0  # the second run refused some draws
+
+
 def test_conv_cvae_learns_and_round_trips(digits) -> None:
     X, y = digits
     model = ConditionalVAE(10, image_shape=(1, 8, 8), architecture="conv", **CVAE_PARAMS)
