@@ -16,7 +16,6 @@ import numpy as np
 
 from flower_synth.app.quality import ReferenceClassifier
 from flower_synth.generative import GenerativeModel
-from flower_synth.learning.training import class_probabilities
 
 MAX_DRAWS = 20  # rounds of redrawing the refused samples before giving up
 
@@ -65,8 +64,7 @@ def draw_consistent(
         if samples is None:
             samples = np.empty((len(labels), *images.shape[1:]), dtype=images.dtype)
         drawn += len(missing)
-        read = class_probabilities(judge.model, images, judge.normalization, judge.device)
-        kept = read.argmax(axis=1) == labels[missing]
+        kept = judge.predict(images) == labels[missing]
         samples[missing[kept]] = images[kept]
         missing = missing[~kept]
         if not len(missing):

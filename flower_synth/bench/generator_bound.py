@@ -267,12 +267,12 @@ def _sampled_rows(
         began = time.perf_counter()
         if judge is None:
             samples, labels = model.sample(len(wanted), labels=wanted, random_state=seed)
+            samples = np.clip(samples, 0.0, 1.0)  # a Gaussian's samples leave the image range
             acceptance = 1.0
-        else:
+        else:  # clipped as the judge reads them
             drawn = draw_consistent(model, wanted, judge, seed)
             samples, labels, acceptance = drawn.samples, drawn.labels, drawn.acceptance
         sampling = time.perf_counter() - began
-        samples = np.clip(samples, 0.0, 1.0)  # a Gaussian's samples leave the image range
         row = {"steps": float(steps), "guidance": scale, "acceptance": acceptance}
         row |= scores(samples, labels)
         if steps:  # the paths' kinetic energy, on 1,000 of them, and against straight paths
